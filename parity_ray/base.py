@@ -1,0 +1,158 @@
+"""The frozen base model F: imported from a state_dict, or trained here once and cached.
+
+A trained base model is keyed by everything that determines it (dataset, architecture,
+seed, split, preprocessing, recipe), stored with its metadata, and reused by every
+parity run. A file lock makes concurrent runs that need the same model train it once;
+files are written atomically so nobody reads a half-written model.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import TrainConfig
+from .data import DataBundle
+from .models import create_model, load_weights
+from .registry import parse_spec, spec_name
+from .utils import atomic_torch_save, atomic_write_json, cache_dir, file_lock, library_versions, sha256_file, stable_hash
+
+BASE_RECIPE = {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "batch_size": 128, "version": 1}
+
+
+@dataclass
+class BaseModelInfo:
+    """Lineage of a base model, recorded with every parity run that uses it."""
+
+    id: str
+    dataset: str
+    arch: str
+    seed: int
+    source: str  # "trained" (here) or "imported"
+    weights: str  # path of the state_dict
+    input_norm: dict
+    val_accuracy: float
+    test_accuracy: float
+    train_accuracy: float
+    train_seconds: float = 0.0
+    epochs: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def build_base_model(config: TrainConfig, data: DataBundle) -> nn.Module:
+    return create_model(config.model, input_shape=data.spec.input_shape, num_classes=data.spec.num_classes)
+
+
+@torch.no_grad()
+def compute_outputs(model: nn.Module, x: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
+    """The model's outputs for every row of ``x``, in large eval-mode batches."""
+    model.eval()
+    return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]).float()
+
+
+def accuracy(outputs: torch.Tensor, labels: torch.Tensor) -> float:
+    return int((outputs.argmax(dim=1) == labels).sum()) / len(labels)
+
+
+def prepare_base_model(
+    config: TrainConfig, data: DataBundle, device: torch.device, log: Callable[[str], None] = print
+) -> Tuple[nn.Module, BaseModelInfo]:
+    """Return the frozen base model (eval mode, no grad) and its lineage."""
+    model = build_base_model(config, data).to(device)
+    if config.base_weights:
+        model.cpu()
+        load_weights(model, config.base_weights, spec_name(config.model))
+        model.to(device)
+        info = _describe(model, config, data, source="imported", weights=str(Path(config.base_weights).resolve()))
+        info.id = f"imported-{sha256_file(config.base_weights)[:12]}"
+    else:
+        model, info = _cached_or_trained(model, config, data, device, log)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, info
+
+
+def base_model_key(config: TrainConfig, data: DataBundle) -> dict:
+    return {
+        "dataset": config.dataset,
+        "model": parse_spec(config.model),
+        "seed": config.seed,
+        "split": data.split,
+        "input_norm": data.normalization.as_dict(),
+        "epochs": config.base_epochs,
+        "recipe": BASE_RECIPE,
+    }
+
+
+def _cached_or_trained(model, config, data, device, log):
+    key = base_model_key(config, data)
+    arch = spec_name(config.model).rsplit(".", 1)[-1]
+    model_id = f"{config.dataset}-{arch}-s{config.seed}-{stable_hash(key)}"
+    root = Path(config.base_cache) if config.base_cache else cache_dir("base_models")
+    folder = root / model_id
+    weights, meta = folder / "model.pt", folder / "meta.json"
+    with file_lock(root / f".{model_id}.lock"):
+        if weights.exists() and meta.exists():
+            model.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
+            info = BaseModelInfo(**json.loads(meta.read_text())["info"])
+            return model, info
+        log(f"training base model {model_id} ({config.base_epochs} epochs) ...")
+        started = time.perf_counter()
+        train_base_model(model, data, epochs=config.base_epochs, seed=config.seed)
+        info = _describe(model, config, data, source="trained", weights=str(weights))
+        info.id, info.train_seconds, info.epochs = model_id, time.perf_counter() - started, config.base_epochs
+        atomic_torch_save({k: v.cpu() for k, v in model.state_dict().items()}, weights)
+        atomic_write_json(meta, {"info": info.as_dict(), "key": key, "versions": library_versions()})
+        log(f"base model {model_id}: test accuracy {info.test_accuracy:.4f} ({info.train_seconds:.1f} s)")
+        return model, info
+
+
+def _describe(model, config, data, source, weights) -> BaseModelInfo:
+    acc = {
+        split: accuracy(compute_outputs(model, x, config.eval_batch_size), y)
+        for split, (x, y) in ((s, data.split_tensors(s)) for s in ("train", "val", "test"))
+    }
+    return BaseModelInfo(
+        id="",
+        dataset=config.dataset,
+        arch=spec_name(config.model),
+        seed=config.seed,
+        source=source,
+        weights=weights,
+        input_norm=data.normalization.as_dict(),
+        val_accuracy=acc["val"],
+        test_accuracy=acc["test"],
+        train_accuracy=acc["train"],
+    )
+
+
+def train_base_model(model: nn.Module, data: DataBundle, epochs: int, seed: int) -> None:
+    """Plain supervised training; keeps the weights of the best validation epoch."""
+    torch.manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=BASE_RECIPE["lr"], weight_decay=BASE_RECIPE["weight_decay"])
+    generator = torch.Generator().manual_seed(seed)
+    batch = BASE_RECIPE["batch_size"]
+    best_acc, best_state = -1.0, None
+    for _ in range(epochs):
+        model.train()
+        order = torch.randperm(len(data.train_y), generator=generator).to(data.train_x.device)
+        for i in range(0, len(order), batch):
+            idx = order[i : i + batch]
+            loss = F.cross_entropy(model(data.train_x[idx]), data.train_y[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        val_acc = accuracy(compute_outputs(model, data.val_x), data.val_y)
+        if val_acc > best_acc:
+            best_acc, best_state = val_acc, {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(best_state)

@@ -1,0 +1,193 @@
+"""``parity-ray`` command line: train, quickstart, list.
+
+Bad input ends in one line ``parity-ray: error: ...`` and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from typing import Any, Dict, List, Optional, Sequence
+
+from .config import TrainConfig
+from .errors import UsageError
+
+EXIT_USAGE = 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the usage text is under --help)."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+# --------------------------------------------------------------------------- config flags
+
+
+def _flag_type(field: dataclasses.Field):
+    text = str(field.type)
+    inner = text[len("Optional[") : -1] if text.startswith("Optional[") else text
+    return {"int": int, "float": float, "str": str, "SpecType": str, "bool": bool}[inner]
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per :class:`TrainConfig` field (``--batch-size`` for ``batch_size``); file values stay unless given."""
+    group = parser.add_argument_group("run configuration (override --config)")
+    for field in dataclasses.fields(TrainConfig):
+        flag = "--" + field.name.replace("_", "-")
+        kind = _flag_type(field)
+        if kind is bool:
+            group.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS)
+        else:
+            group.add_argument(flag, dest=field.name, type=kind, default=argparse.SUPPRESS, metavar=field.name.upper())
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    config = TrainConfig.from_file(args.config) if args.config else TrainConfig()
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    return TrainConfig.from_dict(overrides, base=config)
+
+
+SMOKE_OVERRIDES = {"epochs": 1, "max_train_batches": 2, "max_eval_groups": 64, "base_epochs": 1, "device": "cpu"}
+
+
+# --------------------------------------------------------------------------- output
+
+
+def format_summary(summary: Dict[str, Any]) -> str:
+    rows = [
+        ("run", summary["run_dir"]),
+        ("dataset / model", f"{summary['dataset']} / {summary['model']}"),
+        ("code", f"k={summary['k']} r={summary['r']} {summary['encoder']} -> {summary['decoder']} ({summary['loss']})"),
+        ("epochs (best)", f"{summary['epochs']} ({summary['best_epoch']})"),
+        ("available accuracy", _pct(summary["available_accuracy"])),
+        ("degraded-mode accuracy", _pct(summary["degraded_accuracy"])),
+        ("reconstruction accuracy", _pct(summary["reconstruction_accuracy"])),
+        ("startup / training", f"{summary['startup_seconds']:.1f} s / {summary['train_seconds']:.1f} s"),
+        ("base model", f"{summary['base_model_id']} ({summary['base_model_source']})"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def _pct(value: Optional[float]) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def emit(summary: Dict[str, Any], as_json: bool) -> None:
+    print(format_summary(summary))
+    if as_json:
+        print(json.dumps(summary, sort_keys=True))
+    sys.stdout.flush()
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .trainer import train
+
+    config = config_from_args(args)
+    if args.smoke_test:
+        config = TrainConfig.from_dict(SMOKE_OVERRIDES, base=config)
+    result = train(config, progress=not args.no_progress)
+    emit(result.summary, args.json)
+    return 0
+
+
+QUICKSTART = {
+    "dataset": "digits",
+    "model": "base-mlp",
+    "k": 2,
+    "encoder": "addition",
+    "decoder": "subtraction",
+    "loss": "mse",
+    "epochs": 150,
+    "name": "quickstart-digits-k2",
+}
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    from .trainer import train
+
+    values = {**QUICKSTART, "out": args.out, "seed": args.seed}
+    if args.smoke_test:
+        values.update(SMOKE_OVERRIDES, name="quickstart-smoke")
+    result = train(TrainConfig.from_dict(values), progress=not args.no_progress)
+    emit(result.summary, args.json)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .coders import list_decoders, list_encoders
+    from .data import list_datasets
+    from .losses import list_losses
+    from .models import list_models
+
+    kinds = {
+        "datasets": list_datasets(),
+        "models": list_models(),
+        "encoders": list_encoders(),
+        "decoders": list_decoders(),
+        "losses": list_losses(),
+    }
+    if args.json:
+        print(json.dumps(kinds, sort_keys=True))
+    else:
+        for kind, names in kinds.items():
+            print(f"{kind:<9} {', '.join(names)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="parity-ray", description="Parity models: train, tune, simulate, report.")
+    parser.add_argument("--version", action="version", version=_version())
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+
+    train = commands.add_parser("train", help="train one parity model run", description="Train one parity-model run.")
+    train.add_argument("--config", help="JSON or YAML file of config keys (flags override it)")
+    _common(train)
+    add_config_flags(train)
+    train.set_defaults(func=cmd_train)
+
+    quick = commands.add_parser("quickstart", help="offline demo: digits, k=2, under 2 minutes on 2 cores")
+    quick.add_argument("--out", default="runs", help="parent folder of the run (default: runs)")
+    quick.add_argument("--seed", type=int, default=0)
+    _common(quick)
+    quick.set_defaults(func=cmd_quickstart)
+
+    lister = commands.add_parser("list", help="list registered datasets, models, coders and losses")
+    lister.add_argument("--json", action="store_true", help="print one JSON object")
+    lister.set_defaults(func=cmd_list)
+    return parser
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the summary as one JSON object, last on stdout")
+    parser.add_argument("--smoke-test", action="store_true", help="one tiny epoch on CPU, to check the set-up")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _version() -> str:
+    from . import __version__
+
+    return f"parity-ray {__version__}"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except UsageError as exc:
+        print(f"parity-ray: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("parity-ray: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,226 @@
+"""Typed run configuration. Unknown keys and wrong types fail loudly.
+
+A config comes from defaults, then a JSON/YAML file (``--config``), then CLI flags,
+and is recorded *resolved* (every default filled in) with each artifact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Union
+
+from .errors import UsageError, choices_hint
+
+SpecType = Union[str, Dict[str, Any]]
+
+OPTIMIZERS = ("adam", "sgd")
+LR_SCHEDULES = ("none", "cosine", "step")
+
+
+@dataclass
+class TrainConfig:
+    # ---- what is coded ----
+    dataset: str = "mnist"  # a registered dataset: digits, mnist, fashion-mnist, cifar10, cifar100
+    model: SpecType = "base-mlp"  # the deployed base model F: a registered name or {"cls": ..., **kwargs}
+    parity_model: Optional[SpecType] = None  # Fp; None = the base model's architecture (the paper's choice)
+    k: int = 2  # data queries per coding group
+    r: int = 1  # parity queries (and parity models) per group
+    encoder: SpecType = "addition"  # turns k queries into r parity queries
+    decoder: SpecType = "subtraction"  # rebuilds unavailable outputs; defines the parity models' targets
+    loss: SpecType = "mse"  # mse (paper), kl (distil softmax), ce (labels)
+    # ---- optimisation (defaults are the paper's) ----
+    epochs: int = 30
+    batch_size: Optional[int] = None  # groups per batch; None = 64 for k=2, else 32
+    optimizer: str = "adam"  # adam | sgd
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    momentum: float = 0.9  # sgd only
+    lr_schedule: str = "none"  # none | cosine (to 0 over the epochs) | step (x lr_gamma every lr_step epochs)
+    lr_step: int = 10
+    lr_gamma: float = 0.1
+    seed: int = 0  # seeds init, the validation split, and every epoch's random k-groups
+    # ---- data ----
+    data_root: Optional[str] = None  # None = $PARITY_RAY_DATA, then the user cache
+    download: bool = True  # fetch through torchvision when files are missing (needs internet)
+    val_size: Optional[int] = None  # images carved from the train split; None = dataset default (5000)
+    input_norm: Optional[str] = None  # dataset | none | "MEANS/STDS"; None = dataset (must be stated with base_weights)
+    # ---- base model ----
+    base_weights: Optional[str] = None  # import a state_dict instead of training the base model here
+    base_epochs: Optional[int] = None  # epochs when the platform trains the base model; None = dataset default
+    base_cache: Optional[str] = None  # folder of cached trained base models; None = user cache
+    # ---- run ----
+    out: str = "runs"  # parent folder of run folders
+    name: Optional[str] = None  # run folder name; None = derived from the config
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    eval_batch_size: int = 8192  # images per forward pass when evaluating
+    max_train_batches: Optional[int] = None  # cap batches per epoch (smoke tests)
+    max_eval_groups: Optional[int] = None  # cap groups per evaluation split (smoke tests)
+    num_threads: Optional[int] = None  # torch CPU threads; None = torch's default
+
+    # Keys that may change between a run and its resumption without making it a different run.
+    RESUMABLE_CHANGES = frozenset(
+        {"epochs", "out", "name", "device", "data_root", "download", "base_cache", "num_threads", "eval_batch_size"}
+    )
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def keys(cls) -> list:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], base: Optional["TrainConfig"] = None) -> "TrainConfig":
+        """Overlay ``values`` on ``base`` (or defaults), checking every key and type."""
+        config = dataclasses.replace(base) if base is not None else cls()
+        valid = {f.name: f for f in fields(cls)}
+        for key, value in values.items():
+            norm_key = key.replace("-", "_")
+            if norm_key not in valid:
+                raise UsageError(f"unknown config key '{key}'; {choices_hint(norm_key, valid)}")
+            setattr(config, norm_key, _check_type(norm_key, value, valid[norm_key]))
+        return config
+
+    @classmethod
+    def from_file(cls, path: str, base: Optional["TrainConfig"] = None) -> "TrainConfig":
+        return cls.from_dict(load_config_file(path), base)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    # ------------------------------------------------------------------ defaults
+    def resolved(self) -> "TrainConfig":
+        """A copy with every data-dependent default filled in (what artifacts record)."""
+        from .data import get_dataset_spec
+
+        spec = get_dataset_spec(self.dataset)
+        return dataclasses.replace(
+            self,
+            parity_model=self.parity_model if self.parity_model is not None else self.model,
+            batch_size=self.batch_size if self.batch_size is not None else (64 if self.k == 2 else 32),
+            val_size=self.val_size if self.val_size is not None else spec.default_val_size,
+            base_epochs=self.base_epochs if self.base_epochs is not None else spec.base_epochs,
+            input_norm=self.input_norm if self.input_norm is not None else "dataset",
+        )
+
+    def identity(self) -> Dict[str, Any]:
+        """The keys that make two configs the same run."""
+        return {k: v for k, v in self.to_dict().items() if k not in self.RESUMABLE_CHANGES}
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> "TrainConfig":
+        """Check every name against its registry and every number against its range."""
+        from .coders import DECODERS, ENCODERS, create_encoder
+        from .data import get_dataset_spec, parse_input_norm
+        from .losses import LOSSES
+        from .models import MODELS
+        from .registry import parse_spec
+
+        spec = get_dataset_spec(self.dataset)
+        for kind, registry, value in (
+            ("model", MODELS, self.model),
+            ("parity_model", MODELS, self.parity_model),
+            ("encoder", ENCODERS, self.encoder),
+            ("decoder", DECODERS, self.decoder),
+            ("loss", LOSSES, self.loss),
+        ):
+            if value is None:
+                continue
+            value = parse_spec(value)
+            if isinstance(value, str):
+                registry.get(value)
+            else:
+                registry.resolve(value)
+        _positive("k", self.k, minimum=2)
+        _positive("r", self.r, minimum=1)
+        _positive("epochs", self.epochs, minimum=1)
+        for key in ("batch_size", "base_epochs", "val_size", "max_train_batches", "max_eval_groups", "num_threads"):
+            if getattr(self, key) is not None:
+                _positive(key, getattr(self, key), minimum=1)
+        _positive("eval_batch_size", self.eval_batch_size, minimum=1)
+        if self.lr <= 0:
+            raise UsageError(f"lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            raise UsageError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.optimizer not in OPTIMIZERS:
+            raise UsageError(f"unknown optimizer '{self.optimizer}'; {choices_hint(self.optimizer, OPTIMIZERS)}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise UsageError(f"unknown lr_schedule '{self.lr_schedule}'; {choices_hint(self.lr_schedule, LR_SCHEDULES)}")
+        if self.base_weights is not None and self.input_norm is None:
+            raise UsageError(
+                "--base-weights needs the preprocessing the weights were trained with: "
+                "--input-norm dataset|none|MEANS/STDS"
+            )
+        parse_input_norm(self.input_norm or "dataset", spec)
+        # Building the encoder checks coder-specific limits (e.g. the concatenation grid).
+        create_encoder(self.encoder, k=self.k, r=self.r, input_shape=spec.input_shape)
+        return self
+
+    def run_name(self) -> str:
+        from .registry import spec_name
+
+        if self.name:
+            return self.name
+        model = spec_name(self.model).rsplit(".", 1)[-1]
+        return (
+            f"{self.dataset}-{model}-k{self.k}-r{self.r}-{spec_name(self.encoder).rsplit('.', 1)[-1]}-"
+            f"{spec_name(self.loss).rsplit('.', 1)[-1]}-s{self.seed}"
+        )
+
+
+def _positive(key: str, value: int, minimum: int) -> None:
+    if value < minimum:
+        raise UsageError(f"{key} must be >= {minimum}, got {value}")
+
+
+def _type_name(annotation: Any) -> str:
+    return str(annotation).replace("typing.", "")
+
+
+def _check_type(key: str, value: Any, spec_field: dataclasses.Field) -> Any:
+    """Accept ``value`` for field ``key`` if it has the declared type (ints for floats are fine)."""
+    annotation = spec_field.type
+    text = annotation if isinstance(annotation, str) else _type_name(annotation)
+    optional = text.startswith("Optional[")
+    inner = text[len("Optional[") : -1] if optional else text
+    if value is None:
+        if optional:
+            return None
+        raise UsageError(f"config key '{key}' may not be null")
+    ok = {
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "str": isinstance(value, str),
+        "bool": isinstance(value, bool),
+        "SpecType": isinstance(value, (str, dict)),
+    }.get(inner)
+    if ok is None:
+        raise TypeError(f"config field {key} has unsupported annotation {text}")
+    if not ok:
+        expected = "a name or a class-spec mapping" if inner == "SpecType" else inner
+        raise UsageError(f"config key '{key}' must be {expected}, got {type(value).__name__} {value!r}")
+    return float(value) if inner == "float" else value
+
+
+def load_config_file(path: str) -> Dict[str, Any]:
+    """Read a JSON or YAML mapping; errors name the file and the problem."""
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"config file '{path}' does not exist")
+    text = file.read_text()
+    try:
+        if file.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as exc:
+        raise UsageError(f"config file '{path}' is not valid {file.suffix.lstrip('.').upper() or 'JSON'}: {exc}".splitlines()[0]) from None
+    if not isinstance(data, dict):
+        raise UsageError(f"config file '{path}' must hold a mapping of keys to values")
+    return data
+
+
+__all__ = ["TrainConfig", "load_config_file", "OPTIMIZERS", "LR_SCHEDULES"]

@@ -1,0 +1,151 @@
+"""Datasets as in-memory tensors: registry, seeded validation split, recorded normalisation."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import torch
+
+from ..errors import UsageError
+from .datasets import (
+    DATASETS,
+    DatasetSpec,
+    RawData,
+    data_roots,
+    get_dataset_spec,
+    list_datasets,
+    register_dataset,
+)
+
+__all__ = [
+    "DATASETS",
+    "DataBundle",
+    "DatasetSpec",
+    "Normalization",
+    "RawData",
+    "data_roots",
+    "get_dataset_spec",
+    "list_datasets",
+    "load_data",
+    "parse_input_norm",
+    "register_dataset",
+]
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Per-channel ``(x - mean) / std`` applied to images already scaled to [0, 1]."""
+
+    mean: Tuple[float, ...]
+    std: Tuple[float, ...]
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (1, -1, 1, 1)
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(shape)
+        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(shape)
+        return (x - mean) / std
+
+    def as_dict(self) -> dict:
+        return {"mean": list(self.mean), "std": list(self.std)}
+
+
+INPUT_NORM_CHOICES = "dataset (the dataset's mean/std), none (pixels in [0,1]), or 'MEANS/STDS' like 0.5/0.25"
+
+
+def parse_input_norm(value: str, spec: DatasetSpec) -> Normalization:
+    """``dataset`` | ``none`` | ``"m1,m2,m3/s1,s2,s3"`` into a :class:`Normalization`."""
+    channels = spec.input_shape[0]
+    if value == "dataset":
+        return Normalization(tuple(spec.mean), tuple(spec.std))
+    if value == "none":
+        return Normalization((0.0,) * channels, (1.0,) * channels)
+    try:
+        means_text, stds_text = value.split("/")
+        means = tuple(float(v) for v in means_text.split(","))
+        stds = tuple(float(v) for v in stds_text.split(","))
+    except ValueError:
+        raise UsageError(f"input_norm '{value}' is not understood; valid choices: {INPUT_NORM_CHOICES}") from None
+    if len(means) == 1:
+        means *= channels
+    if len(stds) == 1:
+        stds *= channels
+    if len(means) != channels or len(stds) != channels or any(s <= 0 for s in stds):
+        raise UsageError(
+            f"input_norm '{value}' needs {channels} mean(s) and {channels} positive std(s) for '{spec.name}'"
+        )
+    return Normalization(means, stds)
+
+
+@dataclass
+class DataBundle:
+    """Normalised tensors for the three splits plus everything needed to reproduce them."""
+
+    spec: DatasetSpec
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    normalization: Normalization
+    split: dict  # seed, sizes and a fingerprint of the validation indices
+    source: str
+
+    def split_tensors(self, split: str) -> Tuple[torch.Tensor, torch.Tensor]:
+        return getattr(self, f"{split}_x"), getattr(self, f"{split}_y")
+
+
+@functools.lru_cache(maxsize=8)
+def _read_raw(name: str, roots: Tuple, download: bool) -> RawData:
+    spec = get_dataset_spec(name)
+    return spec.reader(spec, list(roots), download)
+
+
+def load_data(
+    name: str,
+    *,
+    data_root: Optional[str] = None,
+    download: bool = False,
+    val_size: Optional[int] = None,
+    split_seed: int = 0,
+    input_norm: str = "dataset",
+    device: torch.device = torch.device("cpu"),
+) -> DataBundle:
+    """Read, split and normalise a registered dataset into tensors on ``device``."""
+    spec = get_dataset_spec(name)
+    normalization = parse_input_norm(input_norm, spec)
+    raw = _read_raw(name, tuple(data_roots(data_root)), download)
+
+    n_train = len(raw.train_y)
+    val_size = spec.default_val_size if val_size is None else int(val_size)
+    if not 0 < val_size < n_train:
+        raise UsageError(f"val_size {val_size} must be between 1 and {n_train - 1} for '{name}' ({n_train} train images)")
+    generator = torch.Generator().manual_seed(split_seed)
+    order = torch.randperm(n_train, generator=generator)
+    val_idx, train_idx = order[:val_size], order[val_size:]
+    split = {
+        "seed": split_seed,
+        "train": n_train - val_size,
+        "val": val_size,
+        "test": len(raw.test_y),
+        "val_indices_sha256": hashlib.sha256(val_idx.numpy().tobytes()).hexdigest()[:16],
+    }
+
+    def prepare(x: torch.Tensor) -> torch.Tensor:
+        return normalization.apply(x.to(device)).contiguous()
+
+    return DataBundle(
+        spec=spec,
+        train_x=prepare(raw.train_x[train_idx]),
+        train_y=raw.train_y[train_idx].to(device),
+        val_x=prepare(raw.train_x[val_idx]),
+        val_y=raw.train_y[val_idx].to(device),
+        test_x=prepare(raw.test_x),
+        test_y=raw.test_y.to(device),
+        normalization=normalization,
+        split=split,
+        source=raw.source,
+    )

@@ -1,0 +1,175 @@
+"""Base-model registry (``base-mlp``, ``lenet5``, ``resnet18``) and weight import.
+
+Every constructor takes ``input_shape=(C, H, W)`` and ``num_classes``; the parity
+model defaults to the same architecture, built with the same arguments.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, List, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from .errors import UsageError
+from .registry import Registry, Spec, spec_name
+
+MODELS: Registry = Registry("model")
+register_model = MODELS.register
+
+
+def list_models() -> List[str]:
+    return MODELS.names()
+
+
+def create_model(spec: Spec, *, input_shape: Sequence[int], num_classes: int) -> nn.Module:
+    """Build a registered model or a class-spec ``{"cls": "pkg.mod.Class", **kwargs}``."""
+    model = MODELS.create(spec, input_shape=tuple(input_shape), num_classes=num_classes)
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"model '{spec_name(spec)}' built a {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+@register_model("base-mlp")
+class BaseMLP(nn.Module):
+    """The parity-models paper's MNIST MLP: in-200-100-classes with ReLU.
+
+    The layers live in ``self.nn`` so that state_dicts of the published artifact
+    (keys ``nn.0.weight`` ... ``nn.4.bias``) load as they are.
+    """
+
+    def __init__(self, input_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10):
+        super().__init__()
+        in_features = int(torch.tensor(input_shape).prod())
+        self.nn = nn.Sequential(
+            nn.Linear(in_features, 200),
+            nn.ReLU(),
+            nn.Linear(200, 100),
+            nn.ReLU(),
+            nn.Linear(100, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.nn(x.flatten(1))
+
+
+@register_model("lenet5")
+class LeNet5(nn.Module):
+    """LeNet-5 (6 and 16 5x5 conv filters, 120-84 dense), sized to any input of >= 8 pixels."""
+
+    def __init__(self, input_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10):
+        super().__init__()
+        channels, height, width = input_shape
+        # Small inputs (8x8 digits) keep their size through the second conv with padding.
+        pad2 = 2 if min(height, width) < 20 else 0
+        self.features = nn.Sequential(
+            nn.Conv2d(channels, 6, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5, padding=pad2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        with torch.no_grad():
+            flat = self.features(torch.zeros(1, channels, height, width)).numel()
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(flat, 120),
+            nn.ReLU(),
+            nn.Linear(120, 84),
+            nn.ReLU(),
+            nn.Linear(84, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+@register_model("resnet18")
+def resnet18(input_shape: Sequence[int] = (3, 32, 32), num_classes: int = 10) -> nn.Module:
+    """ResNet-18 with the CIFAR stem (3x3 stride-1 conv, no max-pool); any channel count."""
+    import torchvision
+
+    model = torchvision.models.resnet18(weights=None, num_classes=num_classes)
+    model.conv1 = nn.Conv2d(input_shape[0], 64, kernel_size=3, stride=1, padding=1, bias=False)
+    model.maxpool = nn.Identity()
+    return model
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def _unwrap_state_dict(obj: Any) -> Mapping[str, torch.Tensor]:
+    """Accept a plain state_dict or the common wrappers ({'state_dict': ...}, {'model': ...})."""
+    if isinstance(obj, Mapping):
+        for key in ("state_dict", "model_state_dict", "model"):
+            inner = obj.get(key)
+            if isinstance(inner, Mapping) and inner and all(torch.is_tensor(v) for v in inner.values()):
+                obj = inner
+                break
+    if not isinstance(obj, Mapping) or not obj or not all(torch.is_tensor(v) for v in obj.values()):
+        raise UsageError("weights file does not hold a state_dict (a mapping of parameter names to tensors)")
+    # Checkpoints saved from nn.DataParallel prefix every key with "module."
+    if all(k.startswith("module.") for k in obj):
+        obj = {k[len("module.") :]: v for k, v in obj.items()}
+    return obj
+
+
+def load_state_dict_file(path: str) -> Mapping[str, torch.Tensor]:
+    """Load a state_dict saved on any device by any PyTorch version, without unpickling classes."""
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"weights file '{path}' does not exist")
+    try:
+        obj = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"weights file '{path}' is not a readable PyTorch state_dict ({first_line[:160]})") from None
+    return _unwrap_state_dict(obj)
+
+
+def load_weights(model: nn.Module, path: str, model_label: str) -> None:
+    """Load ``path`` into ``model`` strictly; mismatches are named in one line."""
+    state = load_state_dict_file(path)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {_short(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys {_short(unexpected)}")
+        if shapes:
+            parts.append(f"shape mismatch {_short(shapes)}")
+        raise UsageError(f"weights file '{path}' does not match model '{model_label}': {'; '.join(parts)}")
+    model.load_state_dict(state, strict=True)
+
+
+def _short(items: List[str], limit: int = 4) -> str:
+    shown = ", ".join(items[:limit])
+    return f"[{shown}{', ...' if len(items) > limit else ''}]"
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+__all__ = [
+    "MODELS",
+    "BaseMLP",
+    "LeNet5",
+    "count_parameters",
+    "create_model",
+    "list_models",
+    "load_state_dict_file",
+    "load_weights",
+    "register_model",
+    "resnet18",
+]

@@ -1,0 +1,148 @@
+"""Small typed registries, one per plugin kind, plus class-spec resolution.
+
+Every plugin kind (datasets, base models, encoders, decoders, losses, and later
+straggler models) has one :class:`Registry`. Entries are registered under the
+name that configs and result tables use verbatim::
+
+    @register_model("base-mlp")
+    class BaseMLP(nn.Module): ...
+
+    create_model("base-mlp", num_classes=10, input_shape=(1, 28, 28))
+
+Classes that are not registered enter through a *class-spec*, a mapping with a
+``"cls"`` key holding an import path and the constructor's keyword arguments::
+
+    {"cls": "my_pkg.models.MyNet", "width": 64}
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+from typing import Any, Callable, Dict, Generic, List, Mapping, TypeVar, Union
+
+from .errors import UsageError, choices_hint
+
+T = TypeVar("T")
+
+Spec = Union[str, Mapping[str, Any]]
+
+
+class Registry(Generic[T]):
+    """A name -> factory mapping for one plugin kind."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: Dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """Decorator registering ``obj`` under ``name``; names must be unique."""
+
+        def decorator(obj: T) -> T:
+            if name in self._entries and self._entries[name] is not obj:
+                raise ValueError(f"{self.kind} '{name}' is already registered")
+            self._entries[name] = obj
+            try:
+                setattr(obj, "registry_name", name)
+            except (AttributeError, TypeError):
+                pass
+            return obj
+
+        return decorator
+
+    def get(self, name: str) -> T:
+        """The entry called ``name``; a :class:`UsageError` listing choices otherwise."""
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise UsageError(
+                f"unknown {self.kind} '{name}'; {choices_hint(name, self._entries)}"
+            ) from None
+
+    def names(self) -> List[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def create(self, spec: Spec, **context: Any) -> Any:
+        """Instantiate a registered name or a class-spec.
+
+        ``context`` holds what the platform knows (``num_classes``, ``k``, ...);
+        each value is passed only if the constructor accepts that parameter, so
+        user classes need not take arguments they do not use. Explicit class-spec
+        kwargs win over context.
+        """
+        factory, kwargs = self.resolve(spec)
+        return call_with_accepted(factory, {**context, **kwargs}, required=kwargs)
+
+    def resolve(self, spec: Spec):
+        """``(factory, explicit_kwargs)`` for a registered name or class-spec."""
+        spec = parse_spec(spec)
+        if isinstance(spec, str):
+            return self.get(spec), {}
+        kwargs = dict(spec)
+        path = kwargs.pop("cls")
+        return import_object(path, self.kind), kwargs
+
+
+def parse_spec(spec: Spec) -> Spec:
+    """Accept a name, a class-spec mapping, or a class-spec written as JSON text."""
+    if isinstance(spec, str) and spec.lstrip().startswith("{"):
+        try:
+            spec = json.loads(spec)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"class-spec is not valid JSON ({exc.msg}): {spec}") from None
+    if isinstance(spec, Mapping):
+        if "cls" not in spec or not isinstance(spec["cls"], str):
+            raise UsageError(
+                f"class-spec {dict(spec)} needs a 'cls' key holding 'package.module.Class'"
+            )
+        return dict(spec)
+    if not isinstance(spec, str):
+        raise UsageError(f"expected a registered name or a class-spec, got {spec!r}")
+    return spec
+
+
+def spec_name(spec: Spec) -> str:
+    """The name a spec is recorded under in tables: the registry name or the import path."""
+    spec = parse_spec(spec)
+    return spec if isinstance(spec, str) else spec["cls"]
+
+
+def import_object(path: str, kind: str = "object") -> Any:
+    """Import ``package.module.Name``; a clear :class:`UsageError` when that fails."""
+    module_name, _, attr = path.rpartition(".")
+    if not module_name:
+        raise UsageError(f"class-spec 'cls' must be 'package.module.Class', got '{path}'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UsageError(f"cannot import module '{module_name}' for {kind} '{path}': {exc}") from None
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise UsageError(f"module '{module_name}' has no attribute '{attr}' (from {kind} '{path}')") from None
+
+
+def call_with_accepted(factory: Callable, kwargs: Mapping[str, Any], required: Mapping[str, Any] = ()):
+    """Call ``factory`` with the subset of ``kwargs`` its signature accepts.
+
+    Keys in ``required`` must be accepted; an unknown one is a usage error.
+    """
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return factory(**kwargs)
+    takes_var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    if takes_var_kw:
+        return factory(**kwargs)
+    unknown = sorted(set(required) - set(params))
+    if unknown:
+        name = getattr(factory, "__qualname__", repr(factory))
+        raise UsageError(
+            f"{name} does not take argument(s) {', '.join(unknown)}; "
+            f"valid choices: {', '.join(p for p in params if p != 'self')}"
+        )
+    return factory(**{k: v for k, v in kwargs.items() if k in params})

@@ -1,0 +1,128 @@
+"""Shared plumbing: atomic writes, seeding, library versions, cache folders."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import platform
+import random
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Union
+
+import numpy as np
+import torch
+
+PathLike = Union[str, os.PathLike]
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a reader sees the old file or the whole new one.
+
+    The temp file sits in the same folder (same filesystem) and is fsynced before
+    ``os.replace``, which is atomic on POSIX.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def atomic_torch_save(obj: Any, path: PathLike) -> None:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch; generators that matter are also passed explicitly."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def library_versions() -> dict:
+    """Versions recorded in every artifact, so a result can be traced to its stack."""
+    from . import __version__
+
+    versions = {"parity_ray": __version__, "python": platform.python_version(), "torch": torch.__version__}
+    for name in ("torchvision", "torchaudio", "ray", "numpy", "pandas", "pyarrow", "sklearn"):
+        try:
+            module = __import__(name)
+            versions[name] = getattr(module, "__version__", "unknown")
+        except Exception:  # an optional library that fails to import is recorded, not fatal
+            versions[name] = None
+    return versions
+
+
+def cache_dir(*parts: str) -> Path:
+    """A writable per-user cache folder: ``$PARITY_RAY_CACHE`` or ``$XDG_CACHE_HOME/parity_ray``."""
+    root = os.environ.get("PARITY_RAY_CACHE")
+    if not root:
+        root = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "parity_ray")
+    path = Path(root, *parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def sha256_file(path: PathLike, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def stable_hash(obj: Any, length: int = 10) -> str:
+    """A short hash of a JSON-able object, stable across processes and machines."""
+    text = json.dumps(obj, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        from .errors import UsageError
+
+        raise UsageError(f"device '{name}' asked for, but CUDA is not available; valid choices: auto, cpu")
+    return device
+
+
+@contextlib.contextmanager
+def file_lock(path: PathLike) -> Iterator[None]:
+    """An exclusive advisory lock (``fcntl.flock``) held for the ``with`` block.
+
+    Used so that two processes needing the same cached base model train it once.
+    """
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
