@@ -18,7 +18,14 @@ EXIT_USAGE = 2
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (the usage text is under --help)."""
+    """argparse, but a usage error is one line (the usage text is under --help).
+
+    Abbreviated flags are refused: ``--epoch`` silently meaning ``--epochs`` hides typos.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # noqa: D401 - argparse API
         raise UsageError(f"{message} (see '{self.prog} --help')")

@@ -1,0 +1,203 @@
+"""The ``parity-ray`` command line as a user runs it: real subprocesses, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def cli(*args: str, cwd: Path = REPO, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "parity_ray", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def assert_usage_error(result: subprocess.CompletedProcess, *fragments: str) -> str:
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr  # one clear line
+    assert lines[0].startswith("parity-ray: error: ")
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def test_train_json_summary_is_last_stdout_line(tmp_path, data_root):
+    result = cli(
+        "train", "--dataset", "digits", "--k", "3", "--encoder", "concatenation", "--epochs", "2",
+        "--base-epochs", "5", "--out", str(tmp_path), "--json", "--no-progress",
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    for key in ("run_dir", "dataset", "model", "k", "r", "encoder", "decoder", "available_accuracy",
+                "degraded_accuracy", "reconstruction_accuracy", "epochs", "startup_seconds", "train_seconds"):
+        assert key in summary
+    assert summary["k"] == 3 and summary["encoder"] == "concatenation" and summary["epochs"] == 2
+    assert "degraded-mode accuracy" in result.stdout  # the human summary table precedes it
+    assert Path(summary["run_dir"], "checkpoints", "best.pt").exists()
+
+
+def test_config_file_yaml_with_flag_override(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("dataset: digits\nk: 2\nepochs: 5\nbase_epochs: 5\nloss: kl\n")
+    result = cli("train", "--config", str(config), "--epochs", "1", "--out", str(tmp_path / "runs"), "--json", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["loss"] == "kl" and summary["epochs"] == 1
+
+
+def test_smoke_test_is_one_tiny_epoch(tmp_path, data_root):
+    result = cli("train", "--dataset", "mnist", "--data-root", data_root, "--out", str(tmp_path), "--smoke-test", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["epochs"] == 1 and summary["device"] == "cpu"
+
+
+def test_foreign_weights_through_the_cli(tmp_path, data_root, foreign_mlp):
+    result = cli(
+        "train", "--dataset", "mnist", "--model", "base-mlp", "--base-weights", foreign_mlp, "--input-norm", "none",
+        "--data-root", data_root, "--out", str(tmp_path), "--epochs", "1", "--max-train-batches", "5", "--json", "--no-progress",
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["available_accuracy"] == 0.9793
+    assert summary["base_model_source"] == "imported"
+
+
+@pytest.mark.slow
+def test_quickstart_reaches_good_degraded_accuracy(tmp_path):
+    result = cli("quickstart", "--out", str(tmp_path), "--json", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["dataset"] == "digits" and summary["k"] == 2
+    assert summary["available_accuracy"] > 0.9
+    assert summary["degraded_accuracy"] > 0.85
+    assert summary["startup_seconds"] + summary["train_seconds"] < 120
+
+
+def test_list_names_every_registry():
+    result = cli("list", "--json")
+    kinds = json.loads(result.stdout)
+    assert {"digits", "mnist", "fashion-mnist", "cifar10", "cifar100"} <= set(kinds["datasets"])
+    assert {"base-mlp", "lenet5", "resnet18"} <= set(kinds["models"])
+    assert set(kinds["encoders"]) >= {"addition", "concatenation"} and "subtraction" in kinds["decoders"]
+
+
+# --------------------------------------------------------------------------- bad input
+
+BAD_FLAGS = {
+    "unknown dataset": (["--dataset", "mnsit"], ["unknown dataset 'mnsit'", "did you mean 'mnist'"]),
+    "unknown model": (["--model", "vgg99"], ["unknown model 'vgg99'", "base-mlp, lenet5, resnet18"]),
+    "unknown encoder": (["--encoder", "xor"], ["unknown encoder 'xor'", "addition, concatenation"]),
+    "unknown decoder": (["--decoder", "magic"], ["unknown decoder 'magic'", "subtraction"]),
+    "unknown loss": (["--loss", "hinge"], ["unknown loss 'hinge'", "ce, kl, mse"]),
+    "k below 2": (["--k", "1"], ["k must be >= 2"]),
+    "k not a number": (["--k", "two"], ["invalid int value: 'two'"]),
+    "concatenation cannot tile": (["--encoder", "concatenation", "--k", "7"], ["cannot tile k=7", "valid k for this input: 2, 3, 4"]),
+    "unknown flag": (["--epoch", "3"], ["unrecognized arguments"]),
+    "weights without preprocessing": (["--base-weights", "x.pt"], ["--input-norm dataset|none|MEANS/STDS"]),
+    "bad class-spec": (["--model", '{"cls": "nowhere.Net"}'], ["cannot import module 'nowhere'"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FLAGS))
+def test_bad_flags_exit_2_with_one_line_and_write_nothing(case, tmp_path):
+    flags, fragments = BAD_FLAGS[case]
+    out = tmp_path / "runs"
+    result = cli("train", "--dataset", "digits", "--out", str(out), *flags)
+    assert_usage_error(result, *fragments)
+    assert not out.exists()
+
+
+def test_missing_data_names_files_and_folders(tmp_path):
+    out = tmp_path / "runs"
+    result = cli("train", "--dataset", "fashion-mnist", "--data-root", str(tmp_path / "nowhere"), "--no-download", "--out", str(out))
+    line = assert_usage_error(result, "dataset 'fashion-mnist' not found", "train-images-idx3-ubyte", str(tmp_path / "nowhere"))
+    assert "PARITY_RAY_DATA" in line
+    assert not out.exists()
+
+
+def test_corrupt_weights_file(tmp_path, data_root):
+    bad = tmp_path / "model.t7"
+    bad.write_bytes(os.urandom(2048))
+    out = tmp_path / "runs"
+    result = cli("train", "--dataset", "mnist", "--data-root", data_root, "--base-weights", str(bad), "--input-norm", "none", "--out", str(out))
+    assert_usage_error(result, "is not a readable PyTorch state_dict")
+    assert not out.exists()
+
+
+def test_mismatched_weights_file(tmp_path, data_root, foreign_mlp):
+    out = tmp_path / "runs"
+    result = cli("train", "--dataset", "mnist", "--model", "lenet5", "--data-root", data_root,
+                 "--base-weights", foreign_mlp, "--input-norm", "none", "--out", str(out))
+    assert_usage_error(result, "does not match model 'lenet5'", "missing keys")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "content,fragments",
+    [
+        ('{"dataset": "digits", "epochz": 3}', ["unknown config key 'epochz'", "did you mean 'epochs'"]),
+        ('{"dataset": "digits", "k": "two"}', ["config key 'k' must be int"]),
+        ('{"dataset": "digits", "k": 2', ["is not valid JSON"]),
+    ],
+)
+def test_bad_config_file(tmp_path, content, fragments):
+    config = tmp_path / "bad.json"
+    config.write_text(content)
+    out = tmp_path / "runs"
+    assert_usage_error(cli("train", "--config", str(config), "--out", str(out)), *fragments)
+    assert not out.exists()
+
+
+def test_output_dir_holding_a_different_run(tmp_path):
+    common = ["train", "--dataset", "digits", "--base-epochs", "3", "--epochs", "1", "--out", str(tmp_path), "--name", "r1", "--no-progress"]
+    assert cli(*common).returncode == 0
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "r1").rglob("*")}
+    result = cli(*common, "--k", "3")
+    assert_usage_error(result, "holds a different run", "k: 2 -> 3")
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "r1").rglob("*")} == before
+    stranger = tmp_path / "stranger"
+    stranger.mkdir()
+    (stranger / "notes.txt").write_text("mine")
+    assert_usage_error(cli("train", "--dataset", "digits", "--out", str(tmp_path), "--name", "stranger"), "holds no parity-ray run")
+
+
+def test_sigkill_mid_run_then_rerun_resumes_exactly(tmp_path):
+    """Kill the process between epochs, run the same command again: same numbers as uninterrupted."""
+    import signal
+    import time
+
+    args = ["train", "--dataset", "digits", "--base-epochs", "5", "--epochs", "40", "--no-progress", "--json"]
+    straight = cli(*args, "--out", str(tmp_path / "a"))
+    assert straight.returncode == 0, straight.stderr
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "parity_ray", *args, "--out", str(tmp_path / "b")], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    latest = None
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        found = list((tmp_path / "b").glob("*/checkpoints/latest.pt"))
+        if found and torch.load(found[0], weights_only=False)["epoch"] >= 3:
+            latest = found[0]
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert latest is not None
+    killed_at = torch.load(latest, weights_only=False)["epoch"]
+    assert killed_at < 40, "the run finished before it could be killed; make it longer"
+    resumed = cli(*args, "--out", str(tmp_path / "b"))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stderr
+    rows = lambda root: [json.loads(line) for line in next(root.glob("*/metrics.jsonl")).read_text().splitlines()]
+    assert rows(tmp_path / "b") == rows(tmp_path / "a")
