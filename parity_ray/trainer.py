@@ -38,6 +38,22 @@ def stderr_log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+class StopTraining(Exception):
+    """Raised by an ``on_epoch`` callback to end a run early (after that epoch is saved)."""
+
+
+@dataclass
+class EpochReport:
+    """What ``on_epoch`` callbacks see after each epoch has been checkpointed."""
+
+    epoch: int
+    metrics: Dict[str, Dict[str, float]]  # split -> metric -> value
+    train_seconds: float  # cumulative, this process and earlier ones
+    is_best: bool
+    run_dir: Path
+    checkpoint_dir: Path
+
+
 @dataclass
 class RunResult:
     run_dir: Path
@@ -70,8 +86,18 @@ class ParityModels(nn.Module):
 # --------------------------------------------------------------------------- the run
 
 
-def train(config: TrainConfig, *, progress: bool = True, log: Log = stderr_log) -> RunResult:
-    """Train (or resume) the run described by ``config``; return its summary."""
+def train(
+    config: TrainConfig,
+    *,
+    progress: bool = True,
+    log: Log = stderr_log,
+    on_epoch: Optional[Callable[[EpochReport], None]] = None,
+) -> RunResult:
+    """Train (or resume) the run described by ``config``; return its summary.
+
+    ``on_epoch`` is called after every saved epoch (Tune reports from it); it may
+    raise :class:`StopTraining` to end the run early.
+    """
     config = config.validate().resolved()
     run_dir = Path(config.out) / config.run_name()
     checkpoint = existing_checkpoint(run_dir, config)
@@ -139,6 +165,12 @@ def train(config: TrainConfig, *, progress: bool = True, log: Log = stderr_log) 
                 f"val recon {results['val']['reconstruction_top1']:.4f}  "
                 f"degraded {results['test']['overall_top1']:.4f}  ({time.perf_counter() - epoch_started:.1f} s)"
             )
+        if on_epoch is not None:
+            report = EpochReport(epoch, results, state.train_seconds, improved, run_dir, run_dir / "checkpoints")
+            try:
+                on_epoch(report)
+            except StopTraining:
+                break
 
     summary = summarize(config, run_dir, state, base_info, available, startup_seconds, device)
     atomic_write_json(run_dir / "summary.json", summary)

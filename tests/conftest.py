@@ -13,7 +13,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("PARITY_RAY_SHARED", REPO.parent / "shared"))
-DATA_ROOT = SHARED / "data"
+DATA_ROOT = Path(os.environ.get("PARITY_RAY_DATA") or SHARED / "data").resolve()
 FOREIGN_MLP = SHARED / "models" / "parm-mnist-base-mlp" / "model.t7"
 
 # Every test process (and the subprocesses it starts) caches into a throw-away folder,
