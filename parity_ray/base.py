@@ -73,7 +73,7 @@ def prepare_base_model(
         load_weights(model, config.base_weights, spec_name(config.model))
         model.to(device)
         info = _describe(model, config, data, source="imported", weights=str(Path(config.base_weights).resolve()))
-        info.id = f"imported-{sha256_file(config.base_weights)[:12]}"
+        info.id = base_model_id(config, data)
     else:
         model, info = _cached_or_trained(model, config, data, device, log)
     model.eval()
@@ -94,11 +94,22 @@ def base_model_key(config: TrainConfig, data: DataBundle) -> dict:
     }
 
 
+def base_model_id(config: TrainConfig, data: DataBundle) -> str:
+    """The id under which a base model trained here is cached; imported ones use their file hash."""
+    if config.base_weights:
+        return f"imported-{sha256_file(config.base_weights)[:12]}"
+    arch = spec_name(config.model).rsplit(".", 1)[-1]
+    return f"{config.dataset}-{arch}-s{config.seed}-{stable_hash(base_model_key(config, data))}"
+
+
+def base_cache_root(config: TrainConfig) -> Path:
+    return Path(config.base_cache) if config.base_cache else cache_dir("base_models")
+
+
 def _cached_or_trained(model, config, data, device, log):
     key = base_model_key(config, data)
-    arch = spec_name(config.model).rsplit(".", 1)[-1]
-    model_id = f"{config.dataset}-{arch}-s{config.seed}-{stable_hash(key)}"
-    root = Path(config.base_cache) if config.base_cache else cache_dir("base_models")
+    model_id = base_model_id(config, data)
+    root = base_cache_root(config)
     folder = root / model_id
     weights, meta = folder / "model.pt", folder / "meta.json"
     with file_lock(root / f".{model_id}.lock"):

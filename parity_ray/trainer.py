@@ -159,6 +159,8 @@ def train(
         if improved:
             state.best_epoch, state.best_score = epoch, results["val"]["reconstruction_top1"]
         save_checkpoints(run_dir, config, state, parity, optimizer, scheduler, base_info, data, improved)
+        if epoch == config.epochs:
+            write_predictions(run_dir, parity, eval_groups["test"], data, base_outputs["test"], encoder, decoder, config)
         if should_log(epoch, config.epochs, time.perf_counter() - epoch_started):
             log(
                 f"epoch {epoch}/{config.epochs}  loss {results['train']['loss']:.4f}  "
@@ -334,6 +336,62 @@ def save_checkpoints(run_dir, config, state, parity, optimizer, scheduler, base_
         folder / "latest.pt",
     )
     atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in state.history))
+
+
+@torch.no_grad()
+def predictions_frame(parity, groups, data: DataBundle, base_outputs, encoder, decoder, config):
+    """Per test group x erasure position x parity: labels, predictions, confidences, KL(base || decoded).
+
+    This is what lets an analyst ask *which* predictions break under erasure.
+    """
+    import pandas as pd
+
+    parity.eval()
+    frames = []
+    step = max(1, config.eval_batch_size // config.k)
+    for offset in range(0, len(groups), step):
+        chunk = groups[offset : offset + step]
+        outputs = base_outputs[chunk]  # (B, k, n)
+        decoded = decoder.decode_each_single(outputs, parity(encoder(data.test_x[chunk])))  # (B, r, k, n)
+        base_logp = torch.log_softmax(outputs, dim=-1).unsqueeze(1).expand_as(decoded)
+        dec_logp = torch.log_softmax(decoded, dim=-1)
+        kl = (base_logp.exp() * (base_logp - dec_logp)).sum(-1)  # (B, r, k)
+        b, r, k = kl.shape
+        group_id = (torch.arange(b) + offset).view(b, 1, 1).expand(b, r, k)
+        parity_id = torch.arange(r).view(1, r, 1).expand(b, r, k)
+        position = torch.arange(k).view(1, 1, k).expand(b, r, k)
+        test_index = chunk.cpu().view(b, 1, k).expand(b, r, k)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "group_id": group_id.reshape(-1).numpy(),
+                    "position": position.reshape(-1).numpy().astype("int16"),
+                    "parity": parity_id.reshape(-1).numpy().astype("int16"),
+                    "test_index": test_index.reshape(-1).numpy(),
+                    "label": data.test_y.cpu()[test_index.reshape(-1)].numpy(),
+                    "base_prediction": base_logp.argmax(-1).reshape(-1).cpu().numpy(),
+                    "decoded_prediction": dec_logp.argmax(-1).reshape(-1).cpu().numpy(),
+                    "base_top_probability": base_logp.max(-1).values.exp().reshape(-1).cpu().numpy(),
+                    "decoded_top_probability": dec_logp.max(-1).values.exp().reshape(-1).cpu().numpy(),
+                    "kl_base_decoded": kl.reshape(-1).cpu().numpy(),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def write_predictions(run_dir, parity, groups, data, base_outputs, encoder, decoder, config) -> None:
+    """``predictions.parquet`` of the best checkpoint, written once the run reaches its last epoch."""
+    from .storage import write_parquet
+
+    current = {k: v.clone() for k, v in parity.state_dict().items()}
+    best = torch.load(run_dir / "checkpoints" / "best.pt", map_location=data.test_x.device, weights_only=False)
+    parity.load_state_dict(best["parity_state"])
+    try:
+        frame = predictions_frame(parity, groups, data, base_outputs, encoder, decoder, config)
+    finally:
+        parity.load_state_dict(current)
+    write_parquet(frame, str(run_dir / "predictions.parquet"), {"parity_ray.best_epoch": best["epoch"]})
 
 
 def restore(path: Path, data, parity, optimizer, scheduler, device) -> RunState:

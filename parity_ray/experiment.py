@@ -1,0 +1,535 @@
+"""``parity-ray tune``: a search space through Ray Tune, with nothing lost to interruptions.
+
+Stages of one experiment ``<storage>/<name>/``:
+
+1. expand the space into validated cells (unregistered datasets/models reported, not dropped);
+2. train (or import) every distinct base model once, as Ray tasks, into ``base_models/<id>/``;
+3. run the parity trials through Tune: each reports every epoch with a checkpoint of its
+   run folder, restores from ``tune.get_checkpoint()``, and is retried per ``FailureConfig``;
+4. write ``tables/{runs,epochs,predictions,base_models}.parquet`` from every trial's checkpoint.
+
+``--resume`` restores the Tune experiment: finished trials are kept, unfinished ones continue
+from their last checkpoint, and the tables are rebuilt with exactly one row per trial.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import ray
+from ray import tune
+
+from . import storage
+from .config import TrainConfig
+from .errors import UsageError
+from .registry import spec_name
+from .results import SCHEMA_VERSION, json_column, write_tables
+from .spaces import Cell, ExpandedSpace, expand
+from .utils import cache_dir, library_versions, stable_hash
+
+Log = Callable[[str], None]
+
+
+def stderr_log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass
+class TuneOptions:
+    space: str  # a search_spaces name or a .py file
+    name: str  # experiment name: the folder under storage
+    storage: str = "./results"  # local/NFS path or s3://bucket/prefix
+    address: Optional[str] = None  # Ray cluster address; None = start a local Ray
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent_trials: Optional[int] = None
+    max_failures: int = 2  # retries of a failing trial, each from its last checkpoint
+    checkpoint_every: int = 1  # epochs between checkpoints (the last epoch always has one)
+    overrides: List[str] = field(default_factory=list)  # --set key=value
+    resume: bool = False
+    smoke_test: bool = False
+    resource_check: bool = True  # refuse resources no node has (turn off for autoscaling clusters)
+    progress: bool = True
+
+    @property
+    def uri(self) -> str:
+        return storage.join(storage.canonical(self.storage), self.name)
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def run_experiment(options: TuneOptions, log: Log = stderr_log) -> Dict[str, Any]:
+    """Run (or resume) an experiment; return its summary. Usage errors leave nothing written."""
+    started = time.perf_counter()
+    _check_name(options.name)
+    space = expand(options.space, options.overrides, options.smoke_test)
+    _check_experiment_record(options, space)
+    if not space.runnable:
+        raise UsageError(f"search space '{options.space}' has no cell that can run here: {space.cells[0].unavailable}")
+
+    owns_ray = not ray.is_initialized()
+    if owns_ray:
+        _init_ray(options.address)
+    try:
+        check_resources(options)
+        check_shared_storage(options.storage)
+        if not options.resume:
+            _write_experiment_record(options, space)
+        for cell in space.cells:
+            if cell.unavailable:
+                log(f"unavailable: {cell.run_id}: {cell.unavailable}")
+        bases, base_errors = prepare_base_models(space.runnable, options, log)
+        results = _fit(space, options, bases, base_errors, log)
+        tables = build_tables(options, space, results, bases, base_errors)
+        write_tables(options.uri, tables)
+    finally:
+        if owns_ray:
+            ray.shutdown()
+    return summarize(options, tables, time.perf_counter() - started)
+
+
+def _check_name(name: str) -> None:
+    if not name or "/" in name or name.startswith("."):
+        raise UsageError(f"experiment name '{name}' must be a plain folder name (no '/', not hidden)")
+
+
+def _init_ray(address: Optional[str]) -> None:
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=True, logging_level="warning")
+    try:
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(address="local", **kwargs)
+    except ConnectionError as exc:
+        raise UsageError(f"cannot connect to Ray at '{address}': {exc}") from None
+
+
+def _check_experiment_record(options: TuneOptions, space: ExpandedSpace) -> None:
+    record_uri = storage.join(options.uri, "experiment.json")
+    present = storage.exists(record_uri)
+    if options.resume:
+        if not present:
+            raise UsageError(f"--resume: no experiment '{options.name}' at {options.uri}; run without --resume to start it")
+        record = json.loads(storage.read_bytes(record_uri))
+        if record["fingerprint"] != space.fingerprint():
+            raise UsageError(
+                f"--resume: experiment '{options.name}' was started from space '{record['space']}' with "
+                f"{record['overrides'] or 'no'} overrides, not this one; resume with the same space and --set flags"
+            )
+    elif present:
+        raise UsageError(f"experiment '{options.name}' already exists at {options.uri}; pass --resume or choose another --name")
+
+
+def _write_experiment_record(options: TuneOptions, space: ExpandedSpace) -> None:
+    record = {
+        "name": options.name,
+        "space": space.name,
+        "space_file": space.source,
+        "overrides": space.overrides,
+        "fingerprint": space.fingerprint(),
+        "cells": [{"run_id": c.run_id, "config": c.config, "unavailable": c.unavailable} for c in space.cells],
+        "options": {k: v for k, v in asdict(options).items() if k != "progress"},
+        "versions": library_versions(),
+        "schema_version": SCHEMA_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    storage.write_bytes(storage.join(options.uri, "experiment.json"), json.dumps(record, indent=2, default=str).encode())
+
+
+def check_resources(options: TuneOptions) -> None:
+    """Refuse per-trial resources that no alive node has: such trials would stay PENDING forever."""
+    if not options.resource_check:
+        return
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    best_cpu = max((n["Resources"].get("CPU", 0) for n in nodes), default=0)
+    best_gpu = max((n["Resources"].get("GPU", 0) for n in nodes), default=0)
+    for kind, asked, best in (("CPU", options.cpus_per_trial, best_cpu), ("GPU", options.gpus_per_trial, best_gpu)):
+        if asked > best:
+            raise UsageError(
+                f"no node can ever run a trial needing {asked:g} {kind} (the largest node has {best:g}); "
+                f"lower --{kind.lower()}s-per-trial, add such nodes, or pass --no-resource-check on an autoscaling cluster"
+            )
+
+
+def check_shared_storage(uri: str) -> None:
+    """A multi-host cluster needs storage every node sees (S3 or an NFS-like mount)."""
+    hosts = {n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive")}
+    if len(hosts) > 1 and not storage.is_shared(uri):
+        raise UsageError(
+            f"storage '{uri}' is node-local but the cluster spans {len(hosts)} hosts; "
+            "use s3://bucket/prefix or a path on a shared NFS mount"
+        )
+
+
+# --------------------------------------------------------------------------- base models
+
+
+def _base_key(config: Dict[str, Any]) -> str:
+    keys = ("dataset", "model", "seed", "val_size", "input_norm", "base_epochs", "base_weights", "data_root")
+    return stable_hash({k: config.get(k) for k in keys}, 16)
+
+
+def prepare_base_models(cells: List[Cell], options: TuneOptions, log: Log):
+    """Train or import each distinct base model once, in parallel Ray tasks; store them with the experiment."""
+    wanted: Dict[str, Dict[str, Any]] = {}
+    for cell in cells:
+        wanted.setdefault(_base_key(cell.config), cell.config)
+    task = ray.remote(_prepare_base_task).options(
+        num_cpus=options.cpus_per_trial, num_gpus=options.gpus_per_trial, max_retries=options.max_failures
+    )
+    refs = {key: task.remote(config, options.uri) for key, config in wanted.items()}
+    log(f"base models: preparing {len(refs)} ...")
+    bases, errors = {}, {}
+    for key, ref in refs.items():
+        try:
+            bases[key] = ray.get(ref)
+        except Exception as exc:  # recorded per cell; other cells go on
+            cause = getattr(exc, "cause", None) or exc
+            errors[key] = f"base model stage failed: {type(cause).__name__}: {str(cause).splitlines()[0][:300]}"
+            log(errors[key])
+    return bases, errors
+
+
+def _prepare_base_task(cell: Dict[str, Any], experiment_uri: str) -> Dict[str, Any]:
+    """Ray task: find the base model in the experiment's storage, or train/import it and store it there."""
+    import torch
+
+    from .base import base_model_id, prepare_base_model
+    from .data import load_data
+    from .utils import resolve_device
+
+    config = TrainConfig.from_dict(cell).resolved()
+    if config.base_weights and storage.is_remote(config.base_weights):
+        local = Path(tempfile.mkdtemp(prefix="parity-weights-")) / "model.pt"
+        local.write_bytes(storage.read_bytes(config.base_weights))
+        config.base_weights = str(local)
+    device = resolve_device(config.device)
+    data = load_data(config.dataset, data_root=config.data_root, download=config.download, val_size=config.val_size,
+                     split_seed=config.seed, input_norm=config.input_norm, device=device)
+    model_id = base_model_id(config, data)
+    target = storage.join(experiment_uri, "base_models", model_id)
+    local_root = _local_base_cache(experiment_uri)
+    config.base_cache = str(local_root)
+    if storage.exists(storage.join(target, "meta.json")) and not (local_root / model_id).exists():
+        storage.download_dir(target, str(local_root / model_id))
+    torch.manual_seed(config.seed)
+    _model, info = prepare_base_model(config, data, device, log=lambda _m: None)
+    if not storage.exists(storage.join(target, "meta.json")):
+        if config.base_weights:  # an imported file: store it beside the trained ones
+            storage.write_bytes(storage.join(target, "model.pt"), Path(config.base_weights).read_bytes())
+            storage.write_bytes(storage.join(target, "meta.json"), json.dumps({"info": info.as_dict()}).encode())
+        else:
+            # model.pt first: meta.json is the marker that the folder is complete
+            storage.write_bytes(storage.join(target, "model.pt"), (local_root / model_id / "model.pt").read_bytes())
+            storage.write_bytes(storage.join(target, "meta.json"), (local_root / model_id / "meta.json").read_bytes())
+    return {**info.as_dict(), "weights_uri": storage.join(target, "model.pt")}
+
+
+def _local_base_cache(experiment_uri: str) -> Path:
+    return cache_dir("experiments", stable_hash(experiment_uri, 12), "base_models")
+
+
+# --------------------------------------------------------------------------- trials
+
+
+def parity_trainable(params: Dict[str, Any], experiment: Dict[str, Any]) -> None:
+    """One Tune trial: a parity-model run that reports every epoch and resumes from its checkpoint."""
+    from .trainer import EpochReport, train
+
+    trial = params["trial"]
+    sampled = {k: params[k] for k in experiment["sampler_keys"]}
+    run_id = trial["run_id"] + (f"-{stable_hash(sampled, 6)}" if sampled else "")
+    work = Path(tempfile.mkdtemp(prefix="parity-trial-"))
+    run_dir = work / run_id
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        checkpoint.to_directory(str(run_dir))
+
+    base = experiment["bases"][trial["base_key"]]
+    overrides = {"out": str(work), "name": run_id, "num_threads": max(1, int(experiment["cpus_per_trial"]))}
+    if trial["config"].get("base_weights"):
+        local = work / "base-weights.pt"
+        local.write_bytes(storage.read_bytes(base["weights_uri"]))
+        overrides["base_weights"] = str(local)
+    else:
+        local_root = _local_base_cache(experiment["uri"])
+        if not (local_root / base["id"]).exists():
+            storage.download_dir(storage.join(experiment["uri"], "base_models", base["id"]), str(local_root / base["id"]))
+        overrides["base_cache"] = str(local_root)
+    config = TrainConfig.from_dict({**trial["config"], **sampled, **overrides})
+
+    context = ray.get_runtime_context()
+    where = {"run_id": run_id, "node_id": context.get_node_id(), "node_ip": ray.util.get_node_ip_address(),
+             "hostname": socket.gethostname()}
+    every = int(experiment["checkpoint_every"])
+
+    def on_epoch(report: EpochReport) -> None:
+        metrics = {**where, "epoch": report.epoch, "epochs": config.epochs, "train_seconds": report.train_seconds,
+                   "degraded_accuracy": report.metrics["test"]["overall_top1"]}
+        for split, values in report.metrics.items():
+            metrics.update({f"{split}_{name}": value for name, value in values.items()})
+        if report.epoch % every == 0 or report.epoch == config.epochs:
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(run_dir)))
+        else:
+            tune.report(metrics)
+
+    try:
+        train(config, progress=False, log=lambda _m: None, on_epoch=on_epoch)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+class ConciseProgress(tune.Callback):
+    """One line per trial event (trial, epoch, val reconstruction, degraded), instead of Tune's tables."""
+
+    def __init__(self, log: Log, every_seconds: float = 5.0):
+        self.log, self.every_seconds = log, every_seconds
+        self.last: Dict[str, float] = {}
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        run_id = result.get("run_id", trial.trial_id)
+        now = time.monotonic()
+        if result.get("epoch") == result.get("epochs") or now - self.last.get(run_id, 0.0) >= self.every_seconds:
+            self.last[run_id] = now
+            self.log(
+                f"{run_id:<48} epoch {result.get('epoch')}/{result.get('epochs')}  "
+                f"val recon {result.get('val_reconstruction_top1', float('nan')):.4f}  "
+                f"degraded {result.get('degraded_accuracy', float('nan')):.4f}"
+            )
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.log(f"{trial.config['trial']['run_id']:<48} done")
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self.log(f"{trial.config['trial']['run_id']:<48} failed; retrying from its last checkpoint")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.log(f"{trial.config['trial']['run_id']:<48} ERROR (recorded; the grid goes on)")
+
+
+def trial_name(trial) -> str:
+    """Trial folders named by run id (plus Tune's id, unique across samples) instead of the whole config."""
+    return f"{trial.config['trial']['run_id']}-{trial.trial_id}"
+
+
+def _fit(space: ExpandedSpace, options: TuneOptions, bases, base_errors, log: Log):
+    # The legacy output engine honours verbose=0; our ConciseProgress callback replaces its tables.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    experiment = {
+        "uri": options.uri,
+        "bases": bases,
+        "sampler_keys": sorted(space.samplers),
+        "cpus_per_trial": options.cpus_per_trial,
+        "checkpoint_every": options.checkpoint_every,
+    }
+    trials = [
+        {"run_id": c.run_id, "config": c.config, "base_key": _base_key(c.config)}
+        for c in space.runnable
+        if _base_key(c.config) not in base_errors
+    ]
+    trainable = tune.with_resources(
+        tune.with_parameters(parity_trainable, experiment=experiment),
+        {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial},
+    )
+    fs, path = storage.resolve(storage.canonical(options.storage))
+    if not trials:
+        return []
+    run_config = tune.RunConfig(
+        name=options.name,
+        storage_path=path,
+        storage_filesystem=fs,
+        failure_config=tune.FailureConfig(max_failures=options.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        verbose=0,
+        callbacks=[ConciseProgress(log)] if options.progress else None,
+    )
+    experiment_path = f"{path}/{options.name}" if storage.is_remote(options.storage) else str(Path(path, options.name))
+    if options.resume and tune.Tuner.can_restore(experiment_path, storage_filesystem=fs):
+        tuner = tune.Tuner.restore(experiment_path, trainable, resume_unfinished=True, resume_errored=False,
+                                   restart_errored=False, storage_filesystem=fs)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"trial": tune.grid_search(trials), **space.samplers},
+            tune_config=tune.TuneConfig(
+                num_samples=space.num_samples,
+                max_concurrent_trials=options.max_concurrent_trials,
+                trial_name_creator=trial_name,
+                trial_dirname_creator=trial_name,
+            ),
+            run_config=run_config,
+        )
+    log(f"tune: {len(trials)} trial(s) x {space.num_samples} sample(s) -> {options.uri}")
+    grid = tuner.fit()
+    return [grid[i] for i in range(len(grid))]
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _config_columns(config: Dict[str, Any]) -> Dict[str, Any]:
+    try:
+        resolved = TrainConfig.from_dict(config).resolved().to_dict()
+    except UsageError:
+        resolved = {**TrainConfig().to_dict(), **config}
+    return {k: spec_name(v) if isinstance(v, dict) else v for k, v in resolved.items() if k not in ("out", "name")}
+
+
+def _read_run(result) -> Dict[str, Any]:
+    """Metrics history, run record and predictions from a trial's latest checkpoint."""
+    import pandas as pd
+
+    if result.checkpoint is None:
+        return {"history": [], "record": {}, "predictions": None}
+    with result.checkpoint.as_directory() as folder:
+        folder = Path(folder)
+        history = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        record = json.loads((folder / "config.json").read_text())
+        predictions = pd.read_parquet(folder / "predictions.parquet") if (folder / "predictions.parquet").exists() else None
+    return {"history": history, "record": record, "predictions": predictions}
+
+
+def _checkpoint_uri(options: TuneOptions, result) -> Optional[str]:
+    if result.checkpoint is None:
+        return None
+    return f"{options.storage.split('://')[0]}://{result.checkpoint.path}" if storage.is_remote(options.storage) else result.checkpoint.path
+
+
+def build_tables(options: TuneOptions, space: ExpandedSpace, results, bases, base_errors):
+    import pandas as pd
+
+    run_rows, epoch_rows, prediction_frames = [], [], []
+    by_run_id = {}
+    for result in results:
+        trial = result.config["trial"]
+        sampled = {k: result.config[k] for k in space.samplers}
+        run_id = trial["run_id"] + (f"-{stable_hash(sampled, 6)}" if sampled else "")
+        by_run_id[run_id] = (result, trial, sampled)
+
+    for cell in space.cells:
+        base_key = _base_key(cell.config)
+        matches = [(rid, v) for rid, v in by_run_id.items() if v[1]["run_id"] == cell.run_id]
+        if cell.unavailable or base_key in base_errors or not matches:
+            reason = cell.unavailable or base_errors.get(base_key) or "trial did not run"
+            status = "UNAVAILABLE" if cell.unavailable else "ERROR"
+            run_rows.append(_run_row(options, space, cell.run_id, cell.config, status, reason, None, [], None, None))
+            continue
+        for run_id, (result, trial, sampled) in matches:
+            run = _read_run(result)
+            history = run["history"]
+            config = {**trial["config"], **sampled}
+            epochs_done = max((r["epoch"] for r in history), default=0)
+            wanted = TrainConfig.from_dict(config).epochs
+            if result.error is not None:
+                status, error = "ERROR", f"{type(result.error).__name__}: {str(result.error).strip().splitlines()[-1][:500]}"
+            else:
+                status, error = ("COMPLETED" if epochs_done >= wanted else "INCOMPLETE"), None
+            run_rows.append(
+                _run_row(options, space, run_id, config, status, error, result, history, run["record"], bases.get(base_key), _checkpoint_uri(options, result))
+            )
+            for row in history:
+                for metric, value in row.items():
+                    if metric not in ("epoch", "split"):
+                        epoch_rows.append({"run_id": run_id, "epoch": row["epoch"], "split": row["split"], "metric": metric, "value": float(value)})
+            if run["predictions"] is not None:
+                prediction_frames.append(run["predictions"].assign(run_id=run_id))
+
+    predictions = pd.concat(prediction_frames, ignore_index=True) if prediction_frames else _empty_predictions()
+    predictions = predictions[["run_id"] + [c for c in predictions.columns if c != "run_id"]]
+    base_rows = [
+        {
+            "base_model_id": b["id"], "dataset": b["dataset"], "arch": b["arch"], "seed": b["seed"], "source": b["source"],
+            "val_accuracy": b["val_accuracy"], "test_accuracy": b["test_accuracy"], "train_accuracy": b["train_accuracy"],
+            "train_seconds": b["train_seconds"], "epochs": b["epochs"], "input_norm": json_column(b["input_norm"]),
+            "weights_uri": b["weights_uri"],
+        }
+        for b in bases.values()
+    ]
+    return {
+        "runs": pd.DataFrame(run_rows),
+        "epochs": pd.DataFrame(epoch_rows, columns=["run_id", "epoch", "split", "metric", "value"]),
+        "predictions": predictions,
+        "base_models": pd.DataFrame(base_rows, columns=["base_model_id", "dataset", "arch", "seed", "source", "val_accuracy",
+                                                        "test_accuracy", "train_accuracy", "train_seconds", "epochs",
+                                                        "input_norm", "weights_uri"]),
+    }
+
+
+def _empty_predictions():
+    import pandas as pd
+
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in (
+        ("run_id", "object"), ("group_id", "int64"), ("position", "int16"), ("parity", "int16"), ("test_index", "int64"),
+        ("label", "int64"), ("base_prediction", "int64"), ("decoded_prediction", "int64"),
+        ("base_top_probability", "float32"), ("decoded_top_probability", "float32"), ("kl_base_decoded", "float32"))})
+
+
+def _run_row(options, space, run_id, config, status, error, result, history, record, base=None, checkpoint_uri=None):
+    def split_row(epoch: int) -> Dict[str, float]:
+        return next((r for r in history if r["epoch"] == epoch and r["split"] == "test"), {})
+
+    val_rows = [r for r in history if r["split"] == "val"]
+    best = max(val_rows, key=lambda r: (r["reconstruction_top1"], -r["epoch"]), default=None)
+    best_epoch = best["epoch"] if best else None
+    final_epoch = max((r["epoch"] for r in history), default=None)
+    metrics = (result.metrics or {}) if result is not None else {}
+    best_test, final_test = split_row(best_epoch or -1), split_row(final_epoch or -1)
+    return {
+        "experiment": options.name,
+        "run_id": run_id,
+        "status": status,
+        "error": error,
+        **_config_columns(config),
+        "config_json": json_column(config),
+        "space": space.name,
+        "base_model_id": (base or {}).get("id") or (record or {}).get("base_model", {}).get("id"),
+        "available_accuracy": best_test.get("available_accuracy"),
+        "degraded_accuracy": best_test.get("overall_top1"),
+        "reconstruction_accuracy": best_test.get("reconstruction_top1"),
+        "degraded_top5": best_test.get("overall_top5"),
+        "best_epoch": best_epoch,
+        "best_val_reconstruction": best["reconstruction_top1"] if best else None,
+        "final_degraded_accuracy": final_test.get("overall_top1"),
+        "final_reconstruction_accuracy": final_test.get("reconstruction_top1"),
+        "epochs_done": final_epoch or 0,
+        "train_seconds": metrics.get("train_seconds"),
+        "wall_seconds": metrics.get("time_total_s"),
+        "cpus": options.cpus_per_trial,
+        "gpus": options.gpus_per_trial,
+        "node_id": metrics.get("node_id"),
+        "node_ip": metrics.get("node_ip"),
+        "hostname": metrics.get("hostname"),
+        "versions": json_column((record or {}).get("versions") or library_versions()),
+        "checkpoint_uri": checkpoint_uri,
+        "trial_id": metrics.get("trial_id"),
+        "schema_version": SCHEMA_VERSION,
+    }
+
+
+def summarize(options: TuneOptions, tables, seconds: float) -> Dict[str, Any]:
+    runs = tables["runs"]
+    counts = runs["status"].value_counts().to_dict() if len(runs) else {}
+    done = runs[runs["status"] == "COMPLETED"]
+    best = done.sort_values("degraded_accuracy", ascending=False).head(1)
+    return {
+        "experiment": options.name,
+        "uri": options.uri,
+        "tables": storage.join(options.uri, "tables"),
+        "trials": int(len(runs)),
+        "status": {k: int(v) for k, v in counts.items()},
+        "best_run": None if best.empty else best.iloc[0]["run_id"],
+        "best_degraded_accuracy": None if best.empty else float(best.iloc[0]["degraded_accuracy"]),
+        "wall_seconds": round(seconds, 2),
+    }

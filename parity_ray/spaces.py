@@ -1,0 +1,216 @@
+"""Search spaces: Python modules exposing a Tune ``param_space`` plus ``defaults``.
+
+A space module (see ``search_spaces/``) defines::
+
+    defaults = {...}        # TrainConfig keys shared by every trial
+    param_space = {         # TrainConfig keys -> value | tune.grid_search([...]) | a Tune sampler
+        "cell": tune.grid_search([{"dataset": "mnist", "model": "base-mlp"}, ...]),  # coupled keys
+        "k": tune.grid_search([2, 3, 4]),
+    }
+    num_samples = 1         # samples per grid point when the space has samplers
+
+Grid axes are expanded here, so every cell is validated (and unregistered datasets or
+models are reported as unavailable) before anything is launched; samplers stay Tune's.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+import itertools
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from .config import TrainConfig
+from .errors import UsageError, choices_hint
+from .registry import parse_spec, spec_name
+from .utils import stable_hash
+
+CELL_KEY = "cell"
+
+
+@dataclass
+class Cell:
+    """One grid point: a full TrainConfig mapping, or the reason it cannot run here."""
+
+    run_id: str
+    config: Dict[str, Any]
+    unavailable: Optional[str] = None
+
+
+@dataclass
+class ExpandedSpace:
+    name: str
+    source: str  # file the space came from
+    overrides: List[str]
+    cells: List[Cell]
+    samplers: Dict[str, Any] = field(default_factory=dict)  # Tune domains, sampled per trial
+    num_samples: int = 1
+
+    @property
+    def runnable(self) -> List[Cell]:
+        return [c for c in self.cells if c.unavailable is None]
+
+    def fingerprint(self) -> str:
+        """Identifies the grid for --resume: same cells, same samplers."""
+        return stable_hash({"cells": [(c.run_id, c.config) for c in self.cells], "samplers": sorted(self.samplers),
+                            "num_samples": self.num_samples}, 16)
+
+
+def load_space_module(space: str):
+    """Import a space by file path (``search_spaces/quick.py``) or by name (``quick``)."""
+    path = Path(space)
+    if path.suffix == ".py" or path.exists():
+        if not path.is_file():
+            raise UsageError(f"search space file '{space}' does not exist; valid choices: {', '.join(builtin_spaces())} or a .py path")
+        # Let a space import its siblings and `search_spaces.*` relative to its own folder.
+        for folder in (path.resolve().parent, path.resolve().parent.parent):
+            if str(folder) not in sys.path:
+                sys.path.insert(0, str(folder))
+        spec = importlib.util.spec_from_file_location(f"parity_space_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            raise UsageError(f"search space '{space}' failed to import: {type(exc).__name__}: {exc}") from None
+        return module, str(path.resolve())
+    if space not in builtin_spaces():
+        raise UsageError(f"unknown search space '{space}'; {choices_hint(space, builtin_spaces())} or a .py path")
+    module = importlib.import_module(f"search_spaces.{space}")
+    return module, module.__file__
+
+
+def builtin_spaces() -> List[str]:
+    try:
+        import search_spaces
+    except ImportError:
+        return []
+    folder = Path(search_spaces.__file__).parent
+    return sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_") and p.stem != "base")
+
+
+def parse_override(text: str) -> Tuple[str, Any]:
+    """``key=value``: value as a Python/JSON literal (``[2,3]``, ``5``, ``'mnist'``) or a bare string."""
+    if "=" not in text:
+        raise UsageError(f"--set '{text}' must look like key=value (e.g. --set k=[2,3] --set epochs=5)")
+    key, raw = (part.strip() for part in text.split("=", 1))
+    key = key.replace("-", "_")
+    if key not in TrainConfig.keys():
+        raise UsageError(f"--set key '{key}' is not a config key; {choices_hint(key, TrainConfig.keys())}")
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        value = {"true": True, "false": False, "null": None, "none": None}.get(raw.lower(), raw)
+    return key, value
+
+
+def _is_grid(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"grid_search"}
+
+
+def _is_sampler(value: Any) -> bool:
+    from ray.tune.search.sample import Domain
+
+    return isinstance(value, Domain)
+
+
+def expand(space: str, overrides: Sequence[str] = (), smoke_test: bool = False) -> ExpandedSpace:
+    """Load a space, apply ``--set`` overrides, and expand its grid into validated cells."""
+    module, source = load_space_module(space)
+    defaults = dict(getattr(module, "defaults", {}))
+    param_space = dict(getattr(module, "param_space", {}))
+    num_samples = int(getattr(module, "num_samples", 1))
+
+    fixed, axes, samplers = dict(defaults), {}, {}
+    for key, value in param_space.items():
+        if key != CELL_KEY and key not in TrainConfig.keys():
+            raise UsageError(f"search space '{space}' has unknown key '{key}'; {choices_hint(key, TrainConfig.keys())}")
+        if _is_grid(value):
+            axes[key] = list(value["grid_search"])
+        elif _is_sampler(value):
+            samplers[key] = value
+        else:
+            fixed[key] = value
+
+    for text in overrides:
+        key, value = parse_override(text)
+        axes.pop(key, None)
+        samplers.pop(key, None)
+        fixed.pop(key, None)
+        if isinstance(value, list):
+            axes[key] = value
+        else:
+            fixed[key] = value
+        if CELL_KEY in axes:  # an override wins over the same key inside coupled cells
+            axes[CELL_KEY] = _dedupe([{k: v for k, v in c.items() if k != key} for c in axes[CELL_KEY]])
+
+    if smoke_test:
+        from .cli import SMOKE_OVERRIDES
+
+        fixed.update(SMOKE_OVERRIDES)
+        num_samples = 1
+
+    names = list(axes)
+    cells: List[Cell] = []
+    for combo in itertools.product(*(axes[n] for n in names)) if names else [()]:
+        config = dict(fixed)
+        for name, value in zip(names, combo):
+            if name == CELL_KEY:
+                if not isinstance(value, dict):
+                    raise UsageError(f"search space '{space}': every '{CELL_KEY}' entry must be a mapping, got {value!r}")
+                config.update(value)
+            else:
+                config[name] = value
+        if smoke_test:
+            config.update(SMOKE_OVERRIDES)
+        cells.append(_make_cell(config, space))
+    cells = list({c.run_id: c for c in cells}.values())
+    return ExpandedSpace(Path(source).stem, source, list(overrides), cells, samplers, num_samples)
+
+
+def _dedupe(items: List[dict]) -> List[dict]:
+    seen, out = set(), []
+    for item in items:
+        key = stable_hash(item)
+        if key not in seen:
+            seen.add(key)
+            out.append(item)
+    return out
+
+
+def _make_cell(config: Dict[str, Any], space: str) -> Cell:
+    reason = unavailable_reason(config)
+    if reason is None:
+        try:
+            parsed = TrainConfig.from_dict(config)
+            parsed.validate()
+        except UsageError as exc:
+            raise UsageError(f"search space '{space}' cell {_describe(config)}: {exc}") from None
+        config = parsed.to_dict()
+    run_id = f"{_describe(config).replace(' ', '-')}-{stable_hash(config, 8)}"
+    return Cell(run_id=run_id, config=config, unavailable=reason)
+
+
+def _describe(config: Dict[str, Any]) -> str:
+    model = spec_name(config.get("model", "base-mlp")).rsplit(".", 1)[-1]
+    return (
+        f"{config.get('dataset', 'mnist')} {model} k{config.get('k', 2)} r{config.get('r', 1)} "
+        f"{spec_name(config.get('encoder', 'addition')).rsplit('.', 1)[-1]}"
+    )
+
+
+def unavailable_reason(config: Dict[str, Any]) -> Optional[str]:
+    """Why a cell cannot run with what is registered here (None when it can)."""
+    from .data import DATASETS
+    from .models import MODELS
+
+    dataset = config.get("dataset", TrainConfig.dataset)
+    if dataset not in DATASETS:
+        return f"dataset '{dataset}' is not registered here (registered: {', '.join(DATASETS.names())})"
+    model = parse_spec(config.get("model", TrainConfig.model))
+    if isinstance(model, str) and model not in MODELS:
+        return f"model '{model}' is not registered here (registered: {', '.join(MODELS.names())})"
+    return None
