@@ -209,8 +209,8 @@ def unavailable_reason(config: Dict[str, Any]) -> Optional[str]:
 
     dataset = config.get("dataset", TrainConfig.dataset)
     if dataset not in DATASETS:
-        return f"dataset '{dataset}' is not registered here (registered: {', '.join(DATASETS.names())})"
+        return f"dataset '{dataset}' is not registered here; {choices_hint(dataset, DATASETS.names())}"
     model = parse_spec(config.get("model", TrainConfig.model))
     if isinstance(model, str) and model not in MODELS:
-        return f"model '{model}' is not registered here (registered: {', '.join(MODELS.names())})"
+        return f"model '{model}' is not registered here; {choices_hint(model, MODELS.names())}"
     return None

@@ -1,0 +1,95 @@
+"""``parity-ray tune`` as a user runs it: progress, bad input, and a driver killed mid-grid."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from parity_ray import results
+from tests.cli.test_cli import REPO, assert_usage_error, cli
+
+FAST = ["--set", "dataset=digits", "--set", "base_epochs=5", "--set", "encoder=addition"]
+
+
+def tune_env():
+    return {**os.environ, "PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled"}
+
+
+@pytest.mark.parametrize(
+    "args,fragments",
+    [
+        (["nowhere.py"], ["search space file 'nowhere.py' does not exist"]),
+        (["quik"], ["unknown search space 'quik'", "did you mean 'quick'"]),
+        (["quick", "--set", "epoch=3"], ["--set key 'epoch' is not a config key", "did you mean 'epochs'"]),
+        (["quick", "--set", "k=two"], ["config key 'k' must be int"]),
+        (["quick", "--set", "dataset=mnsit"], ["dataset 'mnsit' is not registered", "did you mean 'mnist'"]),
+        (["quick", "--gpus-per-trial", "1"], ["no node can ever run a trial needing 1 GPU"]),
+        (["quick", "--cpus-per-trial", "64"], ["no node can ever run a trial needing 64 CPU"]),
+        (["quick", "--resume"], ["--resume: no experiment 'x'"]),
+    ],
+)
+def test_bad_tune_input_exits_2_and_writes_nothing(tmp_path, args, fragments):
+    storage = tmp_path / "results"
+    result = cli("tune", *args, "--name", "x", "--storage", str(storage))
+    assert_usage_error(result, *fragments)
+    assert not (storage / "x").exists()
+
+
+def _checkpoints(storage: Path) -> int:
+    return len(list(storage.glob("*/*/checkpoint_*")))
+
+
+@pytest.mark.slow
+def test_driver_sigkill_then_resume_completes_with_one_row_per_trial(tmp_path):
+    storage = tmp_path / "results"
+    args = ["tune", "quick", *FAST, "--set", "epochs=150", "--set", "k=[2,3]", "--name", "killed", "--storage", str(storage)]
+    proc = subprocess.Popen([sys.executable, "-m", "parity_ray", *args], cwd=REPO, env=tune_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and _checkpoints(storage) < 3:
+            time.sleep(0.2)
+        assert _checkpoints(storage) >= 3, "no checkpoint appeared"
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started, by process group
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.stderr.close()
+    assert not (storage / "killed" / "tables").exists()
+
+    resumed = cli(*args, "--resume", "--json", "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert summary["status"] == {"COMPLETED": 2}
+    tables = results.load(str(storage / "killed"))
+    assert len(tables.runs) == 2 and tables.runs.run_id.is_unique
+    assert not tables.epochs.duplicated(["run_id", "epoch", "split", "metric"]).any()
+    for run_id, group in tables.epochs.groupby("run_id"):
+        assert sorted(group.epoch.unique()) == list(range(1, 151)), run_id
+
+    # resuming it with another space is refused, and changes nothing
+    before = (storage / "killed" / "tables" / "runs.parquet").stat().st_mtime_ns
+    other = cli(*args[:-4], "--set", "k=[2,4]", "--name", "killed", "--storage", str(storage), "--resume")
+    assert_usage_error(other, "was started from space 'quick'", "not this one")
+    assert (storage / "killed" / "tables" / "runs.parquet").stat().st_mtime_ns == before
+    # starting it again without --resume is refused too
+    assert_usage_error(cli(*args), "already exists", "--resume")
+
+
+def test_progress_is_concise(tmp_path):
+    result = cli("tune", "quick", *FAST, "--set", "epochs=2", "--set", "k=2", "--name", "p", "--storage", str(tmp_path), "--json")
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    epoch_lines = [line for line in lines if " epoch " in line and "degraded" in line]
+    assert epoch_lines and all("digits-base-mlp-k2" in line for line in epoch_lines)
+    assert not any("│" in line or "Trial name" in line for line in lines), "Tune's own tables leaked"
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["status"] == {"COMPLETED": 1}
