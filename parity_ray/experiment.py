@@ -164,12 +164,18 @@ def check_resources(options: TuneOptions) -> None:
 
 def check_shared_storage(uri: str) -> None:
     """A multi-host cluster needs storage every node sees (S3 or an NFS-like mount)."""
-    hosts = {n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive")}
+    problem = storage_problem({n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive")}, uri)
+    if problem:
+        raise UsageError(problem)
+
+
+def storage_problem(hosts: set, uri: str) -> Optional[str]:
     if len(hosts) > 1 and not storage.is_shared(uri):
-        raise UsageError(
+        return (
             f"storage '{uri}' is node-local but the cluster spans {len(hosts)} hosts; "
             "use s3://bucket/prefix or a path on a shared NFS mount"
         )
+    return None
 
 
 # --------------------------------------------------------------------------- base models

@@ -1,0 +1,84 @@
+"""Multi-node: a head with no CPUs and three one-CPU workers; a worker dies mid-trial."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+from parity_ray import UsageError, results
+from parity_ray.experiment import TuneOptions, run_experiment
+from parity_ray.storage import is_shared
+from tests.conftest import REPO
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+
+@pytest.fixture
+def cluster():
+    import ray
+    from ray.cluster_utils import Cluster
+
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    workers = [cluster.add_node(num_cpus=1) for _ in range(3)]
+    ray.init(address=cluster.address, log_to_driver=False)
+    cluster.wait_for_nodes()
+    yield cluster, workers
+    ray.shutdown()
+    cluster.shutdown()
+
+
+def _busy_workers(workers):
+    """Worker node ids whose only CPU is taken (the state API needs a dashboard; this does not)."""
+    from ray._private.state import available_resources_per_node
+
+    free = available_resources_per_node()
+    return {w.node_id for w in workers if free.get(w.node_id, {}).get("CPU", 0) < 1}
+
+
+def test_trials_spread_and_survive_a_dead_worker(tmp_path, cluster):
+    cluster, workers = cluster
+    killed = {}
+
+    def kill_a_busy_worker():
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            busy = _busy_workers(workers)
+            checkpoints = list(tmp_path.glob("spread/*/checkpoint_*"))
+            if len(busy) == 2 and len(checkpoints) >= 2:
+                victim = next(w for w in workers if w.node_id in busy)
+                killed["node"] = victim.node_id
+                killed["busy"] = busy
+                cluster.remove_node(victim)
+                return
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_a_busy_worker, daemon=True)
+    killer.start()
+    opts = TuneOptions(space="quick", name="spread", storage=str(tmp_path), max_failures=3, progress=False,
+                       overrides=["dataset=digits", "base_epochs=5", "encoder=addition", "k=[2,3]", "epochs=250"])
+    run_experiment(opts, log=lambda _m: None)
+    killer.join(timeout=5)
+    assert "node" in killed, "no worker was killed: the trials never ran on two nodes at once"
+    assert len(killed["busy"]) == 2  # the two trials ran on different nodes
+
+    tables = results.load(opts.uri)
+    runs, epochs = tables.runs, tables.epochs
+    assert list(runs.status) == ["COMPLETED", "COMPLETED"]
+    assert killed["node"] not in set(runs.node_id)  # the interrupted trial finished elsewhere
+    assert not epochs.duplicated(["run_id", "epoch", "split", "metric"]).any()
+    for run_id, group in epochs.groupby("run_id"):
+        assert sorted(group.epoch.unique()) == list(range(1, 251)), run_id
+
+
+def test_node_local_storage_is_refused_on_a_multi_host_cluster(tmp_path):
+    from parity_ray.experiment import storage_problem
+
+    assert storage_problem({"10.0.0.1", "10.0.0.2"}, str(tmp_path)) is not None
+    assert storage_problem({"10.0.0.1"}, str(tmp_path)) is None
+    assert storage_problem({"10.0.0.1", "10.0.0.2"}, "s3://bucket/prefix") is None
+    assert is_shared("s3://bucket/x") and not is_shared(str(tmp_path))
