@@ -32,7 +32,7 @@ setup(
         "pyyaml>=6",
     ],
     extras_require={
-        "dev": ["pytest>=8", "pytest-timeout>=2.2"],
+        "dev": ["pytest>=8", "pytest-timeout>=2.2", "moto[server]>=5"],
     },
     entry_points={"console_scripts": ["parity-ray=parity_ray.cli:main"]},
 )
