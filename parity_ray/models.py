@@ -86,15 +86,26 @@ class LeNet5(nn.Module):
         return self.classifier(self.features(x))
 
 
-@register_model("resnet18")
-def resnet18(input_shape: Sequence[int] = (3, 32, 32), num_classes: int = 10) -> nn.Module:
-    """ResNet-18 with the CIFAR stem (3x3 stride-1 conv, no max-pool); any channel count."""
+def _cifar_resnet(depth: int, input_shape: Sequence[int], num_classes: int) -> nn.Module:
+    """A torchvision ResNet with the CIFAR stem (3x3 stride-1 conv, no max-pool); any channel count."""
     import torchvision
 
-    model = torchvision.models.resnet18(weights=None, num_classes=num_classes)
+    model = getattr(torchvision.models, f"resnet{depth}")(weights=None, num_classes=num_classes)
     model.conv1 = nn.Conv2d(input_shape[0], 64, kernel_size=3, stride=1, padding=1, bias=False)
     model.maxpool = nn.Identity()
     return model
+
+
+@register_model("resnet18")
+def resnet18(input_shape: Sequence[int] = (3, 32, 32), num_classes: int = 10) -> nn.Module:
+    """ResNet-18, CIFAR stem: the paper's model for CIFAR-10 (and MNIST, 1-channel)."""
+    return _cifar_resnet(18, input_shape, num_classes)
+
+
+@register_model("resnet152")
+def resnet152(input_shape: Sequence[int] = (3, 32, 32), num_classes: int = 100) -> nn.Module:
+    """ResNet-152, CIFAR stem: the paper's model for CIFAR-100."""
+    return _cifar_resnet(152, input_shape, num_classes)
 
 
 # --------------------------------------------------------------------------- weights
@@ -171,5 +182,6 @@ __all__ = [
     "load_state_dict_file",
     "load_weights",
     "register_model",
+    "resnet152",
     "resnet18",
 ]

@@ -96,7 +96,7 @@ def test_list_names_every_registry():
 
 BAD_FLAGS = {
     "unknown dataset": (["--dataset", "mnsit"], ["unknown dataset 'mnsit'", "did you mean 'mnist'"]),
-    "unknown model": (["--model", "vgg99"], ["unknown model 'vgg99'", "base-mlp, lenet5, resnet18"]),
+    "unknown model": (["--model", "vgg99"], ["unknown model 'vgg99'", "base-mlp, lenet5, resnet152, resnet18"]),
     "unknown encoder": (["--encoder", "xor"], ["unknown encoder 'xor'", "addition, concatenation"]),
     "unknown decoder": (["--decoder", "magic"], ["unknown decoder 'magic'", "subtraction"]),
     "unknown loss": (["--loss", "hinge"], ["unknown loss 'hinge'", "ce, kl, mse"]),
