@@ -194,7 +194,7 @@ def prepare_base_models(cells: List[Cell], options: TuneOptions, log: Log):
     task = ray.remote(_prepare_base_task).options(
         num_cpus=options.cpus_per_trial, num_gpus=options.gpus_per_trial, max_retries=options.max_failures
     )
-    refs = {key: task.remote(config, options.uri) for key, config in wanted.items()}
+    refs = {key: task.remote(config, options.uri, options.cpus_per_trial) for key, config in wanted.items()}
     log(f"base models: preparing {len(refs)} ...")
     bases, errors = {}, {}
     for key, ref in refs.items():
@@ -207,10 +207,11 @@ def prepare_base_models(cells: List[Cell], options: TuneOptions, log: Log):
     return bases, errors
 
 
-def _prepare_base_task(cell: Dict[str, Any], experiment_uri: str) -> Dict[str, Any]:
+def _prepare_base_task(cell: Dict[str, Any], experiment_uri: str, cpus: float = 1.0) -> Dict[str, Any]:
     """Ray task: find the base model in the experiment's storage, or train/import it and store it there."""
     import torch
 
+    torch.set_num_threads(max(1, int(cpus)))  # concurrent tasks must not oversubscribe the node's cores
     from .base import base_model_id, prepare_base_model
     from .data import load_data
     from .utils import resolve_device
@@ -256,7 +257,8 @@ def parity_trainable(params: Dict[str, Any], experiment: Dict[str, Any]) -> None
     trial = params["trial"]
     sampled = {k: params[k] for k in experiment["sampler_keys"]}
     run_id = trial["run_id"] + (f"-{stable_hash(sampled, 6)}" if sampled else "")
-    work = Path(tempfile.mkdtemp(prefix="parity-trial-"))
+    # The trial's working folder lives in Ray's session dir, not loose in /tmp, if the worker is killed.
+    work = Path(tempfile.mkdtemp(prefix="parity-trial-", dir=os.getcwd()))
     run_dir = work / run_id
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
@@ -374,6 +376,8 @@ def _fit(space: ExpandedSpace, options: TuneOptions, bases, base_errors, log: Lo
                 max_concurrent_trials=options.max_concurrent_trials,
                 trial_name_creator=trial_name,
                 trial_dirname_creator=trial_name,
+                # A reused worker keeps torch, the datasets and the base models warm between trials.
+                reuse_actors=True,
             ),
             run_config=run_config,
         )
