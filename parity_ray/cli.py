@@ -164,6 +164,44 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0 if not summary["status"].get("ERROR") else 1
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from .simulate import SimulationOptions, run_simulation
+
+    if args.smoke_test:
+        args.queries, args.warmup, args.modes = 8, 2, "coded,replication"
+    options = SimulationOptions(
+        experiment=args.experiment,
+        run=args.run,
+        dataset=args.dataset,
+        model=args.model,
+        k=args.k,
+        modes=[m.strip() for m in args.mode.split(",") if m.strip()] if not args.smoke_test else args.modes.split(","),
+        straggler=args.straggler,
+        rate=args.rate,
+        clients=args.clients,
+        queries=args.queries,
+        warmup=args.warmup,
+        deadline_ms=args.deadline_ms,
+        group_wait_ms=args.group_wait_ms,
+        timeout_s=args.timeout_s,
+        max_batch_size=args.max_batch_size,
+        batch_wait_ms=args.batch_wait_ms,
+        cpus_per_replica=args.cpus_per_replica,
+        gpus_per_replica=args.gpus_per_replica,
+        data_root=args.data_root,
+        seed=args.seed,
+    )
+    summary = run_simulation(options)
+    from .simulate import format_mode
+
+    print(f"simulation {summary['simulation_id']}  run {summary['run_id']}")
+    for mode in summary["modes"]:
+        print(format_mode(mode))
+    if args.json:
+        print(json.dumps(summary, sort_keys=True, default=str))
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from .coders import list_decoders, list_encoders
     from .data import list_datasets
@@ -219,6 +257,31 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--no-resource-check", action="store_true", help="allow resources no current node has (autoscaling)")
     _common(tune)
     tune.set_defaults(func=cmd_tune)
+
+    sim = commands.add_parser("simulate", help="serve a trained run on Ray Serve with stragglers; measure latency and accuracy",
+                              description="Degraded-mode serving simulation; rows land in <experiment>/tables/.")
+    sim.add_argument("--experiment", required=True, help="experiment folder or s3:// URI (from parity-ray tune)")
+    sim.add_argument("--run", default="best", help="a run id, or best (filtered by --dataset/--model/--k)")
+    sim.add_argument("--dataset")
+    sim.add_argument("--model")
+    sim.add_argument("--k", type=int)
+    sim.add_argument("--mode", default="coded,replication,hedged,none", help="comma-separated: coded, replication, hedged, none")
+    sim.add_argument("--straggler", default="none", help="e.g. slow:replica=0,p=0.3,delay_ms=100 (join models with +)")
+    sim.add_argument("--rate", type=float, default=50.0, help="open-loop Poisson queries/s")
+    sim.add_argument("--clients", type=int, help="closed loop with N clients instead of --rate")
+    sim.add_argument("--queries", type=int, default=1000)
+    sim.add_argument("--warmup", type=int, default=100)
+    sim.add_argument("--deadline-ms", type=float, default=50.0)
+    sim.add_argument("--group-wait-ms", type=float, default=5.0)
+    sim.add_argument("--timeout-s", type=float, default=10.0)
+    sim.add_argument("--max-batch-size", type=int, default=16)
+    sim.add_argument("--batch-wait-ms", type=float, default=2.0)
+    sim.add_argument("--cpus-per-replica", type=float, default=0.25)
+    sim.add_argument("--gpus-per-replica", type=float, default=0.0)
+    sim.add_argument("--data-root")
+    sim.add_argument("--seed", type=int, default=0)
+    _common(sim)
+    sim.set_defaults(func=cmd_simulate)
 
     lister = commands.add_parser("list", help="list registered datasets, models, coders and losses")
     lister.add_argument("--json", action="store_true", help="print one JSON object")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, Iterator, Tuple
 
 import pandas as pd
@@ -18,7 +18,8 @@ from . import storage
 from .errors import UsageError
 
 SCHEMA_VERSION = 1
-TABLES = ("runs", "epochs", "predictions", "base_models")
+TABLES = ("runs", "epochs", "predictions", "base_models")  # written by parity-ray tune
+SIMULATION_TABLES = ("queries", "simulations")  # appended by parity-ray simulate
 VERSION_KEY = "parity_ray.schema_version"
 
 
@@ -30,12 +31,14 @@ class Tables:
     epochs: pd.DataFrame
     predictions: pd.DataFrame
     base_models: pd.DataFrame
+    queries: pd.DataFrame = field(default_factory=pd.DataFrame)  # empty until a simulation ran
+    simulations: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         return getattr(self, name)
 
     def items(self) -> Iterator[Tuple[str, pd.DataFrame]]:
-        return ((name, getattr(self, name)) for name in TABLES)
+        return ((name, getattr(self, name)) for name in TABLES + SIMULATION_TABLES)
 
 
 def tables_uri(experiment: str) -> str:
@@ -66,9 +69,11 @@ def load(path: str) -> Tables:
 
     folder = _locate(str(path))
     frames = {}
-    for name in TABLES:
+    for name in TABLES + SIMULATION_TABLES:
         uri = storage.join(folder, f"{name}.parquet")
         if not storage.exists(uri):
+            if name in SIMULATION_TABLES:
+                continue
             raise UsageError(f"experiment table '{uri}' is missing; the experiment did not finish writing its tables")
         table = pq.read_table(io.BytesIO(storage.read_bytes(uri)))
         version = (table.schema.metadata or {}).get(VERSION_KEY.encode(), b"?").decode()

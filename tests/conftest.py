@@ -92,3 +92,15 @@ def cifar_root(tmp_path_factory) -> str:
 def roots(data_root, cifar_root):
     """A data root that holds every registered dataset: real MNIST family, tiny CIFAR."""
     return {"digits": None, "mnist": data_root, "fashion-mnist": data_root, "cifar10": cifar_root, "cifar100": cifar_root}
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray for in-process experiments; workers import `tests.*` class-specs through PYTHONPATH."""
+    import ray
+
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()

@@ -1,0 +1,113 @@
+"""What a serving replica needs from an experiment: the run's config and its model files.
+
+``resolve_run(experiment, "best", dataset=..., model=..., k=...)`` picks a run from the
+experiment's ``runs`` table; ``load_model(run, role)`` rebuilds the base model or a parity
+model from the files in the experiment's storage, on any node.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, Optional
+
+import torch
+from torch import nn
+
+from . import storage
+from .config import TrainConfig
+from .errors import UsageError, choices_hint
+from .models import create_model
+
+
+@dataclass
+class ServedRun:
+    """A trained parity run, as the serving layer sees it (plain data: it travels to replicas)."""
+
+    experiment: str
+    run_id: str
+    config: Dict[str, Any]  # resolved TrainConfig
+    base_weights_uri: str
+    parity_checkpoint_uri: Optional[str]  # best.pt of the run; None when the run has no parity model
+    input_norm: Dict[str, Any]
+    degraded_accuracy: Optional[float]
+    available_accuracy: Optional[float]
+
+    @property
+    def k(self) -> int:
+        return int(self.config["k"])
+
+    @property
+    def r(self) -> int:
+        return int(self.config["r"])
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_run(experiment: str, run: str = "best", *, dataset: Optional[str] = None, model: Optional[str] = None,
+                k: Optional[int] = None) -> ServedRun:
+    """A run by id, or ``best``: the completed run with the highest degraded-mode accuracy (filtered)."""
+    from .results import load
+
+    tables = load(experiment)
+    runs = tables.runs
+    done = runs[runs.status == "COMPLETED"]
+    if run == "best":
+        for column, value in (("dataset", dataset), ("model", model), ("k", k)):
+            if value is not None:
+                done = done[done[column] == value]
+        if done.empty:
+            raise UsageError(
+                f"experiment '{experiment}' has no completed run matching "
+                f"dataset={dataset} model={model} k={k}; completed runs: {', '.join(runs[runs.status == 'COMPLETED'].run_id) or 'none'}"
+            )
+        row = done.sort_values(["degraded_accuracy", "run_id"], ascending=[False, True]).iloc[0]
+    else:
+        match = runs[runs.run_id == run]
+        if match.empty:
+            raise UsageError(f"unknown run '{run}' in experiment '{experiment}'; {choices_hint(run, list(runs.run_id) + ['best'])}")
+        row = match.iloc[0]
+        if row.status != "COMPLETED":
+            raise UsageError(f"run '{run}' has status {row.status}, not COMPLETED: {row.error}")
+    base = tables.base_models[tables.base_models.base_model_id == row.base_model_id]
+    if base.empty:
+        raise UsageError(f"run '{row.run_id}' names base model '{row.base_model_id}', which the experiment does not hold")
+    config = TrainConfig.from_dict(json.loads(row.config_json)).resolved().to_dict()
+    checkpoint = storage.join(row.checkpoint_uri, "checkpoints", "best.pt") if row.checkpoint_uri else None
+    return ServedRun(
+        experiment=str(experiment),
+        run_id=row.run_id,
+        config=config,
+        base_weights_uri=base.weights_uri.iloc[0],
+        parity_checkpoint_uri=checkpoint,
+        input_norm=json.loads(base.input_norm.iloc[0]),
+        degraded_accuracy=_float(row.degraded_accuracy),
+        available_accuracy=_float(row.available_accuracy),
+    )
+
+
+def _float(value) -> Optional[float]:
+    return None if value is None or value != value else float(value)
+
+
+def load_model(run: ServedRun, role: str, parity_index: int = 0, device: str = "cpu") -> nn.Module:
+    """The base model (``role="base"``) or parity model ``parity_index`` (``role="parity"``), in eval mode."""
+    from .data import get_dataset_spec
+
+    spec = get_dataset_spec(run.config["dataset"])
+    if role == "base":
+        model = create_model(run.config["model"], input_shape=spec.input_shape, num_classes=spec.num_classes)
+        state = torch.load(io.BytesIO(storage.read_bytes(run.base_weights_uri)), map_location="cpu", weights_only=True)
+    elif role == "parity":
+        if not run.parity_checkpoint_uri:
+            raise UsageError(f"run '{run.run_id}' has no parity model checkpoint")
+        model = create_model(run.config["parity_model"], input_shape=spec.input_shape, num_classes=spec.num_classes)
+        checkpoint = torch.load(io.BytesIO(storage.read_bytes(run.parity_checkpoint_uri)), map_location="cpu", weights_only=False)
+        prefix = f"models.{parity_index}."
+        state = {k[len(prefix):]: v for k, v in checkpoint["parity_state"].items() if k.startswith(prefix)}
+    else:
+        raise ValueError(f"role must be 'base' or 'parity', got {role!r}")
+    model.load_state_dict(state)
+    return model.to(device).eval()
