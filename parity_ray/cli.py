@@ -9,7 +9,7 @@ import argparse
 import dataclasses
 import json
 import sys
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 from .config import TrainConfig
 from .errors import UsageError

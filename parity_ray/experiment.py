@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import socket
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -34,13 +33,10 @@ from .errors import UsageError
 from .registry import spec_name
 from .results import SCHEMA_VERSION, json_column, write_tables
 from .spaces import Cell, ExpandedSpace, expand
-from .utils import cache_dir, library_versions, stable_hash
+from .utils import cache_dir, library_versions, stable_hash, stderr_log
 
 Log = Callable[[str], None]
 
-
-def stderr_log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 @dataclass

@@ -12,7 +12,6 @@ import asyncio
 import io
 import json
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
@@ -23,7 +22,7 @@ import pandas as pd
 from . import storage
 from .errors import UsageError, choices_hint
 from .results import SCHEMA_VERSION, VERSION_KEY, tables_uri
-from .utils import library_versions, stable_hash
+from .utils import library_versions, stable_hash, stderr_log
 
 MODES = ("coded", "replication", "hedged", "none")
 
@@ -52,9 +51,6 @@ class SimulationOptions:
     seed: int = 0
     progress: bool = True
 
-
-def stderr_log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- validation

@@ -27,15 +27,12 @@ from .losses import LossInputs, create_loss
 from .metrics import MetricAccumulator
 from .models import create_model
 from .registry import spec_name
-from .utils import atomic_torch_save, atomic_write_json, atomic_write_text, library_versions, resolve_device
+from .utils import atomic_torch_save, atomic_write_json, atomic_write_text, library_versions, resolve_device, stderr_log
 
 SPLITS = ("train", "val", "test")
 EVAL_SPLITS = ("val", "test")
 Log = Callable[[str], None]
 
-
-def stderr_log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 class StopTraining(Exception):

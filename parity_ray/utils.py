@@ -54,6 +54,13 @@ def atomic_torch_save(obj: Any, path: PathLike) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def stderr_log(message: str) -> None:
+    """The default log of long-running commands: stderr, so --json output stays clean on stdout."""
+    import sys
+
+    print(message, file=sys.stderr, flush=True)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch; generators that matter are also passed explicitly."""
     random.seed(seed)

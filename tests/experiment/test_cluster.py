@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from parity_ray import UsageError, results
+from parity_ray import results
 from parity_ray.experiment import TuneOptions, run_experiment
 from parity_ray.storage import is_shared
 from tests.conftest import REPO

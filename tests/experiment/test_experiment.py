@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-import pytest
 
 from parity_ray import results
 from parity_ray.experiment import TuneOptions, run_experiment
