@@ -1,10 +1,10 @@
 """``CodedFrontend``: one query interface for every serving mode, so modes differ in one thing only.
 
-* ``coded``: queries are grouped into k-groups (a partial group is flushed after ``group_wait_s``,
-  its empty slots padded with copies); the run's encoder makes r parity queries; the k queries go
-  to k base replicas and the parities to r parity replicas. Each query is answered with its own
-  output, or, once ``deadline_s`` has passed and any k of the k+r outputs are in, with the
-  decoded output.
+* ``coded``: each query goes to its slot's base replica the moment it arrives; queries fill
+  k-groups, and when a group is full (or ``group_wait_s`` after its first query) the run's encoder
+  makes its r parity queries for the r parity replicas. Each query is answered with its own
+  output, or, once ``deadline_s`` after its arrival has passed and any k of the k+r outputs are
+  in, with the decoded output.
 * ``replication``: the same k+r instances all run the base model and share the load (the
   published "equal resources" baseline).
 * ``hedged``: the same k+r base replicas; a query still unanswered at the deadline is sent again
@@ -32,6 +32,24 @@ async def _resolve(response):
     return await response
 
 
+class _Group:
+    """A k-group in flight: its queries' data requests, and its parity requests once sealed."""
+
+    def __init__(self, group_id: int):
+        self.id = group_id
+        self.queries: List[np.ndarray] = []
+        self.data: List[asyncio.Future] = []
+        self.parity: List[asyncio.Future] = []
+        self.sealed = False
+        self.sealed_event = asyncio.Event()
+        self.flush: Optional[asyncio.Task] = None
+        self.encode_s = 0.0
+
+    def source(self, slot: int) -> int:
+        """The request whose output stands for ``slot`` (empty slots of a partial group copy slot 0)."""
+        return slot if slot < len(self.data) else 0
+
+
 @serve.deployment(max_ongoing_requests=4096)
 class CodedFrontend:
     def __init__(self, mode: str, run: Dict[str, Any], replicas: List[Any], parities: List[Any],
@@ -48,94 +66,109 @@ class CodedFrontend:
         spec = get_dataset_spec(config["dataset"])
         self.encoder = create_encoder(config["encoder"], k=self.k, r=self.r, input_shape=spec.input_shape).eval()
         self.decoder = create_decoder(config["decoder"], k=self.k, r=self.r).eval()
-        self.pending: List[tuple] = []
-        self.flush_task: Optional[asyncio.Task] = None
+        self.open_group: Optional[_Group] = None
         self.group_ids = itertools.count()
         self.round_robin = itertools.count()
 
     # ------------------------------------------------------------------ entry point
     async def __call__(self, query_id: int, query: np.ndarray) -> Dict[str, Any]:
         if self.mode == "coded":
-            future = asyncio.get_running_loop().create_future()
-            self.pending.append((query_id, query, future))
-            if len(self.pending) >= self.k:
-                self._dispatch()
-            elif self.flush_task is None:
-                self.flush_task = asyncio.create_task(self._flush_after_wait())
-            return await future
+            arrived = time.perf_counter()
+            group, position = self._join(query)
+            return {"query_id": query_id, "group_id": group.id, "position": position,
+                    **await self._coded_answer(group, position, arrived)}
         if self.mode == "hedged":
             return await self._hedged(query_id, query)
         return await self._single(query_id, query)
 
     # ------------------------------------------------------------------ coded
-    async def _flush_after_wait(self) -> None:
+    def _join(self, query: np.ndarray):
+        """Place the query in the open group and send it to that slot's replica at once.
+
+        Only the parity waits for the group: it is encoded when the group is full, or after
+        ``group_wait_s`` for a partial group (its empty slots stand for copies of slot 0, whose
+        output is reused, so padding costs no extra request).
+        """
+        if self.open_group is None:
+            self.open_group = _Group(next(self.group_ids))
+            self.open_group.flush = asyncio.create_task(self._flush_later(self.open_group))
+        group = self.open_group
+        position = len(group.queries)
+        group.queries.append(query)
+        group.data.append(asyncio.ensure_future(_resolve(self.replicas[position].remote(query))))
+        if len(group.queries) == self.k:
+            self._seal(group)
+        return group, position
+
+    async def _flush_later(self, group: "_Group") -> None:
         await asyncio.sleep(self.group_wait_s)
-        self.flush_task = None
-        if self.pending:
-            self._dispatch()
+        if not group.sealed:
+            self._seal(group)
 
-    def _dispatch(self) -> None:
-        members, self.pending = self.pending[: self.k], self.pending[self.k :]
-        if self.flush_task is not None and not self.pending:
-            self.flush_task.cancel()
-            self.flush_task = None
-        asyncio.create_task(self._serve_group(next(self.group_ids), members))
-
-    async def _serve_group(self, group_id: int, members: List[tuple]) -> None:
+    def _seal(self, group: "_Group") -> None:
+        if group.sealed:
+            return
+        group.sealed = True
+        if self.open_group is group:
+            self.open_group = None
+        if group.flush is not None and group.flush is not asyncio.current_task():
+            group.flush.cancel()
         started = time.perf_counter()
-        queries = [m[1] for m in members] + [members[0][1]] * (self.k - len(members))  # pad a partial group
+        queries = group.queries + [group.queries[0]] * (self.k - len(group.queries))
         with torch.no_grad():
             parity_queries = self.encoder(torch.from_numpy(np.stack(queries))[None])[0].numpy()
-        encode_s = time.perf_counter() - started
-        tasks = {asyncio.ensure_future(_resolve(self.replicas[i].remote(queries[i]))): ("data", i) for i in range(self.k)}
-        tasks.update({asyncio.ensure_future(_resolve(self.parities[j].remote(parity_queries[j]))): ("parity", j)
-                      for j in range(self.r)})
-        data: Dict[int, np.ndarray] = {}
-        parity: Dict[int, np.ndarray] = {}
-        errors: Dict[int, str] = {}
-        unanswered = set(range(len(members)))
-        deadline, hard_stop = started + self.deadline_s, started + self.timeout_s
+        group.encode_s = time.perf_counter() - started
+        group.parity = [asyncio.ensure_future(_resolve(self.parities[j].remote(parity_queries[j]))) for j in range(self.r)]
+        group.sealed_event.set()
 
-        def answer(i: int, result: Dict[str, Any]) -> None:
-            unanswered.discard(i)
-            qid, _, future = members[i]
-            if not future.done():
-                future.set_result({"query_id": qid, "group_id": group_id, "position": i, **result})
+    async def _coded_answer(self, group: "_Group", position: int, arrived: float) -> Dict[str, Any]:
+        own = group.data[position]
+        hard_stop = arrived + self.timeout_s
+        try:
+            value = await asyncio.wait_for(asyncio.shield(own), timeout=self.deadline_s)
+            return _result("direct", f"base:{position}", value, group.encode_s)
+        except asyncio.TimeoutError:
+            pass
+        except Exception:
+            pass  # its replica failed: decode it like a straggler
+        while True:
+            if own.done() and not own.cancelled() and own.exception() is None:
+                return _result("direct", f"base:{position}", own.result(), group.encode_s)
+            decode_started = time.perf_counter()
+            decoded = self._try_decode(group, position)
+            if decoded is not None:
+                output, used = decoded
+                return _result("decoded", f"parity:{used}", output,
+                               group.encode_s + time.perf_counter() - decode_started)
+            remaining = hard_stop - time.perf_counter()
+            waiting = [t for t in group.data + group.parity if not t.done()]
+            if remaining <= 0 or (group.sealed and not waiting):
+                reason = "timeout" if remaining <= 0 else "not decodable"
+                if own.done() and not own.cancelled() and own.exception() is not None:
+                    reason = f"replica {position} failed: {type(own.exception()).__name__}; {reason}"
+                arrived_outputs = self._available(group)
+                return _result("failed", None, None, group.encode_s,
+                               f"{reason}; {len(arrived_outputs[0]) + len(arrived_outputs[1])} of {self.k + self.r} outputs arrived")
+            if not group.sealed:
+                waiting.append(asyncio.ensure_future(group.sealed_event.wait()))
+            await asyncio.wait(waiting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
 
-        while unanswered:
-            now = time.perf_counter()
-            if now >= deadline and len(data) + len(parity) >= self.k:
-                decode_started = time.perf_counter()
-                decoded = self._decode(data, parity)
-                decode_s = time.perf_counter() - decode_started
-                for i in sorted(unanswered):
-                    answer(i, _result("decoded", f"parity:{sorted(parity)}", decoded[i], encode_s + decode_s))
-                break
-            if not tasks or now >= hard_stop:
-                break
-            wait = (deadline if now < deadline else hard_stop) - now
-            done, _ = await asyncio.wait(tasks, timeout=max(wait, 0.0), return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                kind, slot = tasks.pop(task)
-                try:
-                    value = task.result()
-                except Exception as exc:  # a crashed or unreachable replica: the slot is erased
-                    if kind == "data":
-                        errors[slot] = f"replica {slot} failed: {type(exc).__name__}"
-                    continue
-                if kind == "parity":
-                    parity[slot] = value
-                    continue
-                data[slot] = value
-                if slot in unanswered:
-                    answer(slot, _result("direct", f"base:{slot}", value, encode_s))
-        for i in sorted(unanswered):
-            reason = errors.get(i) or ("timeout" if time.perf_counter() >= hard_stop else "not decodable")
-            if len(data) + len(parity) < self.k:
-                reason += f"; only {len(data) + len(parity)} of {self.k + self.r} outputs arrived"
-            answer(i, _result("failed", None, None, encode_s, reason))
-        for task in tasks:
-            task.cancel()
+    def _available(self, group: "_Group"):
+        def ok(task):
+            return task.done() and not task.cancelled() and task.exception() is None
+
+        data = {i: group.data[group.source(i)].result() for i in range(self.k) if ok(group.data[group.source(i)])}
+        parity = {j: t.result() for j, t in enumerate(group.parity) if ok(t)}
+        return data, parity
+
+    def _try_decode(self, group: "_Group", position: int):
+        if not group.sealed:
+            return None
+        data, parity = self._available(group)
+        data.pop(position, None)
+        if len(data) + len(parity) < self.k or not parity:
+            return None
+        return self._decode(data, parity)[position], sorted(parity)
 
     def _decode(self, data: Dict[int, np.ndarray], parity: Dict[int, np.ndarray]) -> np.ndarray:
         n = len(next(iter({**data, **parity}.values())))

@@ -6,8 +6,8 @@ open-loop Poisson load. Steps:
 
 1. calibrate: replication with no straggler at ``--rate`` -> its p90; the deadline is set above it;
 2. the four modes with the straggler at ``--rate``: p50, p99, p99.9, (p99.9 - p50), accuracy;
-3. the highest rate each mode sustains (throughput >= 95% of the offered rate, nothing failed,
-   p50 under 4x its lowest-rate p50), stepping through ``--rates``;
+3. the highest rate each mode sustains (throughput >= 90% of the rate actually offered, nothing
+   failed, p50 under 4x its lowest-rate p50), stepping through ``--rates``;
 4. the frontend's own added latency per query (encode + decode), from the coded runs.
 
 Targets: coded's (p99.9 - p50) >= 3.5x smaller than replication's with p50 within 10% of it,
@@ -84,7 +84,10 @@ def main() -> int:
             for rate in (float(r) for r in args.rates.split(",")):
                 m = simulate(experiment, [mode], STRAGGLER, rate, args.rate_queries, deadline, args.data_root)[mode]
                 base_p50 = base_p50 or m["p50_ms"]
-                ok = m["failed"] == 0 and (m["throughput_qps"] or 0) >= 0.95 * rate and m["p50_ms"] <= 4 * base_p50
+                # Sustained: answers keep pace with what was actually offered (Poisson draws vary), nothing
+                # failed, and the median has not blown up against the lowest rate's.
+                ok = m["failed"] == 0 and (m["throughput_qps"] or 0) >= 0.9 * (m["offered_qps"] or rate) \
+                    and m["p50_ms"] <= 4 * base_p50
                 print(f"  {mode:<12} {rate:6.0f} qps offered: {m['throughput_qps'] or 0:6.1f} served, p50 {m['p50_ms']:.1f} ms"
                       f" {'ok' if ok else 'saturated'}", file=sys.stderr)
                 if not ok:

@@ -268,6 +268,7 @@ def summarize_mode(frame, options, mode, run, simulation_id, stragglers, wall) -
     decoded = measured[measured.path == "decoded"]
     latency = answered.latency_ms.to_numpy()
     span = (measured.receive_s.max() - measured.send_s.min()) if len(measured) else float("nan")
+    send_span = (measured.send_s.max() - measured.send_s.min()) if len(measured) > 1 else float("nan")
     counts = measured.path.value_counts().to_dict()
     pct = lambda q: float(np.percentile(latency, q)) if len(latency) else None  # noqa: E731
     return {
@@ -293,6 +294,7 @@ def summarize_mode(frame, options, mode, run, simulation_id, stragglers, wall) -
         "p999_ms": pct(99.9),
         "mean_ms": float(latency.mean()) if len(latency) else None,
         "throughput_qps": float(len(answered) / span) if span and span > 0 else None,
+        "offered_qps": float(len(measured) / send_span) if send_span and send_span > 0 else None,
         "accuracy": float(measured.correct.mean()) if len(measured) else None,
         "agreement_with_base": float(measured.agrees_with_base.mean()) if len(measured) else None,
         "decoded_accuracy": float(decoded.correct.mean()) if len(decoded) else None,
