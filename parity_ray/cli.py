@@ -167,15 +167,16 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from .simulate import SimulationOptions, run_simulation
 
+    modes = "coded,replication" if args.smoke_test else args.mode
     if args.smoke_test:
-        args.queries, args.warmup, args.modes = 8, 2, "coded,replication"
+        args.queries, args.warmup = 8, 2
     options = SimulationOptions(
         experiment=args.experiment,
         run=args.run,
         dataset=args.dataset,
         model=args.model,
         k=args.k,
-        modes=[m.strip() for m in args.mode.split(",") if m.strip()] if not args.smoke_test else args.modes.split(","),
+        modes=[m.strip() for m in modes.split(",") if m.strip()],
         straggler=args.straggler,
         rate=args.rate,
         clients=args.clients,
