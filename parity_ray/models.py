@@ -168,15 +168,11 @@ def _short(items: List[str], limit: int = 4) -> str:
     return f"[{shown}{', ...' if len(items) > limit else ''}]"
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
 
 __all__ = [
     "MODELS",
     "BaseMLP",
     "LeNet5",
-    "count_parameters",
     "create_model",
     "list_models",
     "load_state_dict_file",

@@ -95,12 +95,6 @@ def list_dir(uri: str) -> List[str]:
     return sorted(info.base_name for info in fs.get_file_info(pafs.FileSelector(path)))
 
 
-def upload_dir(local: str, uri: str) -> None:
-    """Copy a local folder's files to ``uri``, each file written atomically."""
-    for file in sorted(Path(local).rglob("*")):
-        if file.is_file():
-            write_bytes(join(uri, *file.relative_to(local).parts), file.read_bytes())
-
 
 def download_dir(uri: str, local: str) -> None:
     """Copy ``uri`` into the local folder ``local`` (created whole: staged, then renamed)."""

@@ -8,12 +8,10 @@ import io
 import json
 import os
 import platform
-import random
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Union
 
-import numpy as np
 import torch
 
 PathLike = Union[str, os.PathLike]
@@ -60,12 +58,6 @@ def stderr_log(message: str) -> None:
 
     print(message, file=sys.stderr, flush=True)
 
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch; generators that matter are also passed explicitly."""
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
 
 
 def library_versions() -> dict:
