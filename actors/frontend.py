@@ -1,10 +1,13 @@
 """``CodedFrontend``: one query interface for every serving mode, so modes differ in one thing only.
 
-* ``coded``: each query goes to its slot's base replica the moment it arrives; queries fill
-  k-groups, and when a group is full (or ``group_wait_s`` after its first query) the run's encoder
-  makes its r parity queries for the r parity replicas. Each query is answered with its own
-  output, or, once ``deadline_s`` after its arrival has passed and any k of the k+r outputs are
-  in, with the decoded output.
+* ``coded``: each query goes to the next base replica (round robin) the moment it arrives;
+  consecutive queries fill k-groups, so a group's queries sit on k different replicas. When a
+  group is full (or ``group_wait_s`` after its first query) the run's encoder makes its r parity
+  queries for the r parity replicas. Each query is answered with its own output, or, once
+  ``deadline_s`` after its arrival has passed and any k of the k+r outputs are in, with the
+  decoded output. A partial group's empty slots are filled with recently answered queries whose
+  base outputs the frontend already holds, so its parity stays in the distribution the parity
+  model was trained on and its real queries stay decodable, at no extra base request.
 * ``replication``: the same k+r instances all run the base model and share the load (the
   published "equal resources" baseline).
 * ``hedged``: the same k+r base replicas; a query still unanswered at the deadline is sent again
@@ -17,6 +20,7 @@ Every query ends as exactly one of ``direct``, ``decoded`` or ``failed`` (with a
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import time
 from typing import Any, Dict, List, Optional
@@ -38,16 +42,14 @@ class _Group:
     def __init__(self, group_id: int):
         self.id = group_id
         self.queries: List[np.ndarray] = []
+        self.replica_of: List[int] = []  # slot -> base replica index
         self.data: List[asyncio.Future] = []
+        self.fillers: Dict[int, np.ndarray] = {}  # empty slot -> the known base output of its filler query
         self.parity: List[asyncio.Future] = []
         self.sealed = False
         self.sealed_event = asyncio.Event()
         self.flush: Optional[asyncio.Task] = None
         self.encode_s = 0.0
-
-    def source(self, slot: int) -> int:
-        """The request whose output stands for ``slot`` (empty slots of a partial group copy slot 0)."""
-        return slot if slot < len(self.data) else 0
 
 
 @serve.deployment(max_ongoing_requests=4096)
@@ -69,6 +71,9 @@ class CodedFrontend:
         self.open_group: Optional[_Group] = None
         self.group_ids = itertools.count()
         self.round_robin = itertools.count()
+        # Recent (query, base output) pairs answered directly: fillers for partial groups.
+        self.answered: collections.deque = collections.deque(maxlen=4 * self.k)
+        torch.set_num_threads(1)  # encode/decode are tiny; a thread pool would only contend with the replicas
 
     # ------------------------------------------------------------------ entry point
     async def __call__(self, query_id: int, query: np.ndarray) -> Dict[str, Any]:
@@ -83,19 +88,20 @@ class CodedFrontend:
 
     # ------------------------------------------------------------------ coded
     def _join(self, query: np.ndarray):
-        """Place the query in the open group and send it to that slot's replica at once.
+        """Place the query in the open group and send it to the next replica at once.
 
         Only the parity waits for the group: it is encoded when the group is full, or after
-        ``group_wait_s`` for a partial group (its empty slots stand for copies of slot 0, whose
-        output is reused, so padding costs no extra request).
+        ``group_wait_s`` for a partial group.
         """
         if self.open_group is None:
             self.open_group = _Group(next(self.group_ids))
             self.open_group.flush = asyncio.create_task(self._flush_later(self.open_group))
         group = self.open_group
         position = len(group.queries)
+        replica = next(self.round_robin) % self.k
         group.queries.append(query)
-        group.data.append(asyncio.ensure_future(_resolve(self.replicas[position].remote(query))))
+        group.replica_of.append(replica)
+        group.data.append(asyncio.ensure_future(_resolve(self.replicas[replica].remote(query))))
         if len(group.queries) == self.k:
             self._seal(group)
         return group, position
@@ -114,26 +120,43 @@ class CodedFrontend:
         if group.flush is not None and group.flush is not asyncio.current_task():
             group.flush.cancel()
         started = time.perf_counter()
-        queries = group.queries + [group.queries[0]] * (self.k - len(group.queries))
+        queries = group.queries + self._fill(group)
         with torch.no_grad():
             parity_queries = self.encoder(torch.from_numpy(np.stack(queries))[None])[0].numpy()
         group.encode_s = time.perf_counter() - started
         group.parity = [asyncio.ensure_future(_resolve(self.parities[j].remote(parity_queries[j]))) for j in range(self.r)]
         group.sealed_event.set()
 
+    def _fill(self, group: "_Group") -> List[np.ndarray]:
+        """Queries for a partial group's empty slots, most recent answers first.
+
+        Before anything has been answered (the first partial groups of a run) slot 0's query is
+        repeated: the parity is still sent, but slot 0 cannot be decoded from it.
+        """
+        missing = self.k - len(group.queries)
+        recent = list(self.answered)[-missing:] if missing else []
+        for offset, (query, output) in enumerate(recent):
+            group.fillers[len(group.queries) + offset] = output
+        return [q for q, _ in recent] + [group.queries[0]] * (missing - len(recent))
+
     async def _coded_answer(self, group: "_Group", position: int, arrived: float) -> Dict[str, Any]:
         own = group.data[position]
+        source = f"base:{group.replica_of[position]}"
         hard_stop = arrived + self.timeout_s
+
+        def direct(value):
+            self.answered.append((group.queries[position], value))
+            return _result("direct", source, value, group.encode_s)
+
         try:
-            value = await asyncio.wait_for(asyncio.shield(own), timeout=self.deadline_s)
-            return _result("direct", f"base:{position}", value, group.encode_s)
+            return direct(await asyncio.wait_for(asyncio.shield(own), timeout=self.deadline_s))
         except asyncio.TimeoutError:
             pass
         except Exception:
             pass  # its replica failed: decode it like a straggler
         while True:
             if own.done() and not own.cancelled() and own.exception() is None:
-                return _result("direct", f"base:{position}", own.result(), group.encode_s)
+                return direct(own.result())
             decode_started = time.perf_counter()
             decoded = self._try_decode(group, position)
             if decoded is not None:
@@ -157,7 +180,11 @@ class CodedFrontend:
         def ok(task):
             return task.done() and not task.cancelled() and task.exception() is None
 
-        data = {i: group.data[group.source(i)].result() for i in range(self.k) if ok(group.data[group.source(i)])}
+        data = dict(group.fillers)
+        for slot in range(self.k):
+            request = group.data[slot if slot < len(group.data) else 0]  # unfilled slots repeat slot 0
+            if slot not in data and ok(request):
+                data[slot] = request.result()
         parity = {j: t.result() for j, t in enumerate(group.parity) if ok(t)}
         return data, parity
 

@@ -82,3 +82,41 @@ def test_decoded_answer_equals_offline_decoding(experiment):
         offline = decoder.decode(outputs, parity_out, torch.tensor([[True, False]]))[0, 0]
     assert np.allclose(by_position[0]["output"], offline.numpy(), atol=1e-4)
     assert np.allclose(by_position[1]["output"], outputs[0, 1].numpy(), atol=1e-5)
+
+
+def test_a_partial_group_is_decodable_through_a_recently_answered_filler(experiment):
+    """Queries arriving one at a time form partial groups; their parity borrows a recent answer."""
+    from ray import serve
+
+    from parity_ray.coders import create_decoder, create_encoder
+    from parity_ray.data import load_data
+
+    run = resolve_run(experiment, "best")
+    # A generous deadline so that replica 1's first (cold) answer still comes back direct.
+    options = SimulationOptions(experiment=experiment, deadline_ms=250, group_wait_ms=1, timeout_s=10)
+    stragglers = [{"kind": "slow", "replica": 0, "p": 1.0, "delay_ms": 1500}]
+    handle = serve.run(build_app("coded", run, options, stragglers), name="partial-check", route_prefix=None)
+    data = load_data("digits", val_size=run.config["val_size"], split_seed=run.config["seed"], input_norm="dataset")
+    queries = data.test_x[:4].numpy()
+
+    async def one_at_a_time():
+        return [await handle.remote(i, queries[i]) for i in range(4)]
+
+    answers = asyncio.run(one_at_a_time())
+    serve.delete("partial-check")
+    assert [a["replica"] for a in (answers[0], answers[1], answers[3])] == ["base:0", "base:1", "base:1"]
+    assert len({a["group_id"] for a in answers}) == 4 and all(a["position"] == 0 for a in answers)
+    # The very first query has no filler yet: slot 0 waits for its slow replica.
+    assert answers[0]["path"] == "direct"
+    # Query 2 lands on the slow replica too, but its group borrowed query 1's answer: decoded.
+    assert answers[1]["path"] == "direct" and answers[2]["path"] == "decoded"
+
+    base, parity = load_model(run, "base"), load_model(run, "parity", 0)
+    encoder = create_encoder(run.config["encoder"], k=2, r=1, input_shape=(1, 8, 8))
+    decoder = create_decoder(run.config["decoder"], k=2, r=1)
+    with torch.no_grad():
+        group = torch.from_numpy(queries[[2, 1]])  # slot 0: the query, slot 1: the filler (query 1)
+        outputs = base(group).unsqueeze(0)
+        parity_out = parity(encoder(group.unsqueeze(0))[:, 0]).unsqueeze(1)
+        offline = decoder.decode(outputs, parity_out, torch.tensor([[True, False]]))[0, 0]
+    assert np.allclose(answers[2]["output"], offline.numpy(), atol=1e-4)
