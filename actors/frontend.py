@@ -86,6 +86,12 @@ class CodedFrontend:
             return await self._hedged(query_id, query)
         return await self._single(query_id, query)
 
+    async def placement(self) -> Dict[str, str]:
+        """Node id of every replica behind this frontend: ``base:<i>`` / ``parity:<j>`` -> node."""
+        names = [f"base:{i}" for i in range(len(self.replicas))] + [f"parity:{j}" for j in range(len(self.parities))]
+        nodes = await asyncio.gather(*(_resolve(h.node_id.remote()) for h in self.replicas + self.parities))
+        return dict(zip(names, nodes))
+
     # ------------------------------------------------------------------ coded
     def _join(self, query: np.ndarray):
         """Place the query in the open group and send it to the next replica at once.

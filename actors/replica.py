@@ -49,5 +49,11 @@ class ModelReplica:
         self.stragglers.before_request()
         return await self.infer(query)
 
+    def node_id(self) -> str:
+        """The Ray node this replica runs on (its failure domain)."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
     def check_health(self) -> None:
         return None

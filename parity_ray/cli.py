@@ -191,6 +191,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         gpus_per_replica=args.gpus_per_replica,
         data_root=args.data_root,
         seed=args.seed,
+        address=args.address,
+        resource_check=not args.no_resource_check,
     )
     summary = run_simulation(options)
     from .simulate import format_mode
@@ -281,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--gpus-per-replica", type=float, default=0.0)
     sim.add_argument("--data-root")
     sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--address", help="Ray cluster address (e.g. auto); default: start a local Ray")
+    sim.add_argument("--no-resource-check", action="store_true", help="allow resources no current node has (autoscaling)")
     _common(sim)
     sim.set_defaults(func=cmd_simulate)
 

@@ -75,7 +75,7 @@ def run_experiment(options: TuneOptions, log: Log = stderr_log) -> Dict[str, Any
 
     owns_ray = not ray.is_initialized()
     if owns_ray:
-        _init_ray(options.address)
+        init_ray(options.address)
     try:
         check_resources(options)
         check_shared_storage(options.storage)
@@ -99,7 +99,8 @@ def _check_name(name: str) -> None:
         raise UsageError(f"experiment name '{name}' must be a plain folder name (no '/', not hidden)")
 
 
-def _init_ray(address: Optional[str]) -> None:
+def init_ray(address: Optional[str]) -> None:
+    """Connect to the Ray cluster at ``address``, or start a local Ray when it is None."""
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=True, logging_level="warning")
     try:

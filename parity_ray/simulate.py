@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
@@ -49,6 +48,8 @@ class SimulationOptions:
     gpus_per_replica: float = 0.0
     data_root: Optional[str] = None
     seed: int = 0
+    address: Optional[str] = None  # Ray cluster address (e.g. "auto"); None = start a local Ray
+    resource_check: bool = True  # refuse replicas no current node can hold (turn off for autoscaling clusters)
     progress: bool = True
 
 
@@ -80,6 +81,8 @@ def validate(options: SimulationOptions):
 def check_resources(options: SimulationOptions, run) -> None:
     import ray
 
+    if not options.resource_check:
+        return
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     total_cpu = sum(n["Resources"].get("CPU", 0) for n in nodes)
     best_gpu = max((n["Resources"].get("GPU", 0) for n in nodes), default=0)
@@ -183,11 +186,12 @@ def run_simulation(options: SimulationOptions, log=stderr_log) -> Dict[str, Any]
     import logging
 
     logging.getLogger("ray.serve").setLevel(logging.WARNING)  # one line per mode from us, not Serve's INFO stream
+    from .experiment import init_ray
+
     run, stragglers = validate(options)
     owns_ray = not ray.is_initialized()
     if owns_ray:
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level="warning")
+        init_ray(options.address)
     try:
         check_resources(options, run)
         config = run.config
@@ -211,18 +215,20 @@ def run_simulation(options: SimulationOptions, log=stderr_log) -> Dict[str, Any]
             app_name = f"parity-sim-{mode}"
             handle = serve.run(build_app(mode, run, options, stragglers), name=app_name, route_prefix=None,
                                logging_config={"log_level": "WARNING"})
-            log(f"{mode}: deployed; sending {total} queries ({'closed loop, %d clients' % options.clients if options.clients else '%g qps' % options.rate})")
+            nodes = handle.placement.remote().result()
+            log(f"{mode}: deployed on {len(set(nodes.values()))} node(s); sending {total} queries ({'closed loop, %d clients' % options.clients if options.clients else '%g qps' % options.rate})")
             started = time.perf_counter()
             records = asyncio.run(generate_load(handle, inputs, options))
             wall = time.perf_counter() - started
             serve.delete(app_name)
             frame = queries_frame(records, simulation_id, mode, run.run_id, indices, labels, base_pred, options.warmup)
             summary = summarize_mode(frame, options, mode, run, simulation_id, stragglers, wall)
+            summary["replica_nodes"] = json.dumps(nodes, sort_keys=True)
             log(format_mode(summary))
             query_frames.append(frame)
             summaries.append(summary)
-        if owns_ray:
-            serve.shutdown()
+        if owns_ray and not options.address:
+            serve.shutdown()  # our own local Ray; on a shared cluster only our apps (deleted above) go
     finally:
         if owns_ray:
             ray.shutdown()

@@ -82,3 +82,22 @@ def test_node_local_storage_is_refused_on_a_multi_host_cluster(tmp_path):
     assert storage_problem({"10.0.0.1"}, str(tmp_path)) is None
     assert storage_problem({"10.0.0.1", "10.0.0.2"}, "s3://bucket/prefix") is None
     assert is_shared("s3://bucket/x") and not is_shared(str(tmp_path))
+
+
+def test_simulation_replicas_sit_on_different_nodes(tmp_path, cluster):
+    """Each of the k + r replicas of a coded simulation gets its own worker node (failure domain)."""
+    import json
+
+    from parity_ray.simulate import SimulationOptions, run_simulation
+
+    cluster, workers = cluster
+    opts = TuneOptions(space="quick", name="placed", storage=str(tmp_path), progress=False,
+                       overrides=["dataset=digits", "base_epochs=5", "encoder=addition", "k=2", "epochs=5"])
+    run_experiment(opts, log=lambda _m: None)
+    options = SimulationOptions(experiment=opts.uri, modes=["coded"], rate=20, queries=30, warmup=5,
+                                deadline_ms=200, cpus_per_replica=0.5, progress=False)
+    summary = run_simulation(options, log=lambda _m: None)
+    nodes = json.loads(summary["modes"][0]["replica_nodes"])
+    assert sorted(nodes) == ["base:0", "base:1", "parity:0"]
+    assert len(set(nodes.values())) == 3 and set(nodes.values()) <= {w.node_id for w in workers}
+    assert summary["modes"][0]["failed"] == 0
