@@ -20,7 +20,7 @@ setup(
     long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["parity_ray", "parity_ray.*", "search_spaces", "actors"]),
+    packages=find_packages(include=["parity_ray", "parity_ray.*", "search_spaces", "actors", "analysis"]),
     install_requires=[
         *TORCH_STACK,
         "ray[tune,serve]>=2.60,<2.61",
@@ -30,9 +30,11 @@ setup(
         "scikit-learn>=1.3",
         "tqdm>=4.60",
         "pyyaml>=6",
+        "matplotlib>=3.7",  # figures of analysis/ and parity-ray report
     ],
     extras_require={
-        "dev": ["pytest>=8", "pytest-timeout>=2.2", "moto[server]>=5"],
+        "dev": ["pytest>=8", "pytest-timeout>=2.2", "moto[server]>=5", "nbformat>=5", "nbclient>=0.8", "ipykernel>=6"],
+        "notebooks": ["jupyterlab>=4"],
     },
     entry_points={"console_scripts": ["parity-ray=parity_ray.cli:main"]},
 )

@@ -1,0 +1,241 @@
+"""Analysis tables computed from an experiment's result tables (schema: ``docs/tables.md``).
+
+Every function takes the DataFrames that :func:`load` returns and gives back a plain
+DataFrame (or a small bundle of them), so notebooks, the report and tests share one
+computation.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterable, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from parity_ray import results, storage
+
+EXPERIMENT_ENV = "PARITY_RAY_EXPERIMENT"
+CELL_KEYS = ["dataset", "model", "k", "r", "encoder", "decoder", "loss"]
+MODE_ORDER = ["coded", "replication", "hedged", "none"]
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load(path: str) -> results.Tables:
+    """An experiment's tables (local folder, its ``tables/`` folder, or an ``s3://`` URI).
+
+    Raises :class:`parity_ray.errors.UsageError` (one line) when ``path`` holds no
+    experiment or a table has another schema version.
+    """
+    return results.load(str(path))
+
+
+def experiment_path(default: str) -> str:
+    """The experiment a notebook analyses: ``$PARITY_RAY_EXPERIMENT`` if set, else ``default``.
+
+    A relative local path that does not exist from the working directory is tried from
+    the repository root, since Jupyter runs a notebook in its own folder
+    (``analysis/notebooks/``) while ``results/...`` paths are written from the root.
+    """
+    path = os.environ.get(EXPERIMENT_ENV) or default
+    if storage.is_remote(path) or Path(path).is_absolute() or Path(path).exists():
+        return path
+    from_root = REPO / path
+    return str(from_root) if from_root.exists() else path
+
+
+# --------------------------------------------------------------------------- accuracy
+
+
+def degraded_accuracy_table(runs: pd.DataFrame, failed: str = "mark") -> pd.DataFrame:
+    """Available vs degraded-mode accuracy per dataset x model x k x coder: the paper's main result.
+
+    One row per run, sorted by cell. ``failed="mark"`` keeps runs that did not complete
+    (``UNAVAILABLE``, ``ERROR``, ``INCOMPLETE``) with their status and reason in ``note``, so a
+    grid's holes stay visible; ``failed="drop"`` keeps only ``COMPLETED`` runs.
+    """
+    if failed not in ("mark", "drop"):
+        raise ValueError(f"failed must be 'mark' or 'drop', not {failed!r}")
+    table = runs.copy()
+    if failed == "drop":
+        table = table[table["status"] == "COMPLETED"]
+    table["accuracy_drop"] = table["available_accuracy"] - table["degraded_accuracy"]
+    table["note"] = np.where(table["status"] == "COMPLETED", "", table["error"].fillna("").astype(str))
+    columns = CELL_KEYS + ["status", "available_accuracy", "degraded_accuracy", "accuracy_drop",
+                           "reconstruction_accuracy", "degraded_top5", "best_epoch", "epochs_done", "run_id", "note"]
+    table = table[columns].sort_values(CELL_KEYS + ["run_id"], kind="stable").reset_index(drop=True)
+    for column in ("best_epoch", "epochs_done"):
+        table[column] = table[column].astype("Int64")  # NaN for runs that never trained, not 8.0
+    return table
+
+
+def run_labels(runs: pd.DataFrame) -> Dict[str, str]:
+    """Short legend labels per run_id: only the cell keys that differ between runs.
+
+    ``"k=2 addition"`` reads better in a legend than a run id; when runs differ in no cell
+    key (e.g. only a learning rate), the run id is used.
+    """
+    varying = [key for key in CELL_KEYS + ["seed"] if key in runs and runs[key].astype(str).nunique() > 1]
+    labels = {}
+    for row in runs.itertuples(index=False):
+        parts = [f"{key}={getattr(row, key)}" if key in ("k", "r", "seed") else str(getattr(row, key)) for key in varying]
+        labels[row.run_id] = " ".join(parts) if parts else row.run_id
+    if len(set(labels.values())) < len(labels):  # two runs share a cell (another key varies): fall back to ids
+        labels = {run_id: run_id for run_id in labels}
+    return labels
+
+
+# --------------------------------------------------------------------------- learning curves
+
+
+def learning_curves(epochs: pd.DataFrame, splits: Optional[Sequence[str]] = None,
+                    metrics: Optional[Sequence[str]] = None) -> pd.DataFrame:
+    """Per-epoch metrics in wide form: one row per run x split x epoch, one column per metric."""
+    long = epochs
+    if splits is not None:
+        long = long[long["split"].isin(list(splits))]
+    if metrics is not None:
+        long = long[long["metric"].isin(list(metrics))]
+    wide = long.pivot_table(index=["run_id", "split", "epoch"], columns="metric", values="value", aggfunc="last")
+    wide.columns.name = None
+    return wide.reset_index().sort_values(["run_id", "split", "epoch"], kind="stable").reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- erasures
+
+
+@dataclass
+class ErasureBreakdown:
+    """Where decoding fails, from ``predictions.parquet`` (test set, best checkpoint)."""
+
+    by_class: pd.DataFrame  # run x true label: accuracies and the class decodes are most confused with
+    by_position: pd.DataFrame  # run x erased position x parity used
+    agreement: pd.DataFrame  # run: decoded vs base model, decode by decode, in four outcomes
+    instances: pd.DataFrame  # run x test image: how often its decodes are right / agree with the base
+    kl: pd.DataFrame  # run: distribution of KL(base || decoded), nats
+
+
+def erasure_breakdown(predictions: pd.DataFrame) -> ErasureBreakdown:
+    """Which classes and erasure positions fail, and how decoded outputs compare with the base model.
+
+    Every row of ``predictions`` is one decode (a test image's output rebuilt after its
+    position was erased); the base model's own prediction for the same image is on the row.
+    """
+    p = predictions.assign(
+        decoded_correct=predictions["decoded_prediction"] == predictions["label"],
+        base_correct=predictions["base_prediction"] == predictions["label"],
+        agrees=predictions["decoded_prediction"] == predictions["base_prediction"],
+    )
+    return ErasureBreakdown(
+        by_class=_by_class(p),
+        by_position=_by_position(p),
+        agreement=_agreement(p),
+        instances=_instances(p),
+        kl=_kl_summary(p),
+    )
+
+
+def _by_class(p: pd.DataFrame) -> pd.DataFrame:
+    grouped = p.groupby(["run_id", "label"])
+    table = grouped.agg(decodes=("decoded_correct", "size"), degraded_accuracy=("decoded_correct", "mean"),
+                        base_accuracy=("base_correct", "mean"), reconstruction_accuracy=("agrees", "mean"),
+                        failures=("decoded_correct", lambda s: int((~s).sum())))
+    wrong = p[~p["decoded_correct"]]
+    # The class a failing decode most often lands on shows which classes the code confuses.
+    confused = wrong.groupby(["run_id", "label"])["decoded_prediction"].agg(lambda s: s.value_counts().index[0])
+    table["most_confused_with"] = confused.reindex(table.index).astype("Int64")
+    return table.reset_index()
+
+
+def _by_position(p: pd.DataFrame) -> pd.DataFrame:
+    grouped = p.groupby(["run_id", "position", "parity"])
+    table = grouped.agg(decodes=("decoded_correct", "size"), degraded_accuracy=("decoded_correct", "mean"),
+                        reconstruction_accuracy=("agrees", "mean"), mean_kl=("kl_base_decoded", "mean"),
+                        median_kl=("kl_base_decoded", "median"))
+    return table.reset_index()
+
+
+# Each decode vs the base model on the same image: right/wrong x right/wrong, and for two wrong
+# answers whether decoding reproduced the base model's mistake.
+OUTCOMES = ["both_correct", "lost_by_decoding", "fixed_by_decoding", "same_mistake", "different_mistake"]
+
+
+def _agreement(p: pd.DataFrame) -> pd.DataFrame:
+    outcome = np.select(
+        [p["base_correct"] & p["decoded_correct"], p["base_correct"] & ~p["decoded_correct"],
+         ~p["base_correct"] & p["decoded_correct"], p["agrees"]],
+        OUTCOMES[:4],
+        default=OUTCOMES[4],
+    )
+    counts = pd.crosstab(p["run_id"], outcome).reindex(columns=OUTCOMES, fill_value=0)
+    grouped = p.groupby("run_id")
+    table = pd.DataFrame({
+        "decodes": grouped.size(),
+        "instances": grouped["test_index"].nunique(),
+        "base_accuracy": grouped["base_correct"].mean(),
+        "degraded_accuracy": grouped["decoded_correct"].mean(),
+        "agreement_with_base": grouped["agrees"].mean(),
+    }).join(counts)
+    table.columns.name = None
+    return table.reset_index()
+
+
+def _instances(p: pd.DataFrame) -> pd.DataFrame:
+    grouped = p.groupby(["run_id", "test_index"])
+    table = grouped.agg(label=("label", "first"), base_prediction=("base_prediction", "first"),
+                        decodes=("decoded_correct", "size"), decoded_correct=("decoded_correct", "mean"),
+                        agreement_with_base=("agrees", "mean"), mean_kl=("kl_base_decoded", "mean"))
+    return table.reset_index()
+
+
+def _kl_summary(p: pd.DataFrame) -> pd.DataFrame:
+    grouped = p.groupby("run_id")["kl_base_decoded"]
+    table = grouped.describe(percentiles=[0.5, 0.9, 0.99])[["mean", "50%", "90%", "99%", "max"]]
+    table.columns = ["mean_kl", "median_kl", "p90_kl", "p99_kl", "max_kl"]
+    # KL separates decodes that keep the base model's answer from those that change it.
+    by_agreement = p.groupby(["run_id", "agrees"])["kl_base_decoded"].mean().unstack()
+    table["mean_kl_agreeing"] = by_agreement.get(True)
+    table["mean_kl_disagreeing"] = by_agreement.get(False)
+    return table.reset_index()
+
+
+# --------------------------------------------------------------------------- latency
+
+LATENCY_COLUMNS = ["simulation_id", "mode", "run_id", "straggler", "rate", "clients", "deadline_ms", "measured",
+                   "direct", "decoded", "failed", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "mean_ms",
+                   "throughput_qps", "accuracy", "decoded_accuracy", "agreement_with_base"]
+
+
+def latency_summary(simulations: pd.DataFrame) -> pd.DataFrame:
+    """Tail latency, throughput and accuracy per simulation x mode (empty when none ran)."""
+    if simulations.empty:
+        return pd.DataFrame(columns=LATENCY_COLUMNS)
+    table = simulations[LATENCY_COLUMNS].copy()
+    table["_order"] = table["mode"].map({m: i for i, m in enumerate(MODE_ORDER)})
+    table = table.sort_values(["simulation_id", "_order"], kind="stable").drop(columns="_order")
+    return table.reset_index(drop=True)
+
+
+def latency_cdf(queries: pd.DataFrame, simulation_ids: Optional[Iterable[str]] = None) -> pd.DataFrame:
+    """Empirical latency CDF per simulation x mode over measured, answered queries.
+
+    Warm-up queries are left out (as in ``simulations.parquet``); failed queries have no
+    latency of their own and appear as the CDF not reaching 1 (``fraction`` is over every
+    measured query).
+    """
+    columns = ["simulation_id", "mode", "run_id", "latency_ms", "fraction"]
+    if queries.empty:
+        return pd.DataFrame(columns=columns)
+    measured = queries[~queries["warmup"]]
+    if simulation_ids is not None:
+        measured = measured[measured["simulation_id"].isin(list(simulation_ids))]
+    frames = []
+    for (simulation_id, mode), group in measured.groupby(["simulation_id", "mode"], sort=False):
+        answered = np.sort(group.loc[group["path"] != "failed", "latency_ms"].to_numpy(dtype=float))
+        frames.append(pd.DataFrame({
+            "simulation_id": simulation_id, "mode": mode, "run_id": group["run_id"].iloc[0],
+            "latency_ms": answered, "fraction": np.arange(1, len(answered) + 1) / len(group),
+        }))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
