@@ -1,4 +1,4 @@
-"""``parity-ray`` command line: train, quickstart, list.
+"""``parity-ray`` command line: train, quickstart, tune, simulate, report, list.
 
 Bad input ends in one line ``parity-ray: error: ...`` and exit code 2.
 """
@@ -205,6 +205,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from analysis.report import build_report, format_summary
+
+    summary = build_report(args.path, out=args.out)
+    print(format_summary(summary))
+    if args.json:
+        print(json.dumps(summary, sort_keys=True))
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from .coders import list_decoders, list_encoders
     from .data import list_datasets
@@ -287,6 +297,13 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--no-resource-check", action="store_true", help="allow resources no current node has (autoscaling)")
     _common(sim)
     sim.set_defaults(func=cmd_simulate)
+
+    report = commands.add_parser("report", help="write a static HTML report (tables, figures) of an experiment",
+                                 description="Write <PATH>/report/index.html with PNG figures beside it; opens from disk.")
+    report.add_argument("path", help="experiment folder or s3:// URI (from parity-ray tune)")
+    report.add_argument("--out", help="write the report to this folder (or s3:// prefix) instead of <PATH>/report/")
+    report.add_argument("--json", action="store_true", help="print the summary as one JSON object, last on stdout")
+    report.set_defaults(func=cmd_report)
 
     lister = commands.add_parser("list", help="list registered datasets, models, coders and losses")
     lister.add_argument("--json", action="store_true", help="print one JSON object")
