@@ -227,8 +227,6 @@ def run_simulation(options: SimulationOptions, log=stderr_log) -> Dict[str, Any]
             log(format_mode(summary))
             query_frames.append(frame)
             summaries.append(summary)
-        if owns_ray and not options.address:
-            serve.shutdown()  # our own local Ray; on a shared cluster only our apps (deleted above) go
     finally:
         if owns_ray:
             ray.shutdown()

@@ -27,6 +27,7 @@ __all__ = [
     "Normalization",
     "RawData",
     "data_roots",
+    "dataset_available",
     "get_dataset_spec",
     "list_datasets",
     "load_data",
@@ -102,6 +103,15 @@ class DataBundle:
 def _read_raw(name: str, roots: Tuple, download: bool) -> RawData:
     spec = get_dataset_spec(name)
     return spec.reader(spec, list(roots), download)
+
+
+def dataset_available(name: str, data_root: Optional[str] = None) -> bool:
+    """Whether ``name``'s files are on this machine already (nothing is downloaded)."""
+    try:
+        _read_raw(name, tuple(data_roots(data_root)), False)
+    except UsageError:
+        return False
+    return True
 
 
 def load_data(

@@ -1,0 +1,110 @@
+"""``parity-ray quickstart``: the whole workflow on one machine, offline, in a few minutes.
+
+The quick grid is trained through Ray Tune, the best run is served on Ray Serve with one
+straggling replica in every serving mode, and the report is written: the same three commands a
+user would run by hand (``tune``, ``simulate``, ``report``), sharing one local Ray.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional
+
+from . import storage
+from .errors import UsageError
+from .utils import stderr_log
+
+STRAGGLER = "slow:replica=0,p=0.3,delay_ms=100"  # the published set-up: one replica slowed on 30% of its batches
+
+
+@dataclass
+class QuickstartOptions:
+    storage: str = "./results"  # parent folder of the experiment (local: the quickstart runs offline)
+    name: Optional[str] = None  # experiment name; None = the first free of q1, q2, ...
+    data_root: Optional[str] = None  # where MNIST is; without it the grid keeps to digits
+    rate: float = 30.0  # simulation: Poisson queries/s (2 cores sustain this in every mode)
+    queries: int = 300  # simulation: measured queries per mode
+    deadline_ms: float = 50.0  # simulation: above the no-straggler p90 on 2 cores
+    smoke_test: bool = False
+    progress: bool = True
+
+
+def run_quickstart(options: QuickstartOptions, log: Callable[[str], None] = stderr_log) -> Dict[str, Any]:
+    """Tune the quick grid, simulate its best run, write the report; return what each step made."""
+    from analysis.report import build_report
+
+    from .experiment import TuneOptions, init_ray, run_experiment
+    from .simulate import SimulationOptions, run_simulation
+
+    import ray
+
+    if storage.is_remote(options.storage):
+        raise UsageError("quickstart runs offline on this machine: --storage must be a local folder")
+    started = time.perf_counter()
+    name = options.name or _free_name(options.storage)
+    overrides = _grid_overrides(options.data_root, log)
+    init_ray(None)
+    try:
+        log(f"1/3 tune: the quick grid into {storage.join(storage.canonical(options.storage), name)}")
+        tune_options = TuneOptions(space="quick", name=name, storage=options.storage, overrides=overrides,
+                                   smoke_test=options.smoke_test, progress=options.progress)
+        tuned = run_experiment(tune_options, log=log)
+        if not tuned["best_run"]:
+            raise RuntimeError(f"no trial of the quick grid completed: {tuned['status']}; see {tuned['tables']}")
+        log(f"2/3 simulate: {tuned['best_run']} with '{STRAGGLER}' at {options.rate:g} qps")
+        sim_options = SimulationOptions(
+            experiment=tune_options.uri, run=tuned["best_run"], straggler=STRAGGLER, rate=options.rate,
+            queries=8 if options.smoke_test else options.queries, warmup=2 if options.smoke_test else options.queries // 10,
+            deadline_ms=options.deadline_ms, data_root=options.data_root,
+            modes=["coded", "replication"] if options.smoke_test else ["coded", "replication", "hedged", "none"],
+            progress=options.progress)
+        simulated = run_simulation(sim_options, log=log)
+    finally:
+        ray.shutdown()  # our local Ray, Serve's apps with it
+    log("3/3 report")
+    report = build_report(tune_options.uri)
+    return {"experiment": tune_options.uri, "tune": tuned, "simulation": simulated, "report": report["report"],
+            "runs": _run_rows(tune_options.uri), "wall_seconds": round(time.perf_counter() - started, 1)}
+
+
+def _free_name(parent: str) -> str:
+    for i in range(1, 1000):
+        if not storage.exists(storage.join(storage.canonical(parent), f"q{i}", "experiment.json")):
+            return f"q{i}"
+    raise UsageError(f"{parent} already holds q1 .. q999; pass --name")
+
+
+def _grid_overrides(data_root: Optional[str], log: Callable[[str], None]) -> List[str]:
+    """The quick grid as is when MNIST is on this machine; its digits cell alone when it is not."""
+    from .data import dataset_available
+
+    if dataset_available("mnist", data_root):
+        return []
+    log("MNIST is not on this machine (pass --data-root or set PARITY_RAY_DATA): the grid keeps to its digits cells")
+    return ["dataset=digits", "epochs=40"]
+
+
+def _run_rows(experiment: str) -> List[Dict[str, Any]]:
+    from .results import load
+
+    runs = load(experiment).runs
+    runs = runs[runs.status == "COMPLETED"].sort_values(["dataset", "k", "encoder"])
+    columns = ["run_id", "dataset", "k", "encoder", "available_accuracy", "degraded_accuracy"]
+    return runs[columns].to_dict("records")
+
+
+def format_summary(summary: Dict[str, Any]) -> str:
+    """The short tables the quickstart ends with: the grid, the serving modes, the report's path."""
+    lines = [f"{'dataset':<10}{'k':>3} {'encoder':<15}{'available':>10}{'degraded':>10}"]
+    for run in summary["runs"]:
+        lines.append(f"{run['dataset']:<10}{run['k']:>3} {run['encoder']:<15}"
+                     f"{run['available_accuracy']:>10.4f}{run['degraded_accuracy']:>10.4f}")
+    sim = summary["simulation"]
+    lines += ["", f"serving {sim['run_id']} with one straggling replica:",
+              f"{'mode':<13}{'p50 ms':>8}{'p99.9 ms':>10}{'accuracy':>10}{'decoded':>9}"]
+    for mode in sim["modes"]:
+        lines.append(f"{mode['mode']:<13}{mode['p50_ms'] or float('nan'):>8.1f}{mode['p999_ms'] or float('nan'):>10.1f}"
+                     f"{mode['accuracy'] or 0:>10.4f}{mode['decoded']:>9d}")
+    lines += ["", f"report      {summary['report']}", f"wall        {summary['wall_seconds']:.0f} s"]
+    return "\n".join(lines)
