@@ -1,0 +1,141 @@
+"""The analysis package on a real experiment's tables: numbers cross-checked between tables, figures labelled."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import analysis
+from analysis.tables import OUTCOMES
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tables(small_experiment):
+    return analysis.load(small_experiment.uri)
+
+
+@pytest.fixture(scope="module")
+def breakdown(tables):
+    return analysis.erasure_breakdown(tables.predictions)
+
+
+def test_load_accepts_the_tables_folder_too(small_experiment, tables):
+    again = analysis.load(small_experiment.uri + "/tables")
+    pd.testing.assert_frame_equal(again.runs, tables.runs)
+    assert not tables.simulations.empty and not tables.queries.empty
+
+
+def test_degraded_accuracy_table_keeps_unavailable_cells_marked(tables):
+    table = analysis.degraded_accuracy_table(tables.runs)
+    assert len(table) == len(tables.runs) == 4
+    assert table[["dataset", "encoder"]].values.tolist() == [
+        ["digits", "addition"], ["digits", "concatenation"], ["speech-commands", "addition"], ["speech-commands", "concatenation"]]
+    done = table[table["status"] == "COMPLETED"]
+    missing = table[table["status"] == "UNAVAILABLE"]
+    assert len(done) == 2 and (done["note"] == "").all()
+    assert missing["note"].str.contains("not registered").all() and missing["degraded_accuracy"].isna().all()
+    runs = tables.runs.set_index("run_id")
+    for row in done.itertuples():
+        assert row.degraded_accuracy == runs.loc[row.run_id, "degraded_accuracy"]
+        assert row.accuracy_drop == pytest.approx(row.available_accuracy - row.degraded_accuracy)
+    dropped = analysis.degraded_accuracy_table(tables.runs, failed="drop")
+    assert dropped["run_id"].tolist() == done["run_id"].tolist()
+
+
+def test_learning_curves_end_at_the_recorded_best_epoch(tables):
+    curves = analysis.learning_curves(tables.epochs)
+    done = tables.runs[tables.runs["status"] == "COMPLETED"]
+    assert len(curves) == len(done) * 3 * 8  # runs x splits x epochs
+    for run in done.itertuples():
+        test = curves[(curves["run_id"] == run.run_id) & (curves["split"] == "test")].set_index("epoch")
+        assert list(test.index) == list(range(1, 9))
+        assert test.loc[run.best_epoch, "overall_top1"] == pytest.approx(run.degraded_accuracy)
+    only = analysis.learning_curves(tables.epochs, splits=["val"], metrics=["loss"])
+    assert set(only["split"]) == {"val"} and list(only.columns) == ["run_id", "split", "epoch", "loss"]
+
+
+def test_erasure_breakdown_agrees_with_the_runs_table(tables, breakdown):
+    runs = tables.runs.set_index("run_id")
+    agreement = breakdown.agreement.set_index("run_id")
+    for run_id, row in agreement.iterrows():
+        # predictions.parquet and runs.parquet are written by different code paths: same decodes, same numbers.
+        assert row["degraded_accuracy"] == pytest.approx(runs.loc[run_id, "degraded_accuracy"], abs=1e-6)
+        assert row["agreement_with_base"] == pytest.approx(runs.loc[run_id, "reconstruction_accuracy"], abs=1e-6)
+        assert row["base_accuracy"] == pytest.approx(runs.loc[run_id, "available_accuracy"], abs=0.01)
+        assert row[OUTCOMES].sum() == row["decodes"]
+        assert row["instances"] == 297  # every digits test image is decoded (the last group wraps around)
+    assert breakdown.by_class.groupby("run_id")["decodes"].sum().to_dict() == agreement["decodes"].to_dict()
+    assert set(breakdown.by_class["label"]) == set(range(10))
+    failing = breakdown.by_class[breakdown.by_class["failures"] > 0]
+    assert failing["most_confused_with"].notna().all() and (failing["most_confused_with"] != failing["label"]).all()
+    assert set(breakdown.by_position["position"]) == {0, 1} and set(breakdown.by_position["parity"]) == {0}
+    assert len(breakdown.instances) == 2 * 297
+
+
+def test_kl_separates_decodes_that_change_the_answer(breakdown):
+    kl = breakdown.kl
+    assert (kl[["mean_kl", "median_kl", "p90_kl", "p99_kl", "max_kl"]] >= 0).all().all()
+    assert (kl["median_kl"] <= kl["p90_kl"]).all() and (kl["p99_kl"] <= kl["max_kl"]).all()
+    assert (kl["mean_kl_disagreeing"] > kl["mean_kl_agreeing"]).all()
+
+
+def test_latency_summary_and_cdf_match_the_simulation(tables):
+    summary = analysis.latency_summary(tables.simulations)
+    assert summary["mode"].tolist() == ["coded", "replication"]
+    assert (summary["direct"] + summary["decoded"] + summary["failed"] == summary["measured"]).all()
+    assert summary.loc[summary["mode"] == "coded", "decoded"].iloc[0] > 0  # the straggler was covered by decoding
+    cdf = analysis.latency_cdf(tables.queries)
+    for row in summary.itertuples():
+        part = cdf[cdf["mode"] == row.mode]
+        assert len(part) == row.direct + row.decoded
+        assert np.all(np.diff(part["latency_ms"]) >= 0) and np.all(np.diff(part["fraction"]) > 0)
+        assert part["fraction"].iloc[-1] == pytest.approx((row.direct + row.decoded) / row.measured)
+        assert np.percentile(part["latency_ms"], 99) == pytest.approx(row.p99_ms)
+    assert analysis.latency_cdf(tables.queries, simulation_ids=["no-such-simulation"]).empty
+
+
+def test_latency_tables_of_an_experiment_without_simulations(small_experiment):
+    bare = analysis.load(small_experiment.no_simulation)
+    assert bare.simulations.empty and bare.queries.empty
+    assert analysis.latency_summary(bare.simulations).empty
+    assert "p99_ms" in analysis.latency_summary(bare.simulations).columns
+    assert analysis.latency_cdf(bare.queries).empty
+
+
+def test_run_labels_name_what_differs(tables):
+    done = tables.runs[tables.runs["status"] == "COMPLETED"]
+    assert sorted(analysis.run_labels(done).values()) == ["addition", "concatenation"]
+    assert sorted(analysis.run_labels(tables.runs).values()) == [
+        "digits addition", "digits concatenation", "speech-commands addition", "speech-commands concatenation"]
+
+
+def _check_axes(fig, expected_panels: int) -> None:
+    axes = fig.get_axes()
+    assert len(axes) == expected_panels
+    for ax in axes:
+        assert ax.get_xlabel() and ax.get_ylabel() and ax.get_title()
+        assert "(" in ax.get_ylabel()  # every y axis names its unit
+        assert ax.has_data()
+
+
+def test_figures_are_labelled_and_render_to_png(tables, breakdown):
+    done = tables.runs[tables.runs["status"] == "COMPLETED"]
+    labels = analysis.run_labels(done)
+    figs = {
+        "accuracy": (analysis.degraded_accuracy_figure(analysis.degraded_accuracy_table(tables.runs)), 1),
+        "curves": (analysis.learning_curves_figure(analysis.learning_curves(tables.epochs), labels, "mse"), 2),
+        "erasures": (analysis.erasure_figure(breakdown, labels), 3),
+        "latency": (analysis.latency_cdf_figure(analysis.latency_cdf(tables.queries)), 2),
+    }
+    for name, (fig, panels) in figs.items():
+        _check_axes(fig, panels)
+        png = analysis.to_png(fig)
+        assert png.startswith(b"\x89PNG") and len(png) > 10_000, name
+    curves = figs["curves"][0].get_axes()
+    assert len(curves[0].get_lines()) == 2 * len(done)  # train + val loss per run
+    assert figs["curves"][0].get_axes()[0].get_ylabel() == "mse loss (squared error)"
+    assert {t.get_text() for t in figs["latency"][0].get_axes()[0].get_legend().get_texts()} == {"coded", "replication"}
+    assert "ms" in figs["latency"][0].get_axes()[0].get_xlabel()
