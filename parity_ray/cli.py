@@ -105,26 +105,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-QUICKSTART = {
-    "dataset": "digits",
-    "model": "base-mlp",
-    "k": 2,
-    "encoder": "addition",
-    "decoder": "subtraction",
-    "loss": "mse",
-    "epochs": 150,
-    "name": "quickstart-digits-k2",
-}
-
-
 def cmd_quickstart(args: argparse.Namespace) -> int:
-    from .trainer import train
+    from .quickstart import QuickstartOptions, format_summary, run_quickstart
 
-    values = {**QUICKSTART, "out": args.out, "seed": args.seed}
-    if args.smoke_test:
-        values.update(SMOKE_OVERRIDES, name="quickstart-smoke")
-    result = train(TrainConfig.from_dict(values), progress=not args.no_progress)
-    emit(result.summary, args.json)
+    options = QuickstartOptions(storage=args.storage, name=args.name, data_root=args.data_root,
+                                smoke_test=args.smoke_test, progress=not args.no_progress)
+    summary = run_quickstart(options)
+    print(format_summary(summary))
+    if args.json:
+        print(json.dumps(summary, sort_keys=True, default=str))
     return 0
 
 
@@ -247,9 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(train)
     train.set_defaults(func=cmd_train)
 
-    quick = commands.add_parser("quickstart", help="offline demo: digits, k=2, under 2 minutes on 2 cores")
-    quick.add_argument("--out", default="runs", help="parent folder of the run (default: runs)")
-    quick.add_argument("--seed", type=int, default=0)
+    quick = commands.add_parser("quickstart", help="offline, one machine: quick Tune grid -> simulation -> report",
+                                description="Train the quick grid through Ray Tune, serve its best run with one straggling "
+                                            "replica in every mode, and write the report; a few minutes on 2 cores.")
+    quick.add_argument("--storage", default="./results", help="parent folder of the experiment (default ./results)")
+    quick.add_argument("--name", help="experiment name (default: the first free of q1, q2, ...)")
+    quick.add_argument("--data-root", help="folder holding MNIST (else $PARITY_RAY_DATA); without it: digits only")
     _common(quick)
     quick.set_defaults(func=cmd_quickstart)
 

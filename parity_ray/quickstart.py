@@ -44,12 +44,17 @@ def run_quickstart(options: QuickstartOptions, log: Callable[[str], None] = stde
     started = time.perf_counter()
     name = options.name or _free_name(options.storage)
     overrides = _grid_overrides(options.data_root, log)
+    steps: Dict[str, float] = {}
+    clock = time.perf_counter()
     init_ray(None)
+    steps["ray_start"] = time.perf_counter() - clock
     try:
         log(f"1/3 tune: the quick grid into {storage.join(storage.canonical(options.storage), name)}")
         tune_options = TuneOptions(space="quick", name=name, storage=options.storage, overrides=overrides,
                                    smoke_test=options.smoke_test, progress=options.progress)
+        clock = time.perf_counter()
         tuned = run_experiment(tune_options, log=log)
+        steps["tune"] = time.perf_counter() - clock
         if not tuned["best_run"]:
             raise RuntimeError(f"no trial of the quick grid completed: {tuned['status']}; see {tuned['tables']}")
         log(f"2/3 simulate: {tuned['best_run']} with '{STRAGGLER}' at {options.rate:g} qps")
@@ -59,13 +64,18 @@ def run_quickstart(options: QuickstartOptions, log: Callable[[str], None] = stde
             deadline_ms=options.deadline_ms, data_root=options.data_root,
             modes=["coded", "replication"] if options.smoke_test else ["coded", "replication", "hedged", "none"],
             progress=options.progress)
+        clock = time.perf_counter()
         simulated = run_simulation(sim_options, log=log)
+        steps["simulate"] = time.perf_counter() - clock
     finally:
         ray.shutdown()  # our local Ray, Serve's apps with it
     log("3/3 report")
+    clock = time.perf_counter()
     report = build_report(tune_options.uri)
+    steps["report"] = time.perf_counter() - clock
     return {"experiment": tune_options.uri, "tune": tuned, "simulation": simulated, "report": report["report"],
-            "runs": _run_rows(tune_options.uri), "wall_seconds": round(time.perf_counter() - started, 1)}
+            "runs": _run_rows(tune_options.uri), "step_seconds": {k: round(v, 1) for k, v in steps.items()},
+            "wall_seconds": round(time.perf_counter() - started, 1)}
 
 
 def _free_name(parent: str) -> str:
@@ -106,5 +116,6 @@ def format_summary(summary: Dict[str, Any]) -> str:
     for mode in sim["modes"]:
         lines.append(f"{mode['mode']:<13}{mode['p50_ms'] or float('nan'):>8.1f}{mode['p999_ms'] or float('nan'):>10.1f}"
                      f"{mode['accuracy'] or 0:>10.4f}{mode['decoded']:>9d}")
-    lines += ["", f"report      {summary['report']}", f"wall        {summary['wall_seconds']:.0f} s"]
+    steps = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in summary["step_seconds"].items())
+    lines += ["", f"report      {summary['report']}", f"wall        {summary['wall_seconds']:.0f} s ({steps})"]
     return "\n".join(lines)

@@ -74,14 +74,37 @@ def test_foreign_weights_through_the_cli(tmp_path, data_root, foreign_mlp):
 
 
 @pytest.mark.slow
-def test_quickstart_reaches_good_degraded_accuracy(tmp_path):
-    result = cli("quickstart", "--out", str(tmp_path), "--json", "--no-progress")
+def test_quickstart_runs_the_whole_workflow_offline(tmp_path):
+    """Tune grid -> simulation -> report in one command; with no MNIST here the grid keeps to digits."""
+    import pandas as pd
+
+    result = cli("quickstart", "--smoke-test", "--storage", str(tmp_path), "--json", "--no-progress", timeout=900)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert summary["dataset"] == "digits" and summary["k"] == 2
-    assert summary["available_accuracy"] > 0.9
-    assert summary["degraded_accuracy"] > 0.85
-    assert summary["startup_seconds"] + summary["train_seconds"] < 120
+    assert "MNIST is not on this machine" in result.stderr
+    experiment = tmp_path / "q1"
+    assert summary["experiment"] == str(experiment) and summary["report"] == str(experiment / "report" / "index.html")
+    runs = pd.read_parquet(experiment / "tables" / "runs.parquet")
+    assert set(runs.status) == {"COMPLETED"} and set(runs.dataset) == {"digits"} and len(runs) == 4
+    simulations = pd.read_parquet(experiment / "tables" / "simulations.parquet")
+    assert list(simulations["mode"]) == ["coded", "replication"]
+    assert (simulations.sent == simulations.measured + 2).all()
+    assert (simulations.direct + simulations.decoded + simulations.failed == simulations.measured).all()
+    assert "degraded" in (experiment / "report" / "index.html").read_text()
+    assert "report" in result.stdout and "coded" in result.stdout
+
+
+def test_quickstart_picks_the_next_free_name(tmp_path):
+    from parity_ray.quickstart import _free_name
+
+    assert _free_name(str(tmp_path)) == "q1"
+    (tmp_path / "q1").mkdir()
+    (tmp_path / "q1" / "experiment.json").write_text("{}")
+    assert _free_name(str(tmp_path)) == "q2"
+
+
+def test_quickstart_refuses_remote_storage(tmp_path):
+    assert_usage_error(cli("quickstart", "--storage", "s3://bucket/prefix"), "--storage must be a local folder")
 
 
 def test_list_names_every_registry():

@@ -1,0 +1,51 @@
+"""End-to-end time of ``parity-ray quickstart`` against its target (<= 5 min on 2 CPU cores).
+
+Runs the command as a user would, in a fresh storage folder, and prints its wall time, each
+step's share (Ray start, Tune grid, simulation, report) and the target.
+
+    python benchmarks/quickstart_time.py [--data-root ../shared/data] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET_S = 300.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="quickstart-bench-") as storage:
+        started = time.perf_counter()
+        result = subprocess.run(
+            [sys.executable, "-m", "parity_ray", "quickstart", "--storage", storage, "--data-root", args.data_root,
+             "--json", "--no-progress"],
+            cwd=REPO, env={**os.environ, "RAY_AUTH_MODE": "disabled"}, capture_output=True, text=True,
+        )
+        wall = time.perf_counter() - started
+    if result.returncode != 0:
+        print(result.stderr[-3000:], file=sys.stderr)
+        return result.returncode
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    print("\n".join(result.stdout.strip().splitlines()[:-1]))
+    print(f"\nquickstart end to end: {wall:.0f} s (target <= {TARGET_S:.0f} s: {'met' if wall <= TARGET_S else 'MISSED'}); "
+          + ", ".join(f"{k} {v:.0f} s" for k, v in summary["step_seconds"].items()))
+    if args.json:
+        print(json.dumps({"wall_seconds": wall, "target_seconds": TARGET_S, "steps": summary["step_seconds"]}))
+    return 0 if wall <= TARGET_S else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
