@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import gc
 import itertools
 import time
 from typing import Any, Dict, List, Optional
@@ -74,6 +75,7 @@ class CodedFrontend:
         # Recent (query, base output) pairs answered directly: fillers for partial groups.
         self.answered: collections.deque = collections.deque(maxlen=4 * self.k)
         torch.set_num_threads(1)  # encode/decode are tiny; a thread pool would only contend with the replicas
+        gc.freeze()  # the start-up heap (torch, the coders) stays out of every later collection pause
 
     # ------------------------------------------------------------------ entry point
     async def __call__(self, query_id: int, query: np.ndarray) -> Dict[str, Any]:

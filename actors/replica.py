@@ -7,6 +7,7 @@ Requests are batched with ``@serve.batch``; the slot's straggler/fault models co
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from typing import Any, Dict, List
 
@@ -29,6 +30,7 @@ class ModelReplica:
         self.infer.set_max_batch_size(max_batch_size)
         self.infer.set_batch_wait_timeout_s(batch_wait_s)
         self.stragglers = StragglerState([], index, n_replicas, seed=0)
+        gc.freeze()  # the start-up heap (torch, the model) stays out of every later collection pause
 
     def reconfigure(self, user_config: Dict[str, Any]) -> None:
         self.stragglers = StragglerState(user_config.get("stragglers", []), self.index, self.n_replicas,
