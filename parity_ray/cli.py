@@ -182,6 +182,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         seed=args.seed,
         address=args.address,
         resource_check=not args.no_resource_check,
+        progress=not args.no_progress,
     )
     summary = run_simulation(options)
     from .simulate import format_mode

@@ -12,6 +12,7 @@ import asyncio
 import gc
 import io
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
@@ -138,7 +139,7 @@ def build_app(mode: str, run, options: SimulationOptions, stragglers: List[dict]
 # --------------------------------------------------------------------------- load
 
 
-def generate_load(handle, inputs: np.ndarray, options: SimulationOptions) -> List[Dict[str, Any]]:
+def generate_load(handle, inputs: np.ndarray, options: SimulationOptions, label: str = "load") -> List[Dict[str, Any]]:
     """Open-loop Poisson (or closed-loop clients) over ``inputs``; one record per query, none dropped.
 
     The client's own pauses must not show up as serving latency: the heap built so far (torch,
@@ -148,14 +149,17 @@ def generate_load(handle, inputs: np.ndarray, options: SimulationOptions) -> Lis
     gc.freeze()
     gc.disable()
     try:
-        return asyncio.run(_load(handle, inputs, options))
+        return asyncio.run(_load(handle, inputs, options, label))
     finally:
         gc.enable()
         gc.unfreeze()
 
 
-async def _load(handle, inputs: np.ndarray, options: SimulationOptions) -> List[Dict[str, Any]]:
+async def _load(handle, inputs: np.ndarray, options: SimulationOptions, label: str) -> List[Dict[str, Any]]:
+    from tqdm.auto import tqdm
+
     total = len(inputs)
+    bar = tqdm(total=total, desc=label, unit="query", leave=False, file=sys.stderr, disable=not options.progress)
     rng = np.random.default_rng(options.seed)
     records: List[Optional[Dict[str, Any]]] = [None] * total
     origin = time.perf_counter()
@@ -167,6 +171,7 @@ async def _load(handle, inputs: np.ndarray, options: SimulationOptions) -> List[
         except Exception as exc:  # the frontend itself failed: still accounted for
             answer = {"query_id": i, "path": "failed", "reason": f"frontend error: {type(exc).__name__}: {exc}"[:300]}
         records[i] = {**answer, "send_s": sent - origin, "receive_s": time.perf_counter() - origin}
+        bar.update(1)
 
     if options.clients:
         counter = iter(range(total))
@@ -185,6 +190,7 @@ async def _load(handle, inputs: np.ndarray, options: SimulationOptions) -> List[
                 await asyncio.sleep(delay)
             tasks.append(asyncio.ensure_future(send(i)))
         await asyncio.gather(*tasks)
+    bar.close()
     assert all(r is not None for r in records)
     return records  # type: ignore[return-value]
 
@@ -234,7 +240,7 @@ def run_simulation(options: SimulationOptions, log=stderr_log) -> Dict[str, Any]
             nodes = handle.placement.remote().result()
             log(f"{mode}: deployed on {len(set(nodes.values()))} node(s); sending {total} queries ({'closed loop, %d clients' % options.clients if options.clients else '%g qps' % options.rate})")
             started = time.perf_counter()
-            records = generate_load(handle, inputs, options)
+            records = generate_load(handle, inputs, options, mode)
             wall = time.perf_counter() - started
             serve.delete(app_name)
             frame = queries_frame(records, simulation_id, mode, run.run_id, indices, labels, base_pred, options.warmup)
