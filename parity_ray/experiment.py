@@ -295,6 +295,9 @@ def parity_trainable(params: Dict[str, Any], experiment: Dict[str, Any]) -> None
         shutil.rmtree(work, ignore_errors=True)
 
 
+STATE_PERIOD_S = 10.0  # seconds between saves of Tune's experiment state
+
+
 class ConciseProgress(tune.Callback):
     """One line per trial event (trial, epoch, val reconstruction, degraded), instead of Tune's tables."""
 
@@ -323,6 +326,38 @@ class ConciseProgress(tune.Callback):
         self.log(f"{trial.config['trial']['run_id']:<48} ERROR (recorded; the grid goes on)")
 
 
+class CheckpointPruner(tune.Callback):
+    """Keep each trial's newest checkpoints; delete an older one only once no saved experiment
+    state can still point at it.
+
+    Tune's own ``num_to_keep`` deletes a checkpoint the moment a newer one arrives, but saves the
+    experiment state only every ``TUNE_GLOBAL_CHECKPOINT_S``: a driver killed in between resumes
+    from a deleted checkpoint and the trial cannot restore. Here a superseded checkpoint lives on
+    for ``grace_s`` (several state periods); at the end of the run the rest go.
+    """
+
+    def __init__(self, keep: int = 2, grace_s: float = 3 * STATE_PERIOD_S):
+        self.keep, self.grace_s = keep, grace_s
+        self.seen: Dict[str, List[tuple]] = {}
+
+    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+        history = self.seen.setdefault(trial.trial_id, [])
+        history.append((time.monotonic(), checkpoint))
+        self._prune(history, time.monotonic() - self.grace_s)
+
+    def on_experiment_end(self, trials, **info):
+        for history in self.seen.values():
+            self._prune(history, float("inf"))
+
+    def _prune(self, history: List[tuple], older_than: float) -> None:
+        while len(history) > self.keep and history[0][0] < older_than:
+            _, checkpoint = history.pop(0)
+            try:
+                checkpoint.filesystem.delete_dir(checkpoint.path)
+            except (FileNotFoundError, OSError):
+                pass  # already gone: nothing to keep
+
+
 def trial_name(trial) -> str:
     """Trial folders named by run id (plus Tune's id, unique across samples) instead of the whole config."""
     return f"{trial.config['trial']['run_id']}-{trial.trial_id}"
@@ -332,6 +367,9 @@ def _fit(space: ExpandedSpace, options: TuneOptions, bases, base_errors, log: Lo
     # The legacy output engine honours verbose=0; our ConciseProgress callback replaces its tables.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # A fixed state period (Tune's "auto" stretches it to 19x the save time) bounds how stale a
+    # resumed driver's view of the checkpoints can be; CheckpointPruner relies on that bound.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(STATE_PERIOD_S))
     experiment = {
         "uri": options.uri,
         "bases": bases,
@@ -356,9 +394,9 @@ def _fit(space: ExpandedSpace, options: TuneOptions, bases, base_errors, log: Lo
         storage_path=path,
         storage_filesystem=fs,
         failure_config=tune.FailureConfig(max_failures=options.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=None),  # CheckpointPruner keeps 2, safely
         verbose=0,
-        callbacks=[ConciseProgress(log)] if options.progress else None,
+        callbacks=[CheckpointPruner()] + ([ConciseProgress(log)] if options.progress else []),
     )
     experiment_path = f"{path}/{options.name}" if storage.is_remote(options.storage) else str(Path(path, options.name))
     if options.resume and tune.Tuner.can_restore(experiment_path, storage_filesystem=fs):
