@@ -8,6 +8,7 @@ user would run by hand (``tune``, ``simulate``, ``report``), sharing one local R
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 
@@ -90,7 +91,8 @@ def _grid_overrides(data_root: Optional[str], log: Callable[[str], None]) -> Lis
     from .data import dataset_available
 
     if dataset_available("mnist", data_root):
-        return []
+        # The trials run in Ray workers: they must be told where the data is, not only this process.
+        return [f"data_root={Path(data_root).expanduser().resolve()}"] if data_root else []
     log("MNIST is not on this machine (pass --data-root or set PARITY_RAY_DATA): the grid keeps to its digits cells")
     return ["dataset=digits", "epochs=40"]
 
@@ -106,7 +108,9 @@ def _run_rows(experiment: str) -> List[Dict[str, Any]]:
 
 def format_summary(summary: Dict[str, Any]) -> str:
     """The short tables the quickstart ends with: the grid, the serving modes, the report's path."""
-    lines = [f"{'dataset':<10}{'k':>3} {'encoder':<15}{'available':>10}{'degraded':>10}"]
+    status = ", ".join(f"{k.lower()} {v}" for k, v in sorted(summary["tune"]["status"].items()))
+    lines = [f"{summary['tune']['trials']} trials ({status})", "",
+             f"{'dataset':<10}{'k':>3} {'encoder':<15}{'available':>10}{'degraded':>10}"]
     for run in summary["runs"]:
         lines.append(f"{run['dataset']:<10}{run['k']:>3} {run['encoder']:<15}"
                      f"{run['available_accuracy']:>10.4f}{run['degraded_accuracy']:>10.4f}")
