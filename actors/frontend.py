@@ -1,7 +1,7 @@
 """``CodedFrontend``: one query interface for every serving mode, so modes differ in one thing only.
 
-* ``coded``: each query goes to the next base replica (round robin) the moment it arrives;
-  consecutive queries fill k-groups, so a group's queries sit on k different replicas. When a
+* ``coded``: each query goes to a base replica the moment it arrives; consecutive queries fill
+  k-groups, and a group's queries sit on k different replicas. When a
   group is full (or ``group_wait_s`` after its first query) the run's encoder makes its r parity
   queries for the r parity replicas. Each query is answered with its own output, or, once
   ``deadline_s`` after its arrival has passed and any k of the k+r outputs are in, with the
@@ -13,6 +13,11 @@
 * ``hedged``: the same k+r base replicas; a query still unanswered at the deadline is sent again
   to another replica, and the first answer wins ("The Tail at Scale").
 * ``none``: k base replicas, no redundancy.
+
+Every mode picks a base replica the same way: the one with the fewest requests outstanding from
+this frontend, ties taken in turn (round robin). A replica stuck in a slow batch is thereby left
+alone by later queries in every mode, so the baselines are as strong as their routing can make
+them and the modes still differ in one thing only.
 
 Every query ends as exactly one of ``direct``, ``decoded`` or ``failed`` (with a reason).
 """
@@ -72,6 +77,7 @@ class CodedFrontend:
         self.open_group: Optional[_Group] = None
         self.group_ids = itertools.count()
         self.round_robin = itertools.count()
+        self.outstanding = [0] * len(replicas)  # requests in flight per base replica, for routing
         # Recent (query, base output) pairs answered directly: fillers for partial groups.
         self.answered: collections.deque = collections.deque(maxlen=4 * self.k)
         torch.set_num_threads(1)  # encode/decode are tiny; a thread pool would only contend with the replicas
@@ -96,7 +102,7 @@ class CodedFrontend:
 
     # ------------------------------------------------------------------ coded
     def _join(self, query: np.ndarray):
-        """Place the query in the open group and send it to the next replica at once.
+        """Place the query in the open group and send it to a replica at once.
 
         Only the parity waits for the group: it is encoded when the group is full, or after
         ``group_wait_s`` for a partial group.
@@ -106,10 +112,10 @@ class CodedFrontend:
             self.open_group.flush = asyncio.create_task(self._flush_later(self.open_group))
         group = self.open_group
         position = len(group.queries)
-        replica = next(self.round_robin) % self.k
+        replica = self._pick(exclude=group.replica_of)
         group.queries.append(query)
         group.replica_of.append(replica)
-        group.data.append(asyncio.ensure_future(_resolve(self.replicas[replica].remote(query))))
+        group.data.append(self._send(replica, query))
         if len(group.queries) == self.k:
             self._seal(group)
         return group, position
@@ -218,20 +224,36 @@ class CodedFrontend:
         with torch.no_grad():
             return self.decoder.decode(outputs, parity_outputs, erased, arrived)[0].numpy()
 
+    # ------------------------------------------------------------------ routing
+    def _pick(self, exclude=()) -> int:
+        """The base replica with the fewest outstanding requests (not in ``exclude``); ties in turn."""
+        n, turn = len(self.replicas), next(self.round_robin)
+        candidates = [i for i in range(n) if i not in exclude]
+        return min(candidates, key=lambda i: (self.outstanding[i], (i - turn) % n))
+
+    def _send(self, replica: int, query: np.ndarray) -> asyncio.Future:
+        self.outstanding[replica] += 1
+        request = asyncio.ensure_future(_resolve(self.replicas[replica].remote(query)))
+        request.add_done_callback(lambda _done: self._finished(replica))
+        return request
+
+    def _finished(self, replica: int) -> None:
+        self.outstanding[replica] -= 1
+
     # ------------------------------------------------------------------ baselines
     async def _single(self, query_id: int, query: np.ndarray) -> Dict[str, Any]:
-        slot = next(self.round_robin) % len(self.replicas)
+        slot = self._pick()
         try:
-            value = await asyncio.wait_for(_resolve(self.replicas[slot].remote(query)), timeout=self.timeout_s)
+            value = await asyncio.wait_for(self._send(slot, query), timeout=self.timeout_s)
             return {"query_id": query_id, "group_id": None, "position": None, **_result("direct", f"base:{slot}", value, 0.0)}
         except Exception as exc:
             return {"query_id": query_id, "group_id": None, "position": None,
                     **_result("failed", f"base:{slot}", None, 0.0, f"replica {slot} failed: {type(exc).__name__}")}
 
     async def _hedged(self, query_id: int, query: np.ndarray) -> Dict[str, Any]:
-        first = next(self.round_robin) % len(self.replicas)
+        first = self._pick()
         started = time.perf_counter()
-        tasks = {asyncio.ensure_future(_resolve(self.replicas[first].remote(query))): first}
+        tasks = {self._send(first, query): first}
         hedged, errors = False, []
         while tasks and time.perf_counter() - started < self.timeout_s:
             elapsed = time.perf_counter() - started
@@ -251,8 +273,8 @@ class CodedFrontend:
             if not hedged and (not done or not tasks):
                 # the deadline passed (or the first replica failed): send a duplicate elsewhere
                 hedged = True
-                backup = (first + 1 + next(self.round_robin) % (len(self.replicas) - 1)) % len(self.replicas)
-                tasks[asyncio.ensure_future(_resolve(self.replicas[backup].remote(query)))] = backup
+                backup = self._pick(exclude=(first,))
+                tasks[self._send(backup, query)] = backup
         for task in tasks:
             task.cancel()
         reason = "; ".join(errors) or "timeout"

@@ -120,3 +120,31 @@ def test_a_partial_group_is_decodable_through_a_recently_answered_filler(experim
         parity_out = parity(encoder(group.unsqueeze(0))[:, 0]).unsqueeze(1)
         offline = decoder.decode(outputs, parity_out, torch.tensor([[True, False]]))[0, 0]
     assert np.allclose(answers[2]["output"], offline.numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["coded", "replication", "none"])
+def test_queries_avoid_a_replica_stuck_in_a_slow_batch(experiment, mode):
+    """Every mode routes to the replica with the fewest requests in flight, so a stuck one is left alone."""
+    from ray import serve
+
+    from parity_ray.data import load_data
+
+    run = resolve_run(experiment, "best")
+    options = SimulationOptions(experiment=experiment, deadline_ms=250, timeout_s=10)
+    stragglers = [{"kind": "slow", "replica": 0, "p": 1.0, "delay_ms": 2000}]
+    app = f"routing-{mode}"
+    handle = serve.run(build_app(mode, run, options, stragglers), name=app, route_prefix=None)
+    data = load_data("digits", val_size=run.config["val_size"], split_seed=run.config["seed"], input_norm="dataset")
+    queries = data.test_x[:5].numpy()
+
+    async def one_stuck_then_four():
+        stuck = asyncio.ensure_future(handle.remote(0, queries[0]))
+        await asyncio.sleep(0.1)  # query 0 is now inside replica 0's slow batch
+        later = [await handle.remote(i, queries[i]) for i in range(1, 5)]
+        return await stuck, later
+
+    first, later = asyncio.run(one_stuck_then_four())
+    serve.delete(app)
+    assert first["replica"] == "base:0" and first["path"] == "direct"  # nothing could stand in for it
+    assert len(later) == 4 and all(a["replica"] != "base:0" for a in later)
+    assert all(a["path"] == "direct" for a in later)
