@@ -442,7 +442,7 @@ def _read_run(result) -> Dict[str, Any]:
         folder = Path(folder)
         history = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
         record = json.loads((folder / "config.json").read_text())
-        predictions = pd.read_parquet(folder / "predictions.parquet") if (folder / "predictions.parquet").exists() else None
+        predictions = pd.read_parquet(folder / "predictions.parquet", use_threads=False) if (folder / "predictions.parquet").exists() else None
     return {"history": history, "record": record, "predictions": predictions}
 
 

@@ -75,7 +75,9 @@ def load(path: str) -> Tables:
             if name in SIMULATION_TABLES:
                 continue
             raise UsageError(f"experiment table '{uri}' is missing; the experiment did not finish writing its tables")
-        table = pq.read_table(io.BytesIO(storage.read_bytes(uri)))
+        # No reader threads: the tables are small, and a CLI that exits (say, with a usage error)
+        # while Arrow's pool threads wind down is killed by SIGABRT (apache/arrow#34314).
+        table = pq.read_table(io.BytesIO(storage.read_bytes(uri)), use_threads=False)
         version = (table.schema.metadata or {}).get(VERSION_KEY.encode(), b"?").decode()
         if version != str(SCHEMA_VERSION):
             raise UsageError(

@@ -346,6 +346,6 @@ def append_tables(experiment: str, queries: pd.DataFrame, simulations: pd.DataFr
     for name, new in (("queries", queries), ("simulations", simulations)):
         uri = storage.join(tables_uri(experiment), f"{name}.parquet")
         if storage.exists(uri):
-            old = pq.read_table(io.BytesIO(storage.read_bytes(uri))).to_pandas()
+            old = pq.read_table(io.BytesIO(storage.read_bytes(uri)), use_threads=False).to_pandas()  # see results.load
             new = pd.concat([old, new], ignore_index=True)
         storage.write_parquet(new, uri, {VERSION_KEY: SCHEMA_VERSION, "parity_ray.table": name})
