@@ -434,15 +434,13 @@ def _config_columns(config: Dict[str, Any]) -> Dict[str, Any]:
 
 def _read_run(result) -> Dict[str, Any]:
     """Metrics history, run record and predictions from a trial's latest checkpoint."""
-    import pandas as pd
-
     if result.checkpoint is None:
         return {"history": [], "record": {}, "predictions": None}
     with result.checkpoint.as_directory() as folder:
         folder = Path(folder)
         history = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
         record = json.loads((folder / "config.json").read_text())
-        predictions = pd.read_parquet(folder / "predictions.parquet", use_threads=False) if (folder / "predictions.parquet").exists() else None
+        predictions = storage.read_parquet(str(folder / "predictions.parquet")).to_pandas() if (folder / "predictions.parquet").exists() else None
     return {"history": history, "record": record, "predictions": predictions}
 
 

@@ -7,7 +7,6 @@ The columns are documented in ``docs/tables.md``; every file carries
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, Tuple
@@ -65,8 +64,6 @@ def _locate(path: str) -> str:
 
 def load(path: str) -> Tables:
     """Load an experiment's tables (local path or ``s3://`` URI) as DataFrames."""
-    import pyarrow.parquet as pq
-
     folder = _locate(str(path))
     frames = {}
     for name in TABLES + SIMULATION_TABLES:
@@ -75,9 +72,7 @@ def load(path: str) -> Tables:
             if name in SIMULATION_TABLES:
                 continue
             raise UsageError(f"experiment table '{uri}' is missing; the experiment did not finish writing its tables")
-        # No reader threads: the tables are small, and a CLI that exits (say, with a usage error)
-        # while Arrow's pool threads wind down is killed by SIGABRT (apache/arrow#34314).
-        table = pq.read_table(io.BytesIO(storage.read_bytes(uri)), use_threads=False)
+        table = storage.read_parquet(uri)
         version = (table.schema.metadata or {}).get(VERSION_KEY.encode(), b"?").decode()
         if version != str(SCHEMA_VERSION):
             raise UsageError(

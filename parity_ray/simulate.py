@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import io
 import json
 import sys
 import time
@@ -341,11 +340,9 @@ def format_mode(s: Dict[str, Any]) -> str:
 
 def append_tables(experiment: str, queries: pd.DataFrame, simulations: pd.DataFrame) -> None:
     """Add this simulation's rows to the experiment's tables, each file rewritten atomically."""
-    import pyarrow.parquet as pq
-
     for name, new in (("queries", queries), ("simulations", simulations)):
         uri = storage.join(tables_uri(experiment), f"{name}.parquet")
         if storage.exists(uri):
-            old = pq.read_table(io.BytesIO(storage.read_bytes(uri)), use_threads=False).to_pandas()  # see results.load
+            old = storage.read_parquet(uri).to_pandas()
             new = pd.concat([old, new], ignore_index=True)
         storage.write_parquet(new, uri, {VERSION_KEY: SCHEMA_VERSION, "parity_ray.table": name})

@@ -124,6 +124,17 @@ def write_parquet(df, uri: str, metadata: dict) -> None:
     write_bytes(uri, buffer.getvalue())
 
 
+def read_parquet(uri: str):
+    """A Parquet file (local path or ``s3://``) as a ``pyarrow.Table``, schema metadata included.
+
+    No reader threads: the tables are small, and a CLI that exits (say, with a usage error) while
+    Arrow's pool threads wind down is killed by SIGABRT (apache/arrow#34314).
+    """
+    import pyarrow.parquet as pq
+
+    return pq.read_table(io.BytesIO(read_bytes(uri)), use_threads=False)
+
+
 def filesystem_type(path: str) -> str:
     """The mount type (``ext4``, ``nfs4``, ...) holding a local path, from /proc/mounts."""
     path = os.path.realpath(path)
