@@ -59,7 +59,9 @@ def workers(config: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
 
 
 def test_matches_rays_schema(raw):
-    jsonschema.validate(raw, json.loads(SCHEMA.read_text()))
+    validator = jsonschema.Draft7Validator(json.loads(SCHEMA.read_text()))
+    errors = [f"{'/'.join(map(str, e.absolute_path)) or '<top>'}: {e.message}" for e in validator.iter_errors(raw)]
+    assert errors == []
 
 
 def test_passes_rays_config_preparation(prepared, raw):
