@@ -73,7 +73,8 @@ class CodedFrontend:
         self.deadline_s, self.group_wait_s, self.timeout_s = deadline_s, group_wait_s, timeout_s
         spec = get_dataset_spec(config["dataset"])
         self.encoder = create_encoder(config["encoder"], k=self.k, r=self.r, input_shape=spec.input_shape).eval()
-        self.decoder = create_decoder(config["decoder"], k=self.k, r=self.r).eval()
+        self.decoder = create_decoder(config["decoder"], k=self.k, r=self.r, systematic=self.encoder.systematic,
+                                      input_shape=spec.input_shape, num_outputs=spec.num_classes).eval()
         self.open_group: Optional[_Group] = None
         self.group_ids = itertools.count()
         self.round_robin = itertools.count()
@@ -212,17 +213,14 @@ class CodedFrontend:
         return self._decode(data, parity)[position], sorted(parity)
 
     def _decode(self, data: Dict[int, np.ndarray], parity: Dict[int, np.ndarray]) -> np.ndarray:
+        """The decoder over the k + r worker outputs of a systematic code (slots k.. are the parities)."""
         n = len(next(iter({**data, **parity}.values())))
-        outputs = torch.zeros(1, self.k, n)
-        parity_outputs = torch.zeros(1, self.r, n)
-        erased = torch.ones(1, self.k, dtype=torch.bool)
-        arrived = torch.zeros(1, self.r, dtype=torch.bool)
-        for i, value in data.items():
-            outputs[0, i], erased[0, i] = torch.from_numpy(np.asarray(value)), False
-        for j, value in parity.items():
-            parity_outputs[0, j], arrived[0, j] = torch.from_numpy(np.asarray(value)), True
+        outputs = torch.zeros(1, self.k + self.r, n)
+        available = torch.zeros(1, self.k + self.r, dtype=torch.bool)
+        for slot, value in [*data.items(), *((self.k + j, v) for j, v in parity.items())]:
+            outputs[0, slot], available[0, slot] = torch.from_numpy(np.asarray(value)), True
         with torch.no_grad():
-            return self.decoder.decode(outputs, parity_outputs, erased, arrived)[0].numpy()
+            return self.decoder.decode(outputs, available)[0].numpy()
 
     # ------------------------------------------------------------------ routing
     def _pick(self, exclude=()) -> int:

@@ -152,6 +152,7 @@ def render(loaded, experiment: str, folder: Path) -> List[str]:
     sections = [
         _header(loaded, experiment),
         _accuracy_section(loaded, figure),
+        _codes_section(loaded),
         _curves_section(loaded, figure),
         _erasure_section(loaded, figure),
         _latency_section(loaded, experiment, figure),
@@ -216,6 +217,21 @@ def _accuracy_section(loaded, figure) -> str:
     if (table["status"] == "COMPLETED").any():
         parts.append(figure("accuracy.png", figures.degraded_accuracy_figure(table), "available vs degraded-mode accuracy"))
     return "\n".join(parts) + "</section>"
+
+
+def _codes_section(loaded) -> str:
+    table = tables.code_comparison_table(loaded.runs)
+    if table.empty or table.groupby(tables.CODE_CELL).size().max() < 2 and table["code_family"].nunique() < 2:
+        return ""  # one code per cell: nothing to compare
+    return "\n".join([
+        '<section id="codes"><h2>Codes at equal redundancy</h2>',
+        "<p>Every code of each (dataset, model, k, r) cell side by side, grouped by redundancy r/k and code family. "
+        "<b>Degraded</b> accuracy scores only the outputs the decoder rebuilt under e unavailable workers (a "
+        "systematic code: the missing queries' outputs; a non-systematic code: all k); <b>all</b> scores every answer "
+        "of the group as a client receives it. <b>best</b> marks the winner of each cell (e = 1 degraded accuracy).</p>",
+        _table(table.drop(columns=["run_id"]), "code-comparison-table"),
+        "</section>",
+    ])
 
 
 def _completed(loaded) -> Tuple[pd.DataFrame, Dict[str, str]]:

@@ -71,6 +71,45 @@ def degraded_accuracy_table(runs: pd.DataFrame, failed: str = "mark") -> pd.Data
     return table
 
 
+CODE_CELL = ["dataset", "model", "k", "r"]
+
+
+def code_label(row) -> str:
+    """``berrut (non-systematic, F)``-style label of a runs row (older rows: the encoder name)."""
+    encoder, decoder = str(row.get("encoder")), str(row.get("decoder"))
+    name = encoder if decoder in (encoder, "subtraction", "None", "nan") else f"{encoder}/{decoder}"
+    systematic = row.get("systematic")
+    kind = "" if systematic is None or systematic != systematic else ("systematic, " if systematic else "non-systematic, ")
+    worker = {"base": "F", "trained": "trained"}.get(row.get("worker"), "trained")
+    return f"{name} ({kind}{worker})"
+
+
+def code_comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Every completed code at each (dataset, model, k, r), grouped by redundancy r/k and code family.
+
+    Both measures for each e = 1..r (``degraded_accuracy_e<e>``: rebuilt outputs only;
+    ``all_accuracy_e<e>``: every answer as served) and ``best``: the code with the highest e = 1
+    degraded accuracy in its cell, so the winner per cell shows at a glance.
+    """
+    done = runs[runs["status"] == "COMPLETED"].copy()
+    if done.empty:
+        return pd.DataFrame(columns=CODE_CELL + ["redundancy", "code_family", "code", "best"])
+    done["redundancy"] = done["r"] / done["k"]
+    if "code_family" not in done:
+        done["code_family"] = done["encoder"]
+    done["code"] = [code_label(row) for row in done.to_dict("records")]
+    measures = [c for c in done.columns if c.startswith(("degraded_accuracy_e", "all_accuracy_e")) and done[c].notna().any()]
+    measures.sort(key=lambda c: (int(c.rsplit("_e", 1)[1]), c.startswith("all")))
+    table = done[CODE_CELL + ["redundancy", "code_family", "code", "available_accuracy"] + measures + ["run_id"]]
+    key = "degraded_accuracy_e1" if "degraded_accuracy_e1" in table else "degraded_accuracy"
+    if key not in table:
+        table = table.assign(**{key: done["degraded_accuracy"]})
+    best = table.groupby(CODE_CELL)[key].transform("max")
+    table = table.assign(best=np.where(table[key] == best, "best", ""))
+    return table.sort_values(["dataset", "model", "redundancy", "k", "code_family", key],
+                             ascending=[True, True, True, True, True, False], kind="stable").reset_index(drop=True)
+
+
 def run_labels(runs: pd.DataFrame) -> Dict[str, str]:
     """Short legend labels per run_id: only the cell keys that differ between runs.
 
@@ -150,7 +189,7 @@ def _by_class(p: pd.DataFrame) -> pd.DataFrame:
 
 
 def _by_position(p: pd.DataFrame) -> pd.DataFrame:
-    grouped = p.groupby(["run_id", "position", "parity"])
+    grouped = p.groupby(["run_id", "erasures", "pattern", "position"])
     table = grouped.agg(decodes=("decoded_correct", "size"), degraded_accuracy=("decoded_correct", "mean"),
                         reconstruction_accuracy=("agrees", "mean"), mean_kl=("kl_base_decoded", "mean"),
                         median_kl=("kl_base_decoded", "median"))

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Union
 
 from .errors import UsageError, choices_hint
+from .registry import spec_name
 
 SpecType = Union[str, Dict[str, Any]]
 
 OPTIMIZERS = ("adam", "sgd")
+PARITY_INITS = ("random", "base")
 LR_SCHEDULES = ("none", "cosine", "step")
 
 
@@ -25,14 +27,17 @@ class TrainConfig:
     # ---- what is coded ----
     dataset: str = "mnist"  # a registered dataset: digits, mnist, fashion-mnist, cifar10, cifar100
     model: SpecType = "base-mlp"  # the deployed base model F: a registered name or {"cls": ..., **kwargs}
-    parity_model: Optional[SpecType] = None  # Fp; None = the base model's architecture (the paper's choice)
+    parity_model: Optional[SpecType] = None  # worker on coded queries: a trained model (None = F's architecture, the paper's choice) or "base" (F itself, frozen)
+    parity_init: str = "random"  # trained workers start from random weights (paper) or from F's weights ("base"; same architecture)
     k: int = 2  # data queries per coding group
-    r: int = 1  # parity queries (and parity models) per group
-    encoder: SpecType = "addition"  # turns k queries into r parity queries
-    decoder: SpecType = "subtraction"  # rebuilds unavailable outputs; defines the parity models' targets
-    loss: SpecType = "mse"  # mse (paper), kl (distil softmax), ce (labels)
+    r: int = 1  # extra workers per group (parity queries, or coded queries beyond k); erasure patterns up to r are scored
+    encoder: SpecType = "addition"  # turns k queries into coded queries: addition, concatenation, mlp, conv, berrut
+    decoder: SpecType = "subtraction"  # rebuilds unavailable outputs from the rest: subtraction, mlp, berrut
+    systematic: Optional[bool] = None  # raw queries go to F and r coded queries to extra workers; None = the encoder's default (berrut: non-systematic)
+    byzantine: int = 0  # Byzantine workers to locate and leave out (berrut; needs r >= 2E); evaluation injects that many wrong outputs
+    loss: SpecType = "mse"  # mse (paper; on rebuilt outputs when the decoder defines no worker target), kl (distil softmax), ce (labels)
     # ---- optimisation (defaults are the paper's) ----
-    epochs: int = 30
+    epochs: int = 30  # 0 = evaluate only (codes with nothing to train, e.g. berrut with F)
     batch_size: Optional[int] = None  # groups per batch; None = 64 for k=2, else 32
     optimizer: str = "adam"  # adam | sgd
     lr: float = 1e-3
@@ -92,12 +97,14 @@ class TrainConfig:
     # ------------------------------------------------------------------ defaults
     def resolved(self) -> "TrainConfig":
         """A copy with every data-dependent default filled in (what artifacts record)."""
+        from .coders import default_systematic
         from .data import get_dataset_spec
 
         spec = get_dataset_spec(self.dataset)
         return dataclasses.replace(
             self,
             parity_model=self.parity_model if self.parity_model is not None else self.model,
+            systematic=self.systematic if self.systematic is not None else default_systematic(self.encoder),
             batch_size=self.batch_size if self.batch_size is not None else (64 if self.k == 2 else 32),
             val_size=self.val_size if self.val_size is not None else spec.default_val_size,
             base_epochs=self.base_epochs if self.base_epochs is not None else spec.base_epochs,
@@ -111,7 +118,7 @@ class TrainConfig:
     # ------------------------------------------------------------------ validation
     def validate(self) -> "TrainConfig":
         """Check every name against its registry and every number against its range."""
-        from .coders import DECODERS, ENCODERS, create_encoder
+        from .coders import DECODERS, ENCODERS, create_code, is_base_worker
         from .data import get_dataset_spec, parse_input_norm
         from .losses import LOSSES
         from .models import MODELS
@@ -120,7 +127,7 @@ class TrainConfig:
         spec = get_dataset_spec(self.dataset)
         for kind, registry, value in (
             ("model", MODELS, self.model),
-            ("parity_model", MODELS, self.parity_model),
+            ("parity_model", MODELS, None if is_base_worker(self.parity_model) else self.parity_model),
             ("encoder", ENCODERS, self.encoder),
             ("decoder", DECODERS, self.decoder),
             ("loss", LOSSES, self.loss),
@@ -134,7 +141,10 @@ class TrainConfig:
                 registry.resolve(value)
         _positive("k", self.k, minimum=2)
         _positive("r", self.r, minimum=1)
-        _positive("epochs", self.epochs, minimum=1)
+        _positive("epochs", self.epochs, minimum=0)
+        _positive("byzantine", self.byzantine, minimum=0)
+        if self.parity_init not in PARITY_INITS:
+            raise UsageError(f"unknown parity_init '{self.parity_init}'; {choices_hint(self.parity_init, PARITY_INITS)}")
         for key in ("batch_size", "base_epochs", "val_size", "max_train_batches", "max_eval_groups", "num_threads"):
             if getattr(self, key) is not None:
                 _positive(key, getattr(self, key), minimum=1)
@@ -153,20 +163,35 @@ class TrainConfig:
                 "--input-norm dataset|none|MEANS/STDS"
             )
         parse_input_norm(self.input_norm or "dataset", spec)
-        # Building the encoder checks coder-specific limits (e.g. the concatenation grid).
-        create_encoder(self.encoder, k=self.k, r=self.r, input_shape=spec.input_shape)
+        # Building the code checks its own limits (the concatenation grid, r, which encoders a decoder reads).
+        resolved = self.resolved()
+        encoder, decoder = create_code(resolved, spec.input_shape, spec.num_classes)
+        trains_workers = not is_base_worker(resolved.parity_model)
+        if resolved.parity_init == "base" and trains_workers and spec_name(resolved.parity_model) != spec_name(resolved.model):
+            raise UsageError("parity_init=base copies F's weights, so parity_model must be F's architecture (or omitted)")
+        if self.epochs == 0 and (trains_workers or encoder.trainable or decoder.trainable):
+            trained = [what for what, yes in (("parity models", trains_workers), ("encoder", encoder.trainable),
+                                              ("decoder", decoder.trainable)) if yes]
+            raise UsageError(
+                f"--epochs 0 evaluates without training, but this code trains its {' and '.join(trained)}; "
+                "give --epochs N, or use --parity-model base with a code that has nothing to train (e.g. berrut)"
+            )
+        if self.epochs > 0 and not (trains_workers or encoder.trainable or decoder.trainable):
+            raise UsageError("this code has nothing to train (F on the coded queries, fixed encoder and decoder); use --epochs 0")
         return self
 
     def run_name(self) -> str:
-        from .registry import spec_name
-
         if self.name:
             return self.name
         model = spec_name(self.model).rsplit(".", 1)[-1]
-        return (
-            f"{self.dataset}-{model}-k{self.k}-r{self.r}-{spec_name(self.encoder).rsplit('.', 1)[-1]}-"
-            f"{spec_name(self.loss).rsplit('.', 1)[-1]}-s{self.seed}"
-        )
+        encoder = spec_name(self.encoder).rsplit(".", 1)[-1]
+        decoder = spec_name(self.decoder).rsplit(".", 1)[-1]
+        code = encoder if decoder in (encoder, "subtraction") else f"{encoder}-{decoder}"
+        if self.systematic is False:
+            code += "-ns"
+        if isinstance(self.parity_model, str) and self.parity_model == "base":
+            code += "-F"
+        return f"{self.dataset}-{model}-k{self.k}-r{self.r}-{code}-{spec_name(self.loss).rsplit('.', 1)[-1]}-s{self.seed}"
 
 
 def _positive(key: str, value: int, minimum: int) -> None:

@@ -28,6 +28,7 @@ import ray
 from ray import tune
 
 from . import storage
+from .coders import code_family, is_base_worker
 from .config import TrainConfig
 from .errors import UsageError
 from .registry import spec_name
@@ -478,7 +479,7 @@ def build_tables(options: TuneOptions, space: ExpandedSpace, results, bases, bas
             if result.error is not None:
                 status, error = "ERROR", f"{type(result.error).__name__}: {str(result.error).strip().splitlines()[-1][:500]}"
             else:
-                status, error = ("COMPLETED" if epochs_done >= wanted else "INCOMPLETE"), None
+                status, error = ("COMPLETED" if history and epochs_done >= wanted else "INCOMPLETE"), None
             run_rows.append(
                 _run_row(options, space, run_id, config, status, error, result, history, run["record"], bases.get(base_key), _checkpoint_uri(options, result))
             )
@@ -514,9 +515,29 @@ def _empty_predictions():
     import pandas as pd
 
     return pd.DataFrame({c: pd.Series(dtype=t) for c, t in (
-        ("run_id", "object"), ("group_id", "int64"), ("position", "int16"), ("parity", "int16"), ("test_index", "int64"),
-        ("label", "int64"), ("base_prediction", "int64"), ("decoded_prediction", "int64"),
-        ("base_top_probability", "float32"), ("decoded_top_probability", "float32"), ("kl_base_decoded", "float32"))})
+        ("run_id", "object"), ("group_id", "int64"), ("erasures", "int16"), ("pattern", "object"), ("position", "int16"),
+        ("test_index", "int64"), ("label", "int64"), ("base_prediction", "int64"), ("decoded_prediction", "int64"),
+        ("base_top_probability", "float32"), ("decoded_top_probability", "float32"), ("kl_base_decoded", "float32"),
+        ("base_top5", "object"), ("base_top5_probabilities", "object"), ("decoded_top5", "object"),
+        ("decoded_top5_probabilities", "object"))})
+
+
+def _code_columns(config: Dict[str, Any], best_test: Dict[str, Any]) -> Dict[str, Any]:
+    """Code family, worker kind, redundancy and both measures for every e (e1..e3 always, more when r > 3)."""
+    try:
+        resolved = TrainConfig.from_dict(config).resolved()
+        family = code_family(resolved.encoder, resolved.decoder)
+        worker = "base" if is_base_worker(resolved.parity_model) else "trained"
+        k, r = resolved.k, resolved.r
+    except UsageError:
+        family, worker, k, r = None, None, config.get("k"), config.get("r") or 1
+    columns: Dict[str, Any] = {"code_family": family, "worker": worker,
+                               "redundancy": (r / k) if k else None}
+    columns.update({key: best_test.get(key) for key in
+                    [f"{m}_e{e}" for e in range(1, max(3, int(r or 1)) + 1) for m in ("degraded_accuracy", "all_accuracy")]})
+    for key in ("byzantine_accuracy", "byzantine_accuracy_unlocated", "byzantine_located"):
+        columns[key] = best_test.get(key)
+    return columns
 
 
 def _run_row(options, space, run_id, config, status, error, result, history, record, base=None, checkpoint_uri=None):
@@ -542,6 +563,7 @@ def _run_row(options, space, run_id, config, status, error, result, history, rec
         "degraded_accuracy": best_test.get("overall_top1"),
         "reconstruction_accuracy": best_test.get("reconstruction_top1"),
         "degraded_top5": best_test.get("overall_top5"),
+        **_code_columns(config, best_test),
         "best_epoch": best_epoch,
         "best_val_reconstruction": best["reconstruction_top1"] if best else None,
         "final_degraded_accuracy": final_test.get("overall_top1"),

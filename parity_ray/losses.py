@@ -1,14 +1,16 @@
 """Loss registry. Every loss sees the same :class:`LossInputs` and returns a scalar.
 
-* ``mse`` — the paper's: parity output vs the coded target (e.g. the sum of the k base outputs).
-* ``kl`` — distillation: KL(base softmax || softmax of the decoded output), per erased position.
-* ``ce`` — cross-entropy of the decoded output against the true labels.
+* ``mse`` — the paper's: each coded worker's output vs what the decoder expects it to return (e.g.
+  the sum of the k base outputs) when the code defines that; otherwise (learned and Berrut codes)
+  the rebuilt outputs vs the base outputs.
+* ``kl`` — distillation: KL(base softmax || softmax of the rebuilt output), on rebuilt slots.
+* ``ce`` — cross-entropy of the rebuilt output against the true labels, on rebuilt slots.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, List
+from typing import Callable, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -20,11 +22,19 @@ Tensor = torch.Tensor
 
 @dataclass
 class LossInputs:
-    parity_outputs: Tensor  # (B, r, n) what the parity models returned
-    parity_targets: Tensor  # (B, r, n) what the decoder expects them to return
-    decoded: Tensor  # (B, r, k, n) each position rebuilt from each parity, all else available
+    parity_outputs: Tensor  # (B, m, n) what the workers on the m coded queries returned
+    parity_targets: Optional[Tensor]  # (B, m, n) what the decoder expects them to return; None if undefined
+    decoded: Tensor  # (B, P, k, n) the decoder's estimates under P erasure patterns per group
+    rebuilt: Tensor  # (B, P, k) bool: the slots each pattern made the decoder rebuild (losses on decoded outputs use these)
     base_outputs: Tensor  # (B, k, n) the frozen base model's outputs
     labels: Tensor  # (B, k) true labels
+
+    def rebuilt_pairs(self):
+        """``(decoded, base_outputs, labels)`` of the rebuilt slots only: (N, n), (N, n), (N,)."""
+        mask = self.rebuilt
+        base = self.base_outputs.unsqueeze(1).expand_as(self.decoded)
+        labels = self.labels.unsqueeze(1).expand(mask.shape)
+        return self.decoded[mask], base[mask], labels[mask]
 
 
 LossFn = Callable[[LossInputs], Tensor]
@@ -44,7 +54,10 @@ def create_loss(spec: Spec) -> LossFn:
 @register_loss("mse")
 class MSELoss:
     def __call__(self, batch: LossInputs) -> Tensor:
-        return F.mse_loss(batch.parity_outputs, batch.parity_targets)
+        if batch.parity_targets is not None:
+            return F.mse_loss(batch.parity_outputs, batch.parity_targets)
+        decoded, base, _ = batch.rebuilt_pairs()
+        return F.mse_loss(decoded, base)
 
 
 @register_loss("kl")
@@ -54,18 +67,17 @@ class KLLoss:
 
     def __call__(self, batch: LossInputs) -> Tensor:
         t = self.temperature
-        teacher = F.softmax(batch.base_outputs / t, dim=-1).unsqueeze(1).expand_as(batch.decoded)
-        student = F.log_softmax(batch.decoded / t, dim=-1)
-        n = batch.decoded.shape[-1]
-        return F.kl_div(student.reshape(-1, n), teacher.reshape(-1, n), reduction="batchmean") * t * t
+        decoded, base, _ = batch.rebuilt_pairs()
+        teacher = F.softmax(base / t, dim=-1)
+        student = F.log_softmax(decoded / t, dim=-1)
+        return F.kl_div(student, teacher, reduction="batchmean") * t * t
 
 
 @register_loss("ce")
 class CrossEntropyLoss:
     def __call__(self, batch: LossInputs) -> Tensor:
-        n = batch.decoded.shape[-1]
-        labels = batch.labels.unsqueeze(1).expand(batch.decoded.shape[:-1])
-        return F.cross_entropy(batch.decoded.reshape(-1, n), labels.reshape(-1))
+        decoded, _, labels = batch.rebuilt_pairs()
+        return F.cross_entropy(decoded, labels)
 
 
 __all__ = ["LOSSES", "LossInputs", "create_loss", "list_losses", "register_loss"]

@@ -16,7 +16,7 @@ import pandas as pd
 from . import storage
 from .errors import UsageError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: codes of every family, erasure patterns up to r (predictions, per-e accuracies)
 TABLES = ("runs", "epochs", "predictions", "base_models")  # written by parity-ray tune
 SIMULATION_TABLES = ("queries", "simulations")  # appended by parity-ray simulate
 VERSION_KEY = "parity_ray.schema_version"

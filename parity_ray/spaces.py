@@ -165,7 +165,10 @@ def expand(space: str, overrides: Sequence[str] = (), smoke_test: bool = False) 
             else:
                 config[name] = value
         if smoke_test:
+            evaluate_only = config.get("epochs") == 0  # a code with nothing to train stays at epoch 0
             config.update(SMOKE_OVERRIDES)
+            if evaluate_only:
+                config["epochs"] = 0
         cells.append(_make_cell(config, space))
     cells = list({c.run_id: c for c in cells}.values())
     return ExpandedSpace(Path(source).stem, source, list(overrides), cells, samplers, num_samples)
@@ -196,10 +199,14 @@ def _make_cell(config: Dict[str, Any], space: str) -> Cell:
 
 def _describe(config: Dict[str, Any]) -> str:
     model = spec_name(config.get("model", "base-mlp")).rsplit(".", 1)[-1]
-    return (
-        f"{config.get('dataset', 'mnist')} {model} k{config.get('k', 2)} r{config.get('r', 1)} "
-        f"{spec_name(config.get('encoder', 'addition')).rsplit('.', 1)[-1]}"
-    )
+    encoder = spec_name(config.get("encoder", "addition")).rsplit(".", 1)[-1]
+    decoder = spec_name(config.get("decoder", "subtraction")).rsplit(".", 1)[-1]
+    code = encoder if decoder in (encoder, "subtraction") else f"{encoder}-{decoder}"
+    if config.get("systematic") is False:
+        code += "-ns"
+    if config.get("parity_model") == "base":
+        code += "-F"
+    return f"{config.get('dataset', 'mnist')} {model} k{config.get('k', 2)} r{config.get('r', 1)} {code}"
 
 
 def unavailable_reason(config: Dict[str, Any]) -> Optional[str]:

@@ -13,13 +13,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
 
 from .base import BaseModelInfo, accuracy, compute_outputs, prepare_base_model
-from .coders import create_decoder, create_encoder
+from .coders import code_family, create_code, erasure_patterns, is_base_worker, rebuilt_slots, training_patterns
 from .config import TrainConfig
 from .data import DataBundle, load_data
 from .errors import UsageError
@@ -70,14 +70,95 @@ class RunState:
 
 
 class ParityModels(nn.Module):
-    """The r parity models, one per parity query: (B, r, C, H, W) -> (B, r, n)."""
+    """Trained workers, one per coded query: (B, m, C, H, W) -> (B, m, n)."""
 
-    def __init__(self, build: Callable[[], nn.Module], r: int):
+    def __init__(self, build: Callable[[], nn.Module], count: int):
         super().__init__()
-        self.models = nn.ModuleList(build() for _ in range(r))
+        self.models = nn.ModuleList(build() for _ in range(count))
 
-    def forward(self, parity_queries: torch.Tensor) -> torch.Tensor:
-        return torch.stack([model(parity_queries[:, j]) for j, model in enumerate(self.models)], dim=1)
+    def forward(self, coded_queries: torch.Tensor) -> torch.Tensor:
+        return torch.stack([model(coded_queries[:, j]) for j, model in enumerate(self.models)], dim=1)
+
+
+class FrozenBaseWorkers(nn.Module):
+    """F itself on every coded query (``parity_model="base"``): frozen, in eval mode, gradients pass
+    through to a learned encoder. F is held outside the module's state so checkpoints never copy it
+    (its lineage is recorded) and ``train()`` never flips its batch-norm layers."""
+
+    def __init__(self, base_model: nn.Module):
+        super().__init__()
+        base_model.eval().requires_grad_(False)
+        object.__setattr__(self, "base", base_model)
+
+    def forward(self, coded_queries: torch.Tensor) -> torch.Tensor:
+        b, m = coded_queries.shape[:2]
+        return self.base(coded_queries.flatten(0, 1)).reshape(b, m, -1)
+
+
+@dataclass
+class Code:
+    """Encoder -> workers -> decoder, and what of it is trained."""
+
+    encoder: nn.Module
+    workers: nn.Module
+    decoder: nn.Module
+    systematic: bool
+    k: int
+    r: int
+
+    @property
+    def n(self) -> int:
+        return self.k + self.r
+
+    def modules(self) -> Dict[str, nn.Module]:
+        return {"parity": self.workers, "encoder": self.encoder, "decoder": self.decoder}
+
+    def trainable_parameters(self) -> List[nn.Parameter]:
+        return [p for module in self.modules().values() for p in module.parameters() if p.requires_grad]
+
+    def train(self, mode: bool = True) -> None:
+        for module in self.modules().values():
+            module.train(mode)
+
+    def state(self) -> Dict[str, Dict[str, torch.Tensor]]:
+        """``{"parity_state", "encoder_state", "decoder_state"}``: plain CPU state_dicts (empty when fixed)."""
+        return {f"{name}_state": {k: v.detach().cpu() for k, v in module.state_dict().items()}
+                for name, module in self.modules().items()}
+
+    def load_state(self, checkpoint: Dict[str, Any]) -> None:
+        for name, module in self.modules().items():
+            module.load_state_dict(checkpoint.get(f"{name}_state") or {})
+
+    def worker_outputs(self, queries: torch.Tensor, base_outputs: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(outputs of all n workers (B, n, C), outputs of the coded workers (B, m, C))``.
+
+        A systematic code's first k workers are F on the raw queries, whose outputs are cached.
+        """
+        coded_outputs = self.workers(self.encoder(queries))
+        if self.systematic:
+            return torch.cat([base_outputs, coded_outputs], dim=1), coded_outputs
+        return coded_outputs, coded_outputs
+
+
+def build_code(config: TrainConfig, spec, base_model: nn.Module, device) -> Code:
+    """The code a resolved config asks for; the network it names is the one that runs, with its weights.
+
+    (The original learned-code configurations loaded the base weights into the base model and
+    left the worker randomly initialised and frozen; here ``parity_model="base"`` runs F with F's
+    weights, and a trained worker is trained.)
+    """
+    encoder, decoder = create_code(config, spec.input_shape, spec.num_classes)
+    if is_base_worker(config.parity_model):
+        workers: nn.Module = FrozenBaseWorkers(base_model)
+    else:
+        def build() -> nn.Module:
+            model = create_model(config.parity_model, input_shape=spec.input_shape, num_classes=spec.num_classes)
+            if config.parity_init == "base":
+                model.load_state_dict(base_model.state_dict())
+            return model
+
+        workers = ParityModels(build, encoder.num_coded)
+    return Code(encoder.to(device), workers.to(device), decoder.to(device), encoder.systematic, config.k, config.r)
 
 
 # --------------------------------------------------------------------------- the run
@@ -93,7 +174,8 @@ def train(
     """Train (or resume) the run described by ``config``; return its summary.
 
     ``on_epoch`` is called after every saved epoch (Tune reports from it); it may
-    raise :class:`StopTraining` to end the run early.
+    raise :class:`StopTraining` to end the run early. With ``epochs=0`` the code is evaluated
+    once (as epoch 0) and saved like a trained one.
     """
     config = config.validate().resolved()
     run_dir = Path(config.out) / config.run_name()
@@ -118,21 +200,17 @@ def train(
     available = {s: accuracy(base_outputs[s], data.split_tensors(s)[1]) for s in SPLITS}
     startup_seconds = time.perf_counter() - started
 
-    # The code: encoder -> r parity models -> decoder, and what the parity models learn.
+    # The code: encoder -> workers (trained parity models, or F) -> decoder, and what is trained.
     torch.manual_seed(config.seed)
-    spec = data.spec
-    encoder = create_encoder(config.encoder, k=config.k, r=config.r, input_shape=spec.input_shape).to(device)
-    decoder = create_decoder(config.decoder, k=config.k, r=config.r).to(device)
-    parity = ParityModels(
-        lambda: create_model(config.parity_model, input_shape=spec.input_shape, num_classes=spec.num_classes), config.r
-    ).to(device)
+    code = build_code(config, data.spec, base_model, device)
     loss_fn = create_loss(config.loss)
-    optimizer = make_optimizer(config, parity)
-    scheduler = make_scheduler(config, optimizer)
+    parameters = code.trainable_parameters()
+    optimizer = make_optimizer(config, parameters) if parameters else None
+    scheduler = make_scheduler(config, optimizer) if optimizer is not None else None
 
     state = RunState()
     if checkpoint is not None:
-        state = restore(checkpoint, data, parity, optimizer, scheduler, device)
+        state = restore(checkpoint, data, code, optimizer, scheduler, device)
         log(f"resuming {run_dir} after epoch {state.epoch}")
     write_run_record(run_dir, config, data, base_info, device)
 
@@ -140,27 +218,32 @@ def train(
     if config.max_eval_groups:
         eval_groups = {s: g[: config.max_eval_groups] for s, g in eval_groups.items()}
 
-    for epoch in range(state.epoch + 1, config.epochs + 1):
+    # Epoch 0 (evaluate only) for codes with nothing to train; 1..epochs otherwise.
+    first = 0 if config.epochs == 0 and not state.history else state.epoch + 1
+    for epoch in range(first, config.epochs + 1):
         epoch_started = time.perf_counter()
-        results = {"train": train_one_epoch(config, epoch, data, base_outputs, encoder, parity, decoder, loss_fn, optimizer, progress)}
-        if scheduler is not None:
-            scheduler.step()
+        results = {}
+        if epoch > 0:
+            results["train"] = train_one_epoch(config, epoch, data, base_outputs, code, loss_fn, optimizer, progress)
+            if scheduler is not None:
+                scheduler.step()
         state.train_seconds += time.perf_counter() - epoch_started
         for split in EVAL_SPLITS:
             x, y = data.split_tensors(split)
-            results[split] = evaluate(eval_groups[split], x, y, base_outputs[split], encoder, parity, decoder, loss_fn, config)
+            results[split] = evaluate(eval_groups[split], x, y, base_outputs[split], code, loss_fn, config)
         for split, metrics in results.items():
             state.history.append({"epoch": epoch, "split": split, **metrics, "available_accuracy": available[split]})
         state.epoch = epoch
-        improved = results["val"]["reconstruction_top1"] > state.best_score
+        improved = epoch == 0 or results["val"]["reconstruction_top1"] > state.best_score
         if improved:
             state.best_epoch, state.best_score = epoch, results["val"]["reconstruction_top1"]
-        save_checkpoints(run_dir, config, state, parity, optimizer, scheduler, base_info, data, improved)
+        save_checkpoints(run_dir, config, state, code, optimizer, scheduler, base_info, data, improved)
         if epoch == config.epochs:
-            write_predictions(run_dir, parity, eval_groups["test"], data, base_outputs["test"], encoder, decoder, config)
+            write_predictions(run_dir, code, eval_groups["test"], data, base_outputs["test"], config)
         if should_log(epoch, config.epochs, time.perf_counter() - epoch_started):
+            loss = results.get("train", results["val"])["loss"]
             log(
-                f"epoch {epoch}/{config.epochs}  loss {results['train']['loss']:.4f}  "
+                f"epoch {epoch}/{config.epochs}  loss {loss:.4f}  "
                 f"val recon {results['val']['reconstruction_top1']:.4f}  "
                 f"degraded {results['test']['overall_top1']:.4f}  ({time.perf_counter() - epoch_started:.1f} s)"
             )
@@ -199,45 +282,116 @@ def fixed_groups(n: int, config: TrainConfig, split: str, device: torch.device) 
     return torch.cat([order, order[:pad]]).view(-1, config.k).to(device)
 
 
-def forward_groups(groups, x, base_outputs, labels, encoder, parity, decoder, loss_fn):
-    """Encode the groups' queries, run the parity models, decode every single erasure, score."""
-    queries = x[groups]  # (B, k, C, H, W)
+def decode_under(code: Code, outputs: torch.Tensor, patterns: torch.Tensor) -> torch.Tensor:
+    """Estimates ``(B, P, k, C)`` under patterns shared by every group ``(P, n)`` or per group ``(B, P, n)``."""
+    if patterns.dim() == 2:
+        return code.decoder.decode_patterns(outputs, patterns)
+    b, p, n = patterns.shape
+    expanded = outputs.unsqueeze(1).expand(b, p, *outputs.shape[1:]).flatten(0, 1)
+    return code.decoder.decode(expanded, patterns.flatten(0, 1)).reshape(b, p, code.k, -1)
+
+
+def forward_groups(groups, x, base_outputs, labels, code: Code, loss_fn, patterns: torch.Tensor):
+    """Encode the groups' queries, run the workers, decode under each erasure pattern, compute the loss.
+
+    ``patterns``: availability masks, shared ``(P, n)`` or per group ``(B, P, n)``.
+    """
     outputs = base_outputs[groups]  # (B, k, n), the base model's cached answers
-    parity_outputs = parity(encoder(queries))  # (B, r, n)
+    all_outputs, coded_outputs = code.worker_outputs(x[groups], outputs)
+    decoded = decode_under(code, all_outputs, patterns)
+    rebuilt = rebuilt_slots(patterns.to(decoded.device), code.k, code.systematic)
     batch = LossInputs(
-        parity_outputs=parity_outputs,
-        parity_targets=decoder.target(outputs),
-        decoded=decoder.decode_each_single(outputs, parity_outputs),
+        parity_outputs=coded_outputs,
+        parity_targets=code.decoder.target(outputs),
+        decoded=decoded,
+        rebuilt=rebuilt.expand(decoded.shape[:-1]),
         base_outputs=outputs,
         labels=labels[groups],
     )
     return loss_fn(batch), batch
 
 
-def train_one_epoch(config, epoch, data, base_outputs, encoder, parity, decoder, loss_fn, optimizer, progress):
-    parity.train()
+def train_one_epoch(config, epoch, data, base_outputs, code: Code, loss_fn, optimizer, progress):
+    code.train()
     groups = random_groups(len(data.train_y), config.k, config.seed, epoch, data.train_x.device)
     batches = groups.split(config.batch_size)
     if config.max_train_batches:
         batches = batches[: config.max_train_batches]
+    fixed = code.systematic and code.r == 1  # the k single data erasures, the same for every group
+    generator = torch.Generator().manual_seed(config.seed * 1_000_033 + epoch)
     metrics = MetricAccumulator()
     for idx in _progress(batches, epoch, config.epochs, progress):
-        loss, batch = forward_groups(idx, data.train_x, base_outputs["train"], data.train_y, encoder, parity, decoder, loss_fn)
+        patterns = training_patterns(len(idx), code.k, code.r, code.systematic, generator)
+        patterns = (patterns[0] if fixed else patterns).to(idx.device)
+        loss, batch = forward_groups(idx, data.train_x, base_outputs["train"], data.train_y, code, loss_fn, patterns)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        metrics.add(loss, batch.decoded.detach(), batch.base_outputs, batch.labels)
+        metrics.add_loss(loss, len(idx))
+        metrics.add_rebuilt(batch.decoded.detach(), batch.rebuilt, batch.base_outputs, batch.labels)
     return metrics.result()
+
+
+DECODE_CHUNK_ELEMENTS = 1 << 24  # bounds (groups x patterns x k x classes) held at once when scoring
+
+
+def _pattern_chunks(patterns: torch.Tensor, groups: int, k: int, classes: int):
+    step = max(1, DECODE_CHUNK_ELEMENTS // max(1, groups * k * classes))
+    return patterns.split(step)
 
 
 @torch.no_grad()
-def evaluate(groups, x, labels, base_outputs, encoder, parity, decoder, loss_fn, config) -> Dict[str, float]:
-    parity.eval()
+def evaluate(groups, x, labels, base_outputs, code: Code, loss_fn, config) -> Dict[str, float]:
+    """Loss, and both measures under every erasure pattern of e = 1..r workers (and Byzantine ones)."""
+    code.train(False)
     metrics = MetricAccumulator()
+    singles = erasure_patterns(code.n, 1).to(x.device)
+    byzantine = getattr(code.decoder, "byzantine", 0)
+    generator = torch.Generator().manual_seed(config.seed * 104_729 + 17)
     for idx in groups.split(max(1, config.eval_batch_size // config.k)):
-        loss, batch = forward_groups(idx, x, base_outputs, labels, encoder, parity, decoder, loss_fn)
-        metrics.add(loss, batch.decoded, batch.base_outputs, batch.labels)
+        loss, batch = forward_groups(idx, x, base_outputs, labels, code, loss_fn, singles)
+        metrics.add_loss(loss, len(idx))
+        outputs, group_labels = base_outputs[idx], labels[idx]
+        all_outputs, _ = code.worker_outputs(x[idx], outputs)
+        for e in range(1, code.r + 1):
+            patterns = erasure_patterns(code.n, e).to(x.device)
+            for chunk in _pattern_chunks(patterns, len(idx), code.k, outputs.shape[-1]):
+                decoded = batch.decoded if (e == 1 and chunk.shape == singles.shape) else decode_under(code, all_outputs, chunk)
+                metrics.add_patterns(e, decoded, rebuilt_slots(chunk, code.k, code.systematic), outputs, group_labels)
+        if byzantine:
+            score_byzantine(metrics, code, all_outputs, outputs, group_labels, byzantine, generator)
     return metrics.result()
+
+
+BYZANTINE_NOISE = 5.0  # scale of an injected wrong output's error, in standard deviations of the outputs
+
+
+def score_byzantine(metrics: MetricAccumulator, code: Code, all_outputs, base_outputs, labels, errors: int, generator) -> None:
+    """E wrong outputs among the returned ones, S = r - 2E stragglers: answers with and without locating.
+
+    A wrong output is the worker's output plus Gaussian noise ``BYZANTINE_NOISE`` times the spread
+    of the outputs. Located workers are treated as unavailable.
+    """
+    b, n, c = all_outputs.shape
+    stragglers = code.r - 2 * errors
+    patterns = erasure_patterns(n, stragglers).to(all_outputs.device) if stragglers else torch.ones(1, n, dtype=torch.bool, device=all_outputs.device)
+    for pattern in patterns:
+        scores = torch.rand(b, n, generator=generator).to(all_outputs.device)
+        scores[:, ~pattern] = 2.0  # never pick an unavailable worker
+        bad = scores.topk(errors, dim=1, largest=False).indices  # (B, E)
+        corrupted = all_outputs.clone()
+        noise = torch.randn(b, errors, c, generator=generator).to(all_outputs.device) * (BYZANTINE_NOISE * all_outputs.std())
+        corrupted.scatter_add_(1, bad.unsqueeze(-1).expand(b, errors, c), noise)
+        available = pattern.unsqueeze(0).expand(b, n)
+        kept = code.decoder.drop_suspects(corrupted, available)
+        located = (~kept).gather(1, bad)  # (B, E): each injected output was left out
+        served = []
+        for mask in (kept, available):
+            estimates = code.decoder.decode(corrupted, mask, locate=False)
+            rebuilt = rebuilt_slots(mask, code.k, code.systematic)
+            returned = corrupted[:, : code.k] if code.systematic else estimates
+            served.append(torch.where(rebuilt.unsqueeze(-1), estimates, returned).argmax(-1).unsqueeze(1))
+        metrics.add_byzantine(served[0], served[1], labels, located, b * errors)
 
 
 def _progress(batches, epoch, epochs, enabled):
@@ -248,11 +402,11 @@ def _progress(batches, epoch, epochs, enabled):
     return tqdm(batches, desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False, file=sys.stderr)
 
 
-def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+def make_optimizer(config: TrainConfig, parameters: List[nn.Parameter]) -> torch.optim.Optimizer:
     if config.optimizer == "adam":
         # The fused kernel is ~1.6x faster per step for the small parity models of the paper.
-        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
-    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+        return torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay, fused=True)
+    return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
 
 def make_scheduler(config: TrainConfig, optimizer):
@@ -304,8 +458,11 @@ def write_run_record(run_dir: Path, config: TrainConfig, data: DataBundle, base:
     )
 
 
-def save_checkpoints(run_dir, config, state, parity, optimizer, scheduler, base_info, data, improved) -> None:
-    """best.pt (when improved), then latest.pt (the commit point of an epoch), then metrics.jsonl."""
+def save_checkpoints(run_dir, config, state, code: Code, optimizer, scheduler, base_info, data, improved) -> None:
+    """best.pt (when improved), then latest.pt (the commit point of an epoch), then metrics.jsonl.
+
+    Everything in them is tensors and plain Python values, so they load with ``weights_only=True``.
+    """
     common = {
         "config": config.to_dict(),
         "seed": config.seed,
@@ -315,18 +472,18 @@ def save_checkpoints(run_dir, config, state, parity, optimizer, scheduler, base_
         "normalization": data.normalization.as_dict(),
         "encoder": spec_name(config.encoder),
         "decoder": spec_name(config.decoder),
+        "systematic": code.systematic,
+        **code.state(),
     }
-    parity_state = {k: v.detach().cpu() for k, v in parity.state_dict().items()}
     folder = run_dir / "checkpoints"
     if improved:
         rows = [row for row in state.history if row["epoch"] == state.epoch]
-        atomic_torch_save({**common, "epoch": state.epoch, "parity_state": parity_state, "metrics": rows}, folder / "best.pt")
+        atomic_torch_save({**common, "epoch": state.epoch, "metrics": rows}, folder / "best.pt")
     atomic_torch_save(
         {
             **common,
             "epoch": state.epoch,
-            "parity_state": parity_state,
-            "optimizer_state": optimizer.state_dict(),
+            "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
             "scheduler_state": scheduler.state_dict() if scheduler is not None else None,
             "state": {k: v for k, v in state.__dict__.items()},
         },
@@ -335,71 +492,116 @@ def save_checkpoints(run_dir, config, state, parity, optimizer, scheduler, base_
     atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in state.history))
 
 
-@torch.no_grad()
-def predictions_frame(parity, groups, data: DataBundle, base_outputs, encoder, decoder, config):
-    """Per test group x erasure position x parity: labels, predictions, confidences, KL(base || decoded).
+def load_checkpoint(path: Path, device="cpu") -> Dict[str, Any]:
+    """A checkpoint of this platform; never runs code from the file (``weights_only=True``)."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # pickle errors name the offending global in their message
+        raise UsageError(f"checkpoint '{path}' cannot be loaded safely: {str(exc).splitlines()[0][:300]}") from None
 
-    This is what lets an analyst ask *which* predictions break under erasure.
+
+PREDICTION_TOPK = 5
+
+
+@torch.no_grad()
+def predictions_frame(code: Code, groups, data: DataBundle, base_outputs, config):
+    """Per test group x erasure pattern x rebuilt slot: labels, predictions, top-5 scores, KL(base || decoded).
+
+    Every single-erasure pattern is listed; for e = 2..r one seeded random pattern per group
+    (the metrics cover every pattern; listing them all would grow as C(k + r, e)). This is what
+    lets an analyst ask *which* predictions break under erasure.
     """
+    import numpy as np
     import pandas as pd
 
-    parity.eval()
+    code.train(False)
+    generator = torch.Generator().manual_seed(config.seed * 15_485_863 + 5)
     frames = []
     step = max(1, config.eval_batch_size // config.k)
     for offset in range(0, len(groups), step):
         chunk = groups[offset : offset + step]
         outputs = base_outputs[chunk]  # (B, k, n)
-        decoded = decoder.decode_each_single(outputs, parity(encoder(data.test_x[chunk])))  # (B, r, k, n)
-        base_logp = torch.log_softmax(outputs, dim=-1).unsqueeze(1).expand_as(decoded)
-        dec_logp = torch.log_softmax(decoded, dim=-1)
-        kl = (base_logp.exp() * (base_logp - dec_logp)).sum(-1)  # (B, r, k)
-        b, r, k = kl.shape
-        group_id = (torch.arange(b) + offset).view(b, 1, 1).expand(b, r, k)
-        parity_id = torch.arange(r).view(1, r, 1).expand(b, r, k)
-        position = torch.arange(k).view(1, 1, k).expand(b, r, k)
-        test_index = chunk.cpu().view(b, 1, k).expand(b, r, k)
-        frames.append(
-            pd.DataFrame(
-                {
-                    "group_id": group_id.reshape(-1).numpy(),
-                    "position": position.reshape(-1).numpy().astype("int16"),
-                    "parity": parity_id.reshape(-1).numpy().astype("int16"),
-                    "test_index": test_index.reshape(-1).numpy(),
-                    "label": data.test_y.cpu()[test_index.reshape(-1)].numpy(),
-                    "base_prediction": base_logp.argmax(-1).reshape(-1).cpu().numpy(),
-                    "decoded_prediction": dec_logp.argmax(-1).reshape(-1).cpu().numpy(),
-                    "base_top_probability": base_logp.max(-1).values.exp().reshape(-1).cpu().numpy(),
-                    "decoded_top_probability": dec_logp.max(-1).values.exp().reshape(-1).cpu().numpy(),
-                    "kl_base_decoded": kl.reshape(-1).cpu().numpy(),
-                }
+        all_outputs, _ = code.worker_outputs(data.test_x[chunk], outputs)
+        b = len(chunk)
+        for e in range(1, code.r + 1):
+            patterns = erasure_patterns(code.n, e).to(chunk.device)
+            if e == 1:
+                per_group = patterns.unsqueeze(0).expand(b, *patterns.shape)
+            else:
+                pick = torch.randint(0, len(patterns), (b,), generator=generator).to(chunk.device)
+                per_group = patterns[pick].unsqueeze(1)
+            decoded = decode_under(code, all_outputs, per_group)  # (B, P, k, n)
+            rebuilt = rebuilt_slots(per_group, code.k, code.systematic)  # (B, P, k)
+            group_idx, pattern_idx, position = rebuilt.nonzero(as_tuple=True)
+            dec = decoded[group_idx, pattern_idx, position]
+            base = outputs[group_idx, position]
+            base_logp, dec_logp = torch.log_softmax(base, -1), torch.log_softmax(dec, -1)
+            kl = (base_logp.exp() * (base_logp - dec_logp)).sum(-1)
+            test_index = chunk[group_idx, position].cpu()
+            lost = ~per_group[group_idx, pattern_idx]  # (N, n)
+            pattern_text = [",".join(map(str, row.nonzero().flatten().tolist())) for row in lost.cpu()]
+            top = min(PREDICTION_TOPK, base.shape[-1])
+            base_top, dec_top = base_logp.topk(top, -1), dec_logp.topk(top, -1)
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "group_id": (group_idx + offset).cpu().numpy().astype("int64"),
+                        "erasures": np.full(len(group_idx), e, dtype="int16"),
+                        "pattern": pattern_text,
+                        "position": position.cpu().numpy().astype("int16"),
+                        "test_index": test_index.numpy().astype("int64"),
+                        "label": data.test_y.cpu()[test_index].numpy().astype("int64"),
+                        "base_prediction": base_top.indices[:, 0].cpu().numpy().astype("int64"),
+                        "decoded_prediction": dec_top.indices[:, 0].cpu().numpy().astype("int64"),
+                        "base_top_probability": base_top.values[:, 0].exp().cpu().numpy().astype("float32"),
+                        "decoded_top_probability": dec_top.values[:, 0].exp().cpu().numpy().astype("float32"),
+                        "kl_base_decoded": kl.cpu().numpy().astype("float32"),
+                        "base_top5": list(base_top.indices.cpu().numpy().astype("int16")),
+                        "base_top5_probabilities": list(base_top.values.exp().cpu().numpy().astype("float32")),
+                        "decoded_top5": list(dec_top.indices.cpu().numpy().astype("int16")),
+                        "decoded_top5_probabilities": list(dec_top.values.exp().cpu().numpy().astype("float32")),
+                    }
+                )
             )
-        )
     return pd.concat(frames, ignore_index=True)
 
 
-def write_predictions(run_dir, parity, groups, data, base_outputs, encoder, decoder, config) -> None:
+def write_predictions(run_dir, code: Code, groups, data, base_outputs, config) -> None:
     """``predictions.parquet`` of the best checkpoint, written once the run reaches its last epoch."""
     from .storage import write_parquet
 
-    current = {k: v.clone() for k, v in parity.state_dict().items()}
-    best = torch.load(run_dir / "checkpoints" / "best.pt", map_location=data.test_x.device, weights_only=False)
-    parity.load_state_dict(best["parity_state"])
+    current = code.state()
+    best = load_checkpoint(run_dir / "checkpoints" / "best.pt", data.test_x.device)
+    code.load_state(best)
     try:
-        frame = predictions_frame(parity, groups, data, base_outputs, encoder, decoder, config)
+        frame = predictions_frame(code, groups, data, base_outputs, config)
     finally:
-        parity.load_state_dict(current)
+        code.load_state(current)
     write_parquet(frame, str(run_dir / "predictions.parquet"), {"parity_ray.best_epoch": best["epoch"]})
 
 
-def restore(path: Path, data, parity, optimizer, scheduler, device) -> RunState:
-    checkpoint = torch.load(path, map_location=device, weights_only=False)
+def restore(path: Path, data, code: Code, optimizer, scheduler, device) -> RunState:
+    checkpoint = load_checkpoint(path, device)
     if checkpoint["split"]["val_indices_sha256"] != data.split["val_indices_sha256"]:
         raise UsageError(f"checkpoint {path} was trained on a different validation split; the dataset files changed")
-    parity.load_state_dict(checkpoint["parity_state"])
-    optimizer.load_state_dict(checkpoint["optimizer_state"])
-    if scheduler is not None and checkpoint["scheduler_state"] is not None:
+    code.load_state(checkpoint)
+    if optimizer is not None and checkpoint.get("optimizer_state") is not None:
+        optimizer.load_state_dict(checkpoint["optimizer_state"])
+    if scheduler is not None and checkpoint.get("scheduler_state") is not None:
         scheduler.load_state_dict(checkpoint["scheduler_state"])
     return RunState(**checkpoint["state"])
+
+
+def erasure_summary(row: Dict[str, Any], r: int) -> Dict[str, Optional[float]]:
+    """``degraded_accuracy_e<e>`` and ``all_accuracy_e<e>`` for e = 1..r from one split's metrics row."""
+    out: Dict[str, Optional[float]] = {}
+    for e in range(1, r + 1):
+        out[f"degraded_accuracy_e{e}"] = row.get(f"degraded_accuracy_e{e}")
+        out[f"all_accuracy_e{e}"] = row.get(f"all_accuracy_e{e}")
+    for key in ("byzantine_accuracy", "byzantine_accuracy_unlocated", "byzantine_located"):
+        if key in row:
+            out[key] = row[key]
+    return out
 
 
 def summarize(config, run_dir, state: RunState, base_info: BaseModelInfo, available, startup_seconds, device) -> dict:
@@ -416,6 +618,9 @@ def summarize(config, run_dir, state: RunState, base_info: BaseModelInfo, availa
         "r": config.r,
         "encoder": spec_name(config.encoder),
         "decoder": spec_name(config.decoder),
+        "systematic": config.systematic,
+        "code_family": code_family(config.encoder, config.decoder),
+        "worker": "base" if is_base_worker(config.parity_model) else "trained",
         "loss": spec_name(config.loss),
         "seed": config.seed,
         "available_accuracy": available["test"],
@@ -423,6 +628,7 @@ def summarize(config, run_dir, state: RunState, base_info: BaseModelInfo, availa
         "reconstruction_accuracy": best_test.get("reconstruction_top1"),
         "degraded_top5": best_test.get("overall_top5"),
         "reconstruction_top5": best_test.get("reconstruction_top5"),
+        **erasure_summary(best_test, config.r),
         "best_epoch": state.best_epoch,
         "best_val_reconstruction": state.best_score,
         "final_degraded_accuracy": final_test.get("overall_top1"),

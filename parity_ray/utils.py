@@ -64,11 +64,11 @@ def library_versions() -> dict:
     """Versions recorded in every artifact, so a result can be traced to its stack."""
     from . import __version__
 
-    versions = {"parity_ray": __version__, "python": platform.python_version(), "torch": torch.__version__}
+    versions = {"parity_ray": __version__, "python": platform.python_version(), "torch": str(torch.__version__)}
     for name in ("torchvision", "torchaudio", "ray", "numpy", "pandas", "pyarrow", "sklearn"):
         try:
             module = __import__(name)
-            versions[name] = getattr(module, "__version__", "unknown")
+            versions[name] = str(getattr(module, "__version__", "unknown"))
         except Exception:  # an optional library that fails to import is recorded, not fatal
             versions[name] = None
     return versions

@@ -71,7 +71,7 @@ def test_erasure_breakdown_agrees_with_the_runs_table(tables, breakdown):
     assert set(breakdown.by_class["label"]) == set(range(10))
     failing = breakdown.by_class[breakdown.by_class["failures"] > 0]
     assert failing["most_confused_with"].notna().all() and (failing["most_confused_with"] != failing["label"]).all()
-    assert set(breakdown.by_position["position"]) == {0, 1} and set(breakdown.by_position["parity"]) == {0}
+    assert set(breakdown.by_position["position"]) == {0, 1} and set(breakdown.by_position["pattern"]) == {"0", "1"}
     assert len(breakdown.instances) == 2 * 297
 
 

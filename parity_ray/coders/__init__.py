@@ -1,0 +1,278 @@
+"""Codes for coded inference: one interface for every family, one registry per side.
+
+A *code* turns k queries into work for ``n = k + r`` workers and rebuilds the k outputs from
+whichever workers answered:
+
+* an **encoder** maps the k queries ``(B, k, C, H, W)`` to ``num_coded`` coded queries. A
+  *systematic* code sends the k raw queries to the deployed model F and ``r`` coded queries to
+  extra workers (``num_coded == r``); a *non-systematic* code sends coded queries to all
+  ``k + r`` workers (``num_coded == k + r``) and every answer is rebuilt.
+* each **worker** on a coded query runs a trained parity model, or F itself, frozen
+  (``parity_model="base"``); the trainer owns the workers.
+* a **decoder** maps the ``n`` worker outputs ``(B, n, C)`` (for a systematic code slots
+  ``0..k-1`` are ``F(X_i)`` and slots ``k..`` the coded workers') plus an availability mask
+  ``(B, n)`` to estimates of the k outputs ``(B, k, C)``. A decoder whose code is linear in the
+  outputs also says what a trained worker should return (:meth:`Decoder.target`).
+
+Families: ``parity-models`` (addition / concatenation encoders, subtraction decoder: linear codes
+over outputs, trained parity models), ``learned`` (``mlp`` / ``conv`` encoders, ``mlp`` decoder,
+trained end to end) and ``berrut`` (ApproxIFER's rational-interpolation code; nothing to train).
+Registry names are used verbatim in configs and tables.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+from torch import nn
+
+from ..errors import UsageError
+from ..registry import Registry, Spec, parse_spec, spec_name
+
+Tensor = torch.Tensor
+
+ENCODERS: Registry = Registry("encoder")
+DECODERS: Registry = Registry("decoder")
+register_encoder = ENCODERS.register
+register_decoder = DECODERS.register
+
+
+def list_encoders() -> List[str]:
+    return ENCODERS.names()
+
+
+def list_decoders() -> List[str]:
+    return DECODERS.names()
+
+
+def _check_kr(k: int, r: int) -> None:
+    if int(k) != k or k < 2:
+        raise UsageError(f"k must be an integer >= 2, got {k}")
+    if int(r) != r or r < 1:
+        raise UsageError(f"r must be an integer >= 1, got {r}")
+
+
+class Encoder(nn.Module):
+    """Base class: ``forward(queries (B, k, C, H, W)) -> coded queries (B, num_coded, C, H, W)``.
+
+    Class attributes a subclass may set: ``family`` (the code family in tables),
+    ``default_systematic``, ``supports_non_systematic`` and ``max_r``.
+    """
+
+    family = "custom"
+    default_systematic = True
+    supports_non_systematic = False
+    max_r: Optional[int] = None
+
+    def __init__(self, k: int, r: int, input_shape: Sequence[int], systematic: Optional[bool] = None):
+        super().__init__()
+        _check_kr(k, r)
+        self.k, self.r, self.input_shape = int(k), int(r), tuple(input_shape)
+        self.systematic = self.default_systematic if systematic is None else bool(systematic)
+        name = getattr(type(self), "registry_name", type(self).__name__)
+        if not self.systematic and not self.supports_non_systematic:
+            raise UsageError(f"encoder '{name}' is systematic only; drop --no-systematic or choose berrut")
+        if self.max_r is not None and self.r > self.max_r:
+            raise UsageError(f"encoder '{name}' supports r <= {self.max_r}, got r={self.r}")
+
+    @property
+    def num_coded(self) -> int:
+        return self.r if self.systematic else self.k + self.r
+
+    @property
+    def trainable(self) -> bool:
+        return any(p.requires_grad for p in self.parameters())
+
+
+class Decoder(nn.Module):
+    """Base class: ``decode(outputs (B, n, C), available (B, n)) -> estimates (B, k, C)``.
+
+    Subclasses implement :meth:`decode` (and may override :meth:`decode_patterns` to decode many
+    erasure patterns at once) and :meth:`check_encoder`; linear codes also :meth:`target`.
+    """
+
+    family = "custom"
+
+    def __init__(self, k: int, r: int, systematic: bool = True):
+        super().__init__()
+        _check_kr(k, r)
+        self.k, self.r, self.systematic = int(k), int(r), bool(systematic)
+        self.n = self.k + self.r
+
+    @property
+    def trainable(self) -> bool:
+        return any(p.requires_grad for p in self.parameters())
+
+    def check_encoder(self, encoder: Encoder) -> None:
+        """Raise :class:`UsageError` when this decoder cannot read ``encoder``'s coded outputs."""
+
+    def target(self, base_outputs: Tensor) -> Optional[Tensor]:
+        """What each coded worker should return, ``(B, k, C) -> (B, num_coded, C)``; None if undefined."""
+        return None
+
+    def decode(self, outputs: Tensor, available: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def decode_patterns(self, outputs: Tensor, available: Tensor) -> Tensor:
+        """Decode every group under every pattern: ``outputs (B, n, C)``, ``available (P, n)`` -> ``(B, P, k, C)``."""
+        b, p = outputs.shape[0], available.shape[0]
+        expanded = outputs.unsqueeze(1).expand(b, p, *outputs.shape[1:]).reshape(b * p, *outputs.shape[1:])
+        masks = available.unsqueeze(0).expand(b, p, available.shape[1]).reshape(b * p, -1)
+        return self.decode(expanded, masks).reshape(b, p, self.k, outputs.shape[-1])
+
+
+class LinearDecoder(Decoder):
+    """A decoder whose estimates are a linear map of the worker outputs for each erasure pattern.
+
+    Subclasses give :meth:`decode_matrix` (``(k, n)`` for one availability row); decoding a batch
+    is then one matrix product per distinct pattern, cached.
+    """
+
+    def decode_matrix(self, available: Sequence[bool]) -> Tensor:
+        raise NotImplementedError
+
+    def _matrix(self, available: Tensor) -> Tensor:
+        key = tuple(bool(a) for a in available.tolist())
+        cache = self.__dict__.setdefault("_decode_matrices", {})  # plain attribute: not module state
+        if key not in cache:
+            cache[key] = self.decode_matrix(key).to(torch.float64)
+        return cache[key]
+
+    def decode_patterns(self, outputs: Tensor, available: Tensor) -> Tensor:
+        mats = torch.stack([self._matrix(row) for row in available]).to(outputs.device, outputs.dtype)  # (P, k, n)
+        return torch.einsum("pkn,bnc->bpkc", mats, outputs)
+
+    def decode(self, outputs: Tensor, available: Tensor) -> Tensor:
+        available = available.bool()
+        patterns, inverse = torch.unique(available, dim=0, return_inverse=True)
+        mats = torch.stack([self._matrix(row) for row in patterns]).to(outputs.device, outputs.dtype)
+        return torch.einsum("bkn,bnc->bkc", mats[inverse.to(outputs.device)], outputs)
+
+
+# --------------------------------------------------------------------------- building a code
+
+
+def create_encoder(spec: Spec, *, k: int, r: int, input_shape: Sequence[int], systematic: Optional[bool] = None) -> Encoder:
+    return ENCODERS.create(spec, k=k, r=r, input_shape=tuple(input_shape), systematic=systematic)
+
+
+def create_decoder(spec: Spec, *, k: int, r: int, systematic: bool = True, input_shape: Sequence[int] = (),
+                   num_outputs: Optional[int] = None, byzantine: int = 0) -> Decoder:
+    context: Dict[str, Any] = {"k": k, "r": r, "systematic": systematic, "input_shape": tuple(input_shape)}
+    if num_outputs is not None:
+        context["num_outputs"] = num_outputs
+    if byzantine:
+        context["byzantine"] = byzantine
+    decoder = DECODERS.create(spec, **context)
+    if byzantine and getattr(decoder, "byzantine", 0) != byzantine:
+        raise UsageError(f"decoder '{spec_name(spec)}' cannot locate Byzantine workers; choose berrut or byzantine=0")
+    return decoder
+
+
+def create_code(config, input_shape: Sequence[int], num_outputs: int):
+    """The encoder and decoder a (resolved) :class:`~parity_ray.config.TrainConfig` asks for, checked together."""
+    encoder = create_encoder(config.encoder, k=config.k, r=config.r, input_shape=input_shape, systematic=config.systematic)
+    decoder = create_decoder(config.decoder, k=config.k, r=config.r, systematic=encoder.systematic,
+                             input_shape=input_shape, num_outputs=num_outputs, byzantine=config.byzantine)
+    decoder.check_encoder(encoder)
+    return encoder, decoder
+
+
+def default_systematic(spec: Spec) -> bool:
+    """Whether a code is systematic unless told otherwise (berrut: no, as in ApproxIFER)."""
+    factory, _ = ENCODERS.resolve(spec)
+    return bool(getattr(factory, "default_systematic", True))
+
+
+def code_family(encoder: Spec, decoder: Spec) -> str:
+    """``learned`` if either side is learned, else the encoder's family; ``custom`` for unknown classes."""
+    families = []
+    for registry, spec in ((ENCODERS, encoder), (DECODERS, decoder)):
+        try:
+            factory, _ = registry.resolve(spec)
+            families.append(getattr(factory, "family", "custom"))
+        except UsageError:
+            families.append("custom")
+    return "learned" if "learned" in families else families[0]
+
+
+def code_label(config) -> str:
+    """A short name for a code as configured: ``berrut (non-systematic, F)``, ``addition (trained)``."""
+    enc, dec = spec_name(config.encoder).rsplit(".", 1)[-1], spec_name(config.decoder).rsplit(".", 1)[-1]
+    name = enc if enc == dec or dec == "subtraction" else f"{enc}/{dec}"
+    worker = "F" if is_base_worker(config.parity_model) else "trained"
+    return f"{name} ({'systematic' if config.systematic else 'non-systematic'}, {worker})"
+
+
+def is_base_worker(parity_model: Optional[Spec]) -> bool:
+    """``parity_model="base"``: workers on coded queries run the deployed model F itself, frozen."""
+    return isinstance(parity_model, str) and parity_model == "base"
+
+
+# --------------------------------------------------------------------------- erasure patterns
+
+
+def erasure_patterns(n: int, e: int) -> Tensor:
+    """Every availability mask of n workers with exactly e unavailable: ``(C(n, e), n)`` bool."""
+    rows = []
+    for lost in itertools.combinations(range(n), e):
+        row = [True] * n
+        for i in lost:
+            row[i] = False
+        rows.append(row)
+    return torch.tensor(rows, dtype=torch.bool).reshape(-1, n)
+
+
+def rebuilt_slots(available: Tensor, k: int, systematic: bool) -> Tensor:
+    """Which of the k outputs the decoder had to rebuild under each pattern: ``(..., n) -> (..., k)``.
+
+    Systematic: the data workers that are unavailable; non-systematic: all k.
+    """
+    if systematic:
+        return ~available[..., :k]
+    return torch.ones(*available.shape[:-1], k, dtype=torch.bool, device=available.device)
+
+
+def training_patterns(batch: int, k: int, r: int, systematic: bool, generator: torch.Generator) -> Tensor:
+    """``(B, k, n)`` availability masks: the erasure patterns each training group is decoded under.
+
+    A systematic code with r = 1 uses its k single data erasures (the published training signal:
+    each output rebuilt once from the others and the parity). Otherwise each group draws k random
+    patterns: e uniform in 1..r, then a uniform pattern of e workers; for a systematic code each
+    takes at least one data worker, so every pattern leaves an output to rebuild (the loss is
+    computed on rebuilt slots).
+    """
+    n = k + r
+    if systematic and r == 1:
+        return erasure_patterns(n, 1)[:k].unsqueeze(0).expand(batch, k, n)
+    e = torch.randint(1, r + 1, (batch, k, 1), generator=generator)
+    scores = torch.rand(batch, k, n, generator=generator)
+    if systematic:
+        first = torch.randint(0, k, (batch, k), generator=generator)
+        scores.scatter_(2, first.unsqueeze(-1), -1.0)  # this data worker always ranks first to go
+    ranks = scores.argsort(dim=2).argsort(dim=2)
+    return ranks >= e  # the e lowest scores are unavailable
+
+
+# Importing the families registers them.
+from . import berrut, learned, linear  # noqa: E402,F401
+from .berrut import BerrutDecoder, BerrutEncoder, berrut_points, berrut_weights  # noqa: E402
+from .learned import ConvEncoder, MLPDecoder, MLPEncoder  # noqa: E402
+from .linear import (  # noqa: E402
+    AdditionEncoder,
+    ConcatenationEncoder,
+    SubtractionDecoder,
+    code_matrix,
+    concatenation_grid,
+    valid_concatenation_ks,
+)
+
+__all__ = [
+    "AdditionEncoder", "BerrutDecoder", "BerrutEncoder", "ConcatenationEncoder", "ConvEncoder", "DECODERS", "Decoder",
+    "ENCODERS", "Encoder", "LinearDecoder", "MLPDecoder", "MLPEncoder", "SubtractionDecoder", "berrut_points",
+    "berrut_weights", "code_family", "code_label", "code_matrix", "concatenation_grid", "create_code", "create_decoder",
+    "create_encoder", "default_systematic", "erasure_patterns", "is_base_worker", "list_decoders", "list_encoders",
+    "rebuilt_slots", "register_decoder", "register_encoder", "training_patterns", "valid_concatenation_ks",
+]

@@ -1,0 +1,95 @@
+"""Learned codes (Kosaian et al., "Learning-Based Coded Computation"): encoder and decoder networks.
+
+Trained end to end by the one trainer, with the deployed model F frozen on the coded queries
+(``parity_model="base"``) or with trained parity models; the loss is computed on the rebuilt
+outputs. The layer shapes follow the published networks; the decoder also sees which workers
+answered (the published one saw only zeroed outputs), which costs n inputs and tells it apart
+a zero output from a missing one.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ..errors import UsageError
+from . import Decoder, Encoder, register_decoder, register_encoder
+
+Tensor = torch.Tensor
+
+
+@register_encoder("mlp")
+class MLPEncoder(Encoder):
+    """The k queries flattened and concatenated -> Linear(kD, kD) -> ReLU -> Linear(kD, rD) -> r coded queries."""
+
+    family = "learned"
+
+    def __init__(self, k: int, r: int, input_shape: Sequence[int], systematic=None):
+        super().__init__(k, r, input_shape, systematic)
+        size = math.prod(self.input_shape)
+        self.net = nn.Sequential(nn.Linear(self.k * size, self.k * size), nn.ReLU(), nn.Linear(self.k * size, self.r * size))
+
+    def forward(self, queries: Tensor) -> Tensor:
+        batch = queries.shape[0]
+        return self.net(queries.reshape(batch, -1)).reshape(batch, self.r, *self.input_shape)
+
+
+@register_encoder("conv")
+class ConvEncoder(Encoder):
+    """The k queries stacked as channels -> 3x3 convolutions, dilations 1, 1, 2, 4, 8, 1, 20k channels -> 1x1 to r."""
+
+    family = "learned"
+    DILATIONS = (1, 1, 2, 4, 8, 1)
+
+    def __init__(self, k: int, r: int, input_shape: Sequence[int], systematic=None):
+        super().__init__(k, r, input_shape, systematic)
+        channels = self.input_shape[0]
+        width = 20 * self.k
+        layers, previous = [], self.k * channels
+        for i, dilation in enumerate(self.DILATIONS):
+            layers.append(nn.Conv2d(previous, width, 3, padding=dilation, dilation=dilation))
+            layers.append(nn.ReLU())
+            previous = width
+        layers.append(nn.Conv2d(previous, self.r * channels, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, queries: Tensor) -> Tensor:
+        batch, k, channels, height, width = queries.shape
+        coded = self.net(queries.reshape(batch, k * channels, height, width))
+        return coded.reshape(batch, self.r, channels, height, width)
+
+
+@register_decoder("mlp")
+class MLPDecoder(Decoder):
+    """The n outputs (unavailable ones zeroed) and the availability mask -> Linear((n)C + n, nC) -> ReLU
+    -> Linear(nC, kC) -> ReLU -> Linear(kC, kC) -> the k estimates."""
+
+    family = "learned"
+
+    def __init__(self, k: int, r: int, systematic: bool = True, num_outputs: int = 0):
+        super().__init__(k, r, systematic)
+        if num_outputs < 1:
+            raise UsageError("decoder 'mlp' needs the number of outputs per query (num_outputs) to size its layers")
+        self.num_outputs = int(num_outputs)
+        width_in, c = self.n * self.num_outputs, self.num_outputs
+        self.net = nn.Sequential(
+            nn.Linear(width_in + self.n, width_in), nn.ReLU(),
+            nn.Linear(width_in, self.k * c), nn.ReLU(),
+            nn.Linear(self.k * c, self.k * c),
+        )
+
+    def check_encoder(self, encoder: Encoder) -> None:
+        if encoder.k != self.k or encoder.r != self.r:
+            raise UsageError(f"decoder 'mlp' sized for k={self.k} r={self.r} cannot read an encoder with k={encoder.k} r={encoder.r}")
+        if encoder.systematic != self.systematic:
+            raise UsageError("decoder 'mlp' was built for a code of the other kind (systematic vs non-systematic)")
+
+    def decode(self, outputs: Tensor, available: Tensor) -> Tensor:
+        if outputs.shape[-1] != self.num_outputs:
+            raise UsageError(f"decoder 'mlp' was sized for {self.num_outputs} outputs per query, got {outputs.shape[-1]}")
+        mask = available.to(outputs.dtype)
+        features = torch.cat([(outputs * mask.unsqueeze(-1)).flatten(1), mask], dim=1)
+        return self.net(features).reshape(outputs.shape[0], self.k, self.num_outputs)
