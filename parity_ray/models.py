@@ -1,4 +1,4 @@
-"""Base-model registry (``base-mlp``, ``lenet5``, ``resnet18``) and weight import.
+"""Base-model registry (``base-mlp``, ``lenet5``, ``resnet18``, ``vgg11``, ``tv-resnet18``, ...) and weight import.
 
 Every constructor takes ``input_shape=(C, H, W)`` and ``num_classes``; the parity
 model defaults to the same architecture, built with the same arguments.
@@ -108,6 +108,57 @@ def resnet152(input_shape: Sequence[int] = (3, 32, 32), num_classes: int = 100) 
     return _cifar_resnet(152, input_shape, num_classes)
 
 
+# VGG-11 as configured for Speech Commands (adiyoss/GCommandsPytorch, used by the parity-models artifact).
+_VGG11 = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
+
+
+@register_model("vgg11")
+class VGG11(nn.Module):
+    """VGG-11 with batch norm for any channel count and input size: the paper's Speech Commands model.
+
+    3x3 conv + BN + ReLU blocks (64, M, 128, M, 256, 256, M, 512, 512, M, 512, 512, M), then two
+    linear layers (features -> 512 -> classes, no activation between, as in the speech model the
+    artifact used). On 1 x 161 x 101 spectrograms the features are 512 x 5 x 3 (7,680 numbers).
+    The classifier is sized from ``input_shape``; an adaptive average pool to that feature-map
+    size (the identity for inputs of that shape) lets other input sizes through. Max-pools that
+    would shrink a side below 1 pixel are left out, so 8 x 8 digits work too. Outputs are logits.
+    """
+
+    def __init__(self, input_shape: Sequence[int] = (1, 161, 101), num_classes: int = 30):
+        super().__init__()
+        channels, height, width = input_shape
+        layers: List[nn.Module] = []
+        for value in _VGG11:
+            if value == "M":
+                if min(height, width) >= 2:
+                    layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+                    height, width = height // 2, width // 2
+                continue
+            layers += [nn.Conv2d(channels, value, kernel_size=3, padding=1), nn.BatchNorm2d(value), nn.ReLU(inplace=True)]
+            channels = value
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d((height, width))
+        self.classifier = nn.Sequential(nn.Linear(channels * height * width, 512), nn.Linear(512, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.pool(self.features(x)).flatten(1))
+
+
+@register_model("tv-resnet18")
+def tv_resnet18(input_shape: Sequence[int] = (3, 224, 224), num_classes: int = 2) -> nn.Module:
+    """torchvision's ResNet-18 as it is (ImageNet stem: 7x7 stride-2 conv and max-pool), random init.
+
+    The artifact's model for Cats vs Dogs (2 classes) and, with ``num_classes`` = 4 outputs, its
+    CUB-200 box regressor (``cub-localization`` gives 4). A first conv for other channel counts.
+    """
+    import torchvision
+
+    model = torchvision.models.resnet18(weights=None, num_classes=num_classes)
+    if input_shape[0] != 3:
+        model.conv1 = nn.Conv2d(input_shape[0], 64, kernel_size=7, stride=2, padding=3, bias=False)
+    return model
+
+
 # --------------------------------------------------------------------------- weights
 
 
@@ -173,6 +224,7 @@ __all__ = [
     "MODELS",
     "BaseMLP",
     "LeNet5",
+    "VGG11",
     "create_model",
     "list_models",
     "load_state_dict_file",
@@ -180,4 +232,5 @@ __all__ = [
     "register_model",
     "resnet152",
     "resnet18",
+    "tv_resnet18",
 ]

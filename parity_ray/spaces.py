@@ -209,9 +209,23 @@ def _describe(config: Dict[str, Any]) -> str:
     return f"{config.get('dataset', 'mnist')} {model} k{config.get('k', 2)} r{config.get('r', 1)} {code}"
 
 
+def trainer_tasks() -> Tuple[str, ...]:
+    """Dataset tasks the trainer runs: ``parity_ray.trainer.SUPPORTED_TASKS`` when it declares them."""
+    from . import trainer
+
+    return tuple(getattr(trainer, "SUPPORTED_TASKS", ("classification",)))
+
+
 def unavailable_reason(config: Dict[str, Any]) -> Optional[str]:
-    """Why a cell cannot run with what is registered here (None when it can)."""
-    from .data import DATASETS
+    """Why a cell cannot run here (None when it can).
+
+    An unregistered dataset or model; a dataset whose task the trainer does not run yet
+    (``cub-localization`` is a regression task); or, for datasets that are never downloaded
+    (speech-commands, cats-v-dogs, cub-localization), files missing from the cell's data roots
+    (``data_root``, ``$PARITY_RAY_DATA``, the user cache) on the machine expanding the grid: the
+    reason then names the expected files and every folder searched.
+    """
+    from .data import DATASETS, missing_data_reason
     from .models import MODELS
 
     dataset = config.get("dataset", TrainConfig.dataset)
@@ -220,4 +234,11 @@ def unavailable_reason(config: Dict[str, Any]) -> Optional[str]:
     model = parse_spec(config.get("model", TrainConfig.model))
     if isinstance(model, str) and model not in MODELS:
         return f"model '{model}' is not registered here; {choices_hint(model, MODELS.names())}"
-    return None
+    task = DATASETS.get(dataset).task
+    tasks = trainer_tasks()
+    if task not in tasks:
+        return (
+            f"dataset '{dataset}' is a {task} task and the trainer runs {', '.join(tasks)} only "
+            f"({task} runs need trainer support: its losses and metrics)"
+        )
+    return missing_data_reason(dataset, config.get("data_root"))

@@ -1,4 +1,4 @@
-"""Shared fixtures: the real data root, an isolated cache, tiny CIFAR files in the real format."""
+"""Shared fixtures: the real data root, an isolated cache, tiny CIFAR / Cats-vs-Dogs / CUB files in the real formats."""
 
 from __future__ import annotations
 
@@ -80,6 +80,60 @@ def write_cifar(root: Path, name: str, n_train: int = 40, n_test: int = 20, seed
     return folder
 
 
+def write_cats_v_dogs(folder: Path, n_per_class: int = 5, seed: int = 0) -> Path:
+    """Write real JPEGs named like Kaggle's ``cat.<n>.jpg`` / ``dog.<n>.jpg`` (various sizes) into ``folder``."""
+    from PIL import Image
+
+    rng = np.random.RandomState(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for animal in ("cat", "dog"):
+        for n in range(n_per_class):
+            width, height = (int(v) for v in rng.randint(16, 48, size=2))
+            pixels = rng.randint(0, 256, size=(height, width, 3)).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"{animal}.{n}.jpg", quality=95)
+    return folder
+
+
+def write_cub(root: Path, n_images: int = 8, seed: int = 0) -> tuple:
+    """Write a tiny CUB_200_2011 folder (real JPEGs, the metadata files); return it and its records.
+
+    Records are ``(image id, relative path, (width, height), (x, y, w, h), is_train)``; every
+    second image is a test image, and the sizes differ so that box scaling is exercised.
+    """
+    from PIL import Image
+
+    rng = np.random.RandomState(seed)
+    folder = root / "CUB_200_2011"
+    records = []
+    for image_id in range(1, n_images + 1):
+        klass = f"{1 + image_id % 2:03d}.Bird_{image_id % 2}"
+        rel = f"{klass}/Bird_{image_id:04d}.jpg"
+        width, height = int(rng.randint(40, 120)), int(rng.randint(30, 90))
+        x, y = float(rng.randint(0, width // 2)), float(rng.randint(0, height // 2))
+        box = (x, y, float(rng.randint(5, width - int(x))), float(rng.randint(5, height - int(y))) + 0.5)
+        (folder / "images" / klass).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.randint(0, 256, size=(height, width, 3)).astype(np.uint8)).save(folder / "images" / rel)
+        records.append((image_id, rel, (width, height), box, image_id % 2 == 1))
+    (folder / "images.txt").write_text("".join(f"{i} {rel}\n" for i, rel, _, _, _ in records))
+    (folder / "bounding_boxes.txt").write_text("".join(f"{i} {' '.join(map(str, box))}\n" for i, _, _, box, _ in records))
+    (folder / "train_test_split.txt").write_text("".join(f"{i} {int(train)}\n" for i, _, _, _, train in records))
+    return folder, records
+
+
+@pytest.fixture(scope="session")
+def cats_v_dogs_root(tmp_path_factory) -> str:
+    root = tmp_path_factory.mktemp("cats-v-dogs-root")
+    write_cats_v_dogs(root / "dogs-vs-cats" / "train")  # Kaggle's layout: train/cat.0.jpg
+    return str(root)
+
+
+@pytest.fixture(scope="session")
+def cub_root(tmp_path_factory) -> str:
+    root = tmp_path_factory.mktemp("cub-root")
+    write_cub(root)
+    return str(root)
+
+
 @pytest.fixture(scope="session")
 def cifar_root(tmp_path_factory) -> str:
     root = tmp_path_factory.mktemp("cifar-root")
@@ -89,9 +143,18 @@ def cifar_root(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
-def roots(data_root, cifar_root):
-    """A data root that holds every registered dataset: real MNIST family, tiny CIFAR."""
-    return {"digits": None, "mnist": data_root, "fashion-mnist": data_root, "cifar10": cifar_root, "cifar100": cifar_root}
+def roots(data_root, cifar_root, cats_v_dogs_root, cub_root):
+    """A data root for every registered dataset: real MNIST family and Speech Commands subset; tiny CIFAR, Cats vs Dogs, CUB."""
+    return {
+        "digits": None,
+        "mnist": data_root,
+        "fashion-mnist": data_root,
+        "cifar10": cifar_root,
+        "cifar100": cifar_root,
+        "speech-commands": data_root,
+        "cats-v-dogs": cats_v_dogs_root,
+        "cub-localization": cub_root,
+    }
 
 
 @pytest.fixture(scope="module")

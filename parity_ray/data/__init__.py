@@ -1,4 +1,4 @@
-"""Datasets as in-memory tensors: registry, seeded validation split, recorded normalisation."""
+"""Datasets as in-memory tensors: registry, seeded (or official) validation split, recorded normalisation."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ __all__ = [
     "get_dataset_spec",
     "list_datasets",
     "load_data",
+    "missing_data_reason",
     "parse_input_norm",
     "register_dataset",
 ]
@@ -38,7 +39,11 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Normalization:
-    """Per-channel ``(x - mean) / std`` applied to images already scaled to [0, 1]."""
+    """Per-channel ``(x - mean) / std`` applied to inputs as read: images scaled to [0, 1], or features.
+
+    ``speech-commands`` features are z-scored per clip when computed, so its dataset statistics
+    are mean 0 / std 1 and ``dataset`` and ``none`` both leave them as they are.
+    """
 
     mean: Tuple[float, ...]
     std: Tuple[float, ...]
@@ -53,7 +58,10 @@ class Normalization:
         return {"mean": list(self.mean), "std": list(self.std)}
 
 
-INPUT_NORM_CHOICES = "dataset (the dataset's mean/std), none (pixels in [0,1]), or 'MEANS/STDS' like 0.5/0.25"
+INPUT_NORM_CHOICES = (
+    "dataset (the dataset's mean/std), none (inputs as read: pixels in [0,1], speech features z-scored per clip), "
+    "or 'MEANS/STDS' like 0.5/0.25"
+)
 
 
 def parse_input_norm(value: str, spec: DatasetSpec) -> Normalization:
@@ -92,7 +100,7 @@ class DataBundle:
     test_x: torch.Tensor
     test_y: torch.Tensor
     normalization: Normalization
-    split: dict  # seed, sizes and a fingerprint of the validation indices
+    split: dict  # seed, sizes, a fingerprint of the validation indices (and how a reader split the files)
     source: str
 
     def split_tensors(self, split: str) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -114,6 +122,21 @@ def dataset_available(name: str, data_root: Optional[str] = None) -> bool:
     return True
 
 
+def missing_data_reason(name: str, data_root: Optional[str] = None) -> Optional[str]:
+    """Why a dataset that is never downloaded has no files here (None when found, or downloadable/bundled).
+
+    Only checks that the expected files exist; nothing is read or decoded.
+    """
+    spec = get_dataset_spec(name)
+    if spec.locate is None:
+        return None
+    try:
+        spec.locate(spec, data_roots(data_root))
+    except UsageError as exc:
+        return str(exc)
+    return None
+
+
 def load_data(
     name: str,
     *,
@@ -124,35 +147,57 @@ def load_data(
     input_norm: str = "dataset",
     device: torch.device = torch.device("cpu"),
 ) -> DataBundle:
-    """Read, split and normalise a registered dataset into tensors on ``device``."""
+    """Read, split and normalise a registered dataset into tensors on ``device``.
+
+    Validation is carved from the train split with ``split_seed`` (``val_size`` inputs), except
+    for datasets with an official validation split (speech-commands), which is used as it is.
+    uint8 images are scaled to [0, 1] before normalisation; labels are passed through (int64
+    classes, or float targets for regression datasets).
+    """
     spec = get_dataset_spec(name)
     normalization = parse_input_norm(input_norm, spec)
     raw = _read_raw(name, tuple(data_roots(data_root)), download)
 
     n_train = len(raw.train_y)
-    val_size = spec.default_val_size if val_size is None else int(val_size)
-    if not 0 < val_size < n_train:
-        raise UsageError(f"val_size {val_size} must be between 1 and {n_train - 1} for '{name}' ({n_train} train images)")
-    generator = torch.Generator().manual_seed(split_seed)
-    order = torch.randperm(n_train, generator=generator)
-    val_idx, train_idx = order[:val_size], order[val_size:]
+    if raw.val_x is not None:
+        official = len(raw.val_y)
+        if val_size is not None and int(val_size) not in (official, spec.default_val_size):
+            raise UsageError(
+                f"'{name}' uses its official validation split ({official} inputs); val_size {val_size} cannot change it, leave it unset"
+            )
+        train_x, train_y, val_x, val_y = raw.train_x, raw.train_y, raw.val_x, raw.val_y
+        val_fingerprint = raw.split_info["val_indices_sha256"]
+    else:
+        val_size = spec.default_val_size if val_size is None else int(val_size)
+        if not 0 < val_size < n_train:
+            raise UsageError(f"val_size {val_size} must be between 1 and {n_train - 1} for '{name}' ({n_train} train images)")
+        generator = torch.Generator().manual_seed(split_seed)
+        order = torch.randperm(n_train, generator=generator)
+        val_idx, train_idx = order[:val_size], order[val_size:]
+        train_x, train_y = raw.train_x[train_idx], raw.train_y[train_idx]
+        val_x, val_y = raw.train_x[val_idx], raw.train_y[val_idx]
+        val_fingerprint = hashlib.sha256(val_idx.numpy().tobytes()).hexdigest()[:16]
     split = {
+        **raw.split_info,  # empty for the datasets with an official test split and a carved validation split
         "seed": split_seed,
-        "train": n_train - val_size,
-        "val": val_size,
+        "train": len(train_y),
+        "val": len(val_y),
         "test": len(raw.test_y),
-        "val_indices_sha256": hashlib.sha256(val_idx.numpy().tobytes()).hexdigest()[:16],
+        "val_indices_sha256": val_fingerprint,
     }
 
     def prepare(x: torch.Tensor) -> torch.Tensor:
-        return normalization.apply(x.to(device)).contiguous()
+        x = x.to(device)
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255.0)
+        return normalization.apply(x).contiguous()
 
     return DataBundle(
         spec=spec,
-        train_x=prepare(raw.train_x[train_idx]),
-        train_y=raw.train_y[train_idx].to(device),
-        val_x=prepare(raw.train_x[val_idx]),
-        val_y=raw.train_y[val_idx].to(device),
+        train_x=prepare(train_x),
+        train_y=train_y.to(device),
+        val_x=prepare(val_x),
+        val_y=val_y.to(device),
         test_x=prepare(raw.test_x),
         test_y=raw.test_y.to(device),
         normalization=normalization,

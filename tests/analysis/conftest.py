@@ -25,8 +25,8 @@ class SmallExperiment:
 
 @pytest.fixture(scope="session")
 def small_experiment(tmp_path_factory) -> SmallExperiment:
-    """digits, k=2, addition and concatenation, 8 epochs, plus two cells of an unregistered dataset
-    (UNAVAILABLE rows); then 100 measured queries in coded and replication modes with a straggler."""
+    """digits, k=2, addition and concatenation, 8 epochs, plus two cells of a dataset whose files are
+    not in the test data roots (speech-commands: UNAVAILABLE rows); then 100 measured queries in coded and replication modes with a straggler."""
     import ray
     from ray import serve
 

@@ -36,7 +36,7 @@ def test_degraded_accuracy_table_keeps_unavailable_cells_marked(tables):
     done = table[table["status"] == "COMPLETED"]
     missing = table[table["status"] == "UNAVAILABLE"]
     assert len(done) == 2 and (done["note"] == "").all()
-    assert missing["note"].str.contains("not registered").all() and missing["degraded_accuracy"].isna().all()
+    assert missing["note"].str.contains("not found").all() and missing["degraded_accuracy"].isna().all()
     runs = tables.runs.set_index("run_id")
     for row in done.itertuples():
         assert row.degraded_accuracy == runs.loc[row.run_id, "degraded_accuracy"]

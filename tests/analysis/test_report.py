@@ -49,7 +49,7 @@ def test_report_command_writes_a_static_report_beside_the_tables(small_experimen
     for table_id in TABLE_IDS:
         assert f'id="{table_id}"' in page
     assert _image_sources(page) == FIGURES  # relative links: the folder opens from disk, moved or not
-    assert small_experiment.uri in page and "UNAVAILABLE" in page and "not registered" in page
+    assert small_experiment.uri in page and "UNAVAILABLE" in page and "not found" in page
     assert "parity_ray 0.1.0" in page  # versions in the header
 
     first = (folder / "index.html").stat().st_mtime_ns

@@ -25,17 +25,32 @@ def test_quick_grid_is_digits_and_mnist_k2_k3_both_coders():
     assert combos == {(d, k, e) for d in ("digits", "mnist") for k in (2, 3) for e in ("addition", "concatenation")}
 
 
-def test_paper_grid_lists_unregistered_cells_as_unavailable():
-    expanded = expand("paper")
+def test_paper_grid_lists_cells_without_data_or_trainer_support_as_unavailable(tmp_path):
+    expanded = expand("paper", [f"data_root={tmp_path}"])
     datasets = {c.config["dataset"] for c in expanded.cells}
-    assert {"mnist", "fashion-mnist", "cifar10", "cifar100"} <= datasets
+    assert {"mnist", "fashion-mnist", "cifar10", "cifar100", "speech-commands", "cats-v-dogs", "cub-localization"} <= datasets
     unavailable = {c.config["dataset"]: c.unavailable for c in expanded.cells if c.unavailable}
-    assert "cats-v-dogs" in unavailable and "not registered" in unavailable["cats-v-dogs"]
+    assert set(unavailable) == {"speech-commands", "cats-v-dogs", "cub-localization"}
+    # Missing files are named with every folder searched, in one line.
+    assert "validation_list.txt" in unavailable["speech-commands"] and str(tmp_path) in unavailable["speech-commands"]
+    assert "cat.<n>.jpg and dog.<n>.jpg" in unavailable["cats-v-dogs"] and "\n" not in unavailable["cats-v-dogs"]
+    assert "regression runs need trainer support" in unavailable["cub-localization"]
     assert {c.config["k"] for c in expanded.cells} == {2, 3, 4}
     mnist_mlp = [c for c in expanded.runnable if c.config["dataset"] == "mnist" and c.config["model"] == "base-mlp"]
     assert {c.config["epochs"] for c in mnist_mlp} == {500}
     cifar = [c for c in expanded.runnable if c.config["dataset"] == "cifar10"]
     assert {c.config["epochs"] for c in cifar} == {1000}
+
+
+def test_paper_speech_and_cats_cells_run_when_their_data_are_there(tmp_path, data_root):
+    from tests.conftest import write_cats_v_dogs
+
+    write_cats_v_dogs(tmp_path / "cats-v-dogs")
+    for root, dataset, model in ((data_root, "speech-commands", "vgg11"), (str(tmp_path), "cats-v-dogs", "tv-resnet18")):
+        cells = [c for c in expand("paper", [f"data_root={root}"]).cells if c.config["dataset"] == dataset]
+        assert cells and all(c.unavailable is None for c in cells), cells[0].unavailable
+        assert {(c.config["model"], c.config["epochs"]) for c in cells} == {(model, 1000)}
+        assert {c.config["k"] for c in cells} == {2, 3, 4}
 
 
 def test_concat_space_changes_paper():

@@ -28,13 +28,52 @@ class ForeignMLP(torch.nn.Module):
         return self.nn(x.view(x.shape[0], -1))
 
 
+# CIFAR-stem ResNets keep full resolution through their first stage: on 224 x 224 or 161 x 101
+# inputs a CPU forward takes minutes (ResNet-152), so their shapes are checked on the meta device.
+FULL_RESOLUTION_STEMS = {"resnet18", "resnet152"}
+
+
 @pytest.mark.parametrize("dataset", list_datasets())
 @pytest.mark.parametrize("model", list_models())
 def test_every_model_builds_for_every_dataset_shape(model, dataset):
     spec = get_dataset_spec(dataset)
-    net = create_model(model, input_shape=spec.input_shape, num_classes=spec.num_classes)
-    out = net(torch.randn(3, *spec.input_shape))
+    large = spec.input_shape[1] * spec.input_shape[2] > 64 * 64
+    device = torch.device("meta") if large and model in FULL_RESOLUTION_STEMS else torch.device("cpu")
+    with device, torch.no_grad():
+        net = create_model(model, input_shape=spec.input_shape, num_classes=spec.num_classes)
+        out = net(torch.randn(3, *spec.input_shape))
     assert out.shape == (3, spec.num_classes)
+
+
+def test_vgg11_is_the_speech_model_and_adapts_to_other_sizes():
+    net = create_model("vgg11", input_shape=(1, 161, 101), num_classes=30)
+    convs = [m for m in net.features if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [64, 128, 256, 256, 512, 512, 512, 512]
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.features) == 8
+    assert net.classifier[0].in_features == 512 * 5 * 3  # 161 x 101 after five 2x2 max-pools
+    net.eval()
+    with torch.no_grad():
+        assert net(torch.randn(2, 1, 161, 101)).shape == (2, 30)
+        assert net(torch.randn(2, 1, 100, 80)).shape == (2, 30)  # the adaptive pool takes other sizes
+    rgb = create_model("vgg11", input_shape=(3, 32, 32), num_classes=10)
+    assert rgb.features[0].in_channels == 3 and rgb.classifier[0].in_features == 512
+
+
+def test_tv_resnet18_is_torchvisions_with_the_imagenet_stem():
+    import torchvision
+
+    net = create_model("tv-resnet18", input_shape=(3, 224, 224), num_classes=2)
+    assert isinstance(net, torchvision.models.ResNet)
+    assert net.conv1.kernel_size == (7, 7) and net.conv1.stride == (2, 2)
+    assert isinstance(net.maxpool, torch.nn.MaxPool2d) and net.fc.out_features == 2
+    reference = torchvision.models.resnet18(weights=None, num_classes=2)
+    assert {k: v.shape for k, v in net.state_dict().items()} == {k: v.shape for k, v in reference.state_dict().items()}
+    box = create_model("tv-resnet18", input_shape=(3, 224, 224), num_classes=get_dataset_spec("cub-localization").num_classes)
+    box.eval()
+    with torch.no_grad():
+        assert box(torch.randn(1, 3, 224, 224)).shape == (1, 4)  # the CUB box regressor
+    gray = create_model("tv-resnet18", input_shape=(1, 161, 101), num_classes=30)
+    assert gray.conv1.in_channels == 1
 
 
 @pytest.mark.parametrize("spec", ["base-mlp", {"cls": "tests.models.test_models.ForeignMLP"}])
