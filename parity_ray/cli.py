@@ -68,11 +68,18 @@ def format_summary(summary: Dict[str, Any]) -> str:
     rows = [
         ("run", summary["run_dir"]),
         ("dataset / model", f"{summary['dataset']} / {summary['model']}"),
-        ("code", f"k={summary['k']} r={summary['r']} {summary['encoder']} -> {summary['decoder']} ({summary['loss']})"),
+        ("code", f"k={summary['k']} r={summary['r']} {summary['encoder']} -> {summary['decoder']} ({summary['loss']}; "
+                 f"{summary.get('code_family', '?')}, {'systematic' if summary.get('systematic', True) else 'non-systematic'}, "
+                 f"worker {'F' if summary.get('worker') == 'base' else 'trained'})"),
         ("epochs (best)", f"{summary['epochs']} ({summary['best_epoch']})"),
         ("available accuracy", _pct(summary["available_accuracy"])),
         ("degraded-mode accuracy", _pct(summary["degraded_accuracy"])),
         ("reconstruction accuracy", _pct(summary["reconstruction_accuracy"])),
+        *[(f"e={e} unavailable", f"degraded {_pct(summary.get(f'degraded_accuracy_e{e}'))}, all-k {_pct(summary.get(f'all_accuracy_e{e}'))}")
+          for e in range(1, int(summary["r"]) + 1)],
+        *([("byzantine workers", f"accuracy {_pct(summary['byzantine_accuracy'])} located, "
+                                 f"{_pct(summary['byzantine_accuracy_unlocated'])} not; {_pct(summary['byzantine_located'])} found")]
+          if "byzantine_accuracy" in summary else []),
         ("startup / training", f"{summary['startup_seconds']:.1f} s / {summary['train_seconds']:.1f} s"),
         ("base model", f"{summary['base_model_id']} ({summary['base_model_source']})"),
     ]

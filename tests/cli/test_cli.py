@@ -112,7 +112,8 @@ def test_list_names_every_registry():
     kinds = json.loads(result.stdout)
     assert {"digits", "mnist", "fashion-mnist", "cifar10", "cifar100"} <= set(kinds["datasets"])
     assert {"base-mlp", "lenet5", "resnet18"} <= set(kinds["models"])
-    assert set(kinds["encoders"]) >= {"addition", "concatenation"} and "subtraction" in kinds["decoders"]
+    assert set(kinds["encoders"]) >= {"addition", "concatenation", "mlp", "conv", "berrut"}
+    assert set(kinds["decoders"]) >= {"subtraction", "mlp", "berrut"}
 
 
 # --------------------------------------------------------------------------- bad input
@@ -120,8 +121,8 @@ def test_list_names_every_registry():
 BAD_FLAGS = {
     "unknown dataset": (["--dataset", "mnsit"], ["unknown dataset 'mnsit'", "did you mean 'mnist'"]),
     "unknown model": (["--model", "vgg99"], ["unknown model 'vgg99'", "base-mlp, lenet5, resnet152, resnet18"]),
-    "unknown encoder": (["--encoder", "xor"], ["unknown encoder 'xor'", "addition, concatenation"]),
-    "unknown decoder": (["--decoder", "magic"], ["unknown decoder 'magic'", "subtraction"]),
+    "unknown encoder": (["--encoder", "xor"], ["unknown encoder 'xor'", "addition, berrut, concatenation, conv, mlp"]),
+    "unknown decoder": (["--decoder", "magic"], ["unknown decoder 'magic'", "berrut, mlp, subtraction"]),
     "unknown loss": (["--loss", "hinge"], ["unknown loss 'hinge'", "ce, kl, mse"]),
     "k below 2": (["--k", "1"], ["k must be >= 2"]),
     "k not a number": (["--k", "two"], ["invalid int value: 'two'"]),
@@ -129,6 +130,18 @@ BAD_FLAGS = {
     "unknown flag": (["--epoch", "3"], ["unrecognized arguments"]),
     "weights without preprocessing": (["--base-weights", "x.pt"], ["--input-norm dataset|none|MEANS/STDS"]),
     "bad class-spec": (["--model", '{"cls": "nowhere.Net"}'], ["cannot import module 'nowhere'"]),
+    "r beyond a linear code": (["--k", "4", "--r", "5"], ["encoder 'addition' supports r <= 4"]),
+    "byzantine it cannot locate": (["--encoder", "berrut", "--decoder", "berrut", "--parity-model", "base", "--epochs", "0",
+                                    "--r", "1", "--byzantine", "1"], ["cannot locate 1 Byzantine", "needs r >= 2E"]),
+    "byzantine without berrut": (["--byzantine", "1", "--r", "2"], ["cannot locate Byzantine workers"]),
+    "decoder reads not that encoder": (["--encoder", "addition", "--decoder", "berrut"], ["can only read the berrut encoder"]),
+    "subtraction of a non-systematic code": (["--encoder", "berrut", "--decoder", "subtraction", "--no-systematic"],
+                                             ["subtraction' decodes systematic codes only"]),
+    "learned decoder of a code it cannot read": (["--encoder", "mlp", "--decoder", "mlp", "--no-systematic"],
+                                                 ["encoder 'mlp' is systematic only"]),
+    "epochs 0 for a code that trains": (["--epochs", "0"], ["--epochs 0 evaluates without training", "parity models"]),
+    "epochs for a code that trains nothing": (["--encoder", "berrut", "--decoder", "berrut", "--parity-model", "base"],
+                                              ["nothing to train", "--epochs 0"]),
 }
 
 
@@ -224,3 +237,21 @@ def test_sigkill_mid_run_then_rerun_resumes_exactly(tmp_path):
     assert "resuming" in resumed.stderr
     rows = lambda root: [json.loads(line) for line in next(root.glob("*/metrics.jsonl")).read_text().splitlines()]
     assert rows(tmp_path / "b") == rows(tmp_path / "a")
+
+
+def test_berrut_with_epochs_0_through_the_cli(tmp_path):
+    """The issue's first command on digits: no training, every artifact written, both measures per e."""
+    result = cli("train", "--dataset", "digits", "--model", "lenet5", "--k", "4", "--r", "2", "--encoder", "berrut",
+                 "--decoder", "berrut", "--parity-model", "base", "--epochs", "0", "--base-epochs", "3",
+                 "--out", str(tmp_path), "--json", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["epochs"] == 0 and summary["code_family"] == "berrut" and summary["systematic"] is False
+    for e in (1, 2):
+        assert 0 <= summary[f"degraded_accuracy_e{e}"] <= 1 and 0 <= summary[f"all_accuracy_e{e}"] <= 1
+    assert summary["degraded_accuracy"] == summary["degraded_accuracy_e1"]
+    assert "degraded_accuracy_e3" not in summary
+    run_dir = Path(summary["run_dir"])
+    for name in ("summary.json", "metrics.jsonl", "predictions.parquet", "config.json"):
+        assert (run_dir / name).exists()
+    assert "e=2" in result.stdout  # the human summary lists every e
