@@ -125,6 +125,11 @@ class TrainConfig:
         from .registry import parse_spec
 
         spec = get_dataset_spec(self.dataset)
+        from .trainer import SUPPORTED_TASKS  # noqa: PLC0415 - the trainer imports this module
+
+        if getattr(spec, "task", "classification") not in SUPPORTED_TASKS:
+            raise UsageError(f"dataset '{self.dataset}' is a {spec.task} task; the trainer runs {', '.join(SUPPORTED_TASKS)} "
+                             "datasets only for now")
         for kind, registry, value in (
             ("model", MODELS, self.model),
             ("parity_model", MODELS, None if is_base_worker(self.parity_model) else self.parity_model),

@@ -29,6 +29,7 @@ from .models import create_model
 from .registry import spec_name
 from .utils import atomic_torch_save, atomic_write_json, atomic_write_text, library_versions, resolve_device, stderr_log
 
+SUPPORTED_TASKS = ("classification",)  # dataset tasks the trainer runs (box regression: not yet)
 SPLITS = ("train", "val", "test")
 EVAL_SPLITS = ("val", "test")
 Log = Callable[[str], None]
