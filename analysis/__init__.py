@@ -7,6 +7,7 @@
 
 from .tables import (
     ErasureBreakdown,
+    code_comparison_table,
     degraded_accuracy_table,
     erasure_breakdown,
     experiment_path,
@@ -25,7 +26,7 @@ from .figures import (
 )
 
 __all__ = [
-    "ErasureBreakdown", "degraded_accuracy_table", "erasure_breakdown", "experiment_path", "latency_cdf",
+    "ErasureBreakdown", "code_comparison_table", "degraded_accuracy_table", "erasure_breakdown", "experiment_path", "latency_cdf",
     "latency_summary", "learning_curves", "load", "run_labels", "degraded_accuracy_figure", "erasure_figure",
     "latency_cdf_figure", "learning_curves_figure", "to_png",
 ]

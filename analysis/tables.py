@@ -63,7 +63,10 @@ def degraded_accuracy_table(runs: pd.DataFrame, failed: str = "mark") -> pd.Data
         table = table[table["status"] == "COMPLETED"]
     table["accuracy_drop"] = table["available_accuracy"] - table["degraded_accuracy"]
     table["note"] = np.where(table["status"] == "COMPLETED", "", table["error"].fillna("").astype(str))
-    columns = CELL_KEYS + ["status", "available_accuracy", "degraded_accuracy", "accuracy_drop",
+    table["redundancy"] = table["r"] / table["k"]
+    if "code_family" not in table:
+        table["code_family"] = table["encoder"]
+    columns = CELL_KEYS + ["redundancy", "code_family", "status", "available_accuracy", "degraded_accuracy", "accuracy_drop",
                            "reconstruction_accuracy", "degraded_top5", "best_epoch", "epochs_done", "run_id", "note"]
     table = table[columns].sort_values(CELL_KEYS + ["run_id"], kind="stable").reset_index(drop=True)
     for column in ("best_epoch", "epochs_done"):

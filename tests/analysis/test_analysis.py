@@ -139,3 +139,29 @@ def test_figures_are_labelled_and_render_to_png(tables, breakdown):
     assert figs["curves"][0].get_axes()[0].get_ylabel() == "mse loss (squared error)"
     assert {t.get_text() for t in figs["latency"][0].get_axes()[0].get_legend().get_texts()} == {"coded", "replication"}
     assert "ms" in figs["latency"][0].get_axes()[0].get_xlabel()
+
+
+def test_code_comparison_marks_the_best_code_of_each_cell_at_equal_redundancy():
+    import pandas as pd
+
+    def run(run_id, k, r, encoder, decoder, family, systematic, worker, degraded, status="COMPLETED"):
+        return {"run_id": run_id, "status": status, "dataset": "mnist", "model": "lenet5", "k": k, "r": r,
+                "encoder": encoder, "decoder": decoder, "code_family": family, "systematic": systematic,
+                "worker": worker, "available_accuracy": 0.99, "degraded_accuracy": degraded,
+                "degraded_accuracy_e1": degraded, "all_accuracy_e1": None if degraded is None else (degraded + 0.99 * (k - 1)) / k,
+                "degraded_accuracy_e2": degraded - 0.1 if r >= 2 and degraded else None}
+
+    runs = pd.DataFrame([
+        run("a", 8, 1, "addition", "subtraction", "parity-models", True, "trained", 0.41),
+        run("b", 8, 1, "berrut", "berrut", "berrut", False, "base", 0.85),
+        run("c", 4, 2, "mlp", "mlp", "learned", True, "base", 0.60),
+        run("d", 4, 2, "berrut", "berrut", "berrut", True, "trained", 0.70),
+        run("e", 4, 2, "addition", "subtraction", "parity-models", True, "trained", None, status="ERROR"),
+    ])
+    table = analysis.code_comparison_table(runs)
+    assert list(table["run_id"]) == ["b", "a", "d", "c"]  # by redundancy (1/8 before 2/4), then family
+    assert table.set_index("run_id")["best"].to_dict() == {"a": "", "b": "best", "c": "", "d": "best"}
+    assert table.set_index("run_id").loc["b", "code"] == "berrut (non-systematic, F)"
+    assert table.set_index("run_id").loc["a", "code"] == "addition (systematic, trained)"
+    assert ["degraded_accuracy_e1", "all_accuracy_e1", "degraded_accuracy_e2"] == [
+        c for c in table.columns if c.endswith(("_e1", "_e2"))]
