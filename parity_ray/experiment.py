@@ -549,7 +549,8 @@ def _run_row(options, space, run_id, config, status, error, result, history, rec
     best_epoch = best["epoch"] if best else None
     final_epoch = max((r["epoch"] for r in history), default=None)
     metrics = (result.metrics or {}) if result is not None else {}
-    best_test, final_test = split_row(best_epoch or -1), split_row(final_epoch or -1)
+    best_test = split_row(-1 if best_epoch is None else best_epoch)
+    final_test = split_row(-1 if final_epoch is None else final_epoch)
     return {
         "experiment": options.name,
         "run_id": run_id,

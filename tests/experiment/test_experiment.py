@@ -99,3 +99,31 @@ def test_unavailable_cells_get_rows_not_silence(tmp_path, local_ray):
     assert runs.loc["digits", "status"] == "COMPLETED"
     assert runs.loc["cats-v-dogs", "status"] == "UNAVAILABLE"
     assert "cat.<n>.jpg and dog.<n>.jpg" in runs.loc["cats-v-dogs", "error"]  # its files are not here
+
+
+def test_every_code_family_runs_side_by_side_in_one_grid(tmp_path, local_ray):
+    """The codes space, narrowed to digits at k=4, r=2: eight codes of three families, one table, one report."""
+    from analysis import code_comparison_table
+
+    opts = TuneOptions(space="codes", name="codes", storage=str(tmp_path), progress=False, smoke_test=True,
+                       overrides=["dataset=digits", "model=lenet5", "k=4", "r=2"])
+    summary = run_experiment(opts, log=lambda _m: None)
+    assert summary["status"] == {"COMPLETED": 8}, summary
+    tables = results.load(opts.uri)
+    runs = tables.runs.set_index("run_id")
+    assert sorted(runs.code_family.value_counts().items()) == [("berrut", 4), ("learned", 2), ("parity-models", 2)]
+    assert set(runs.worker) == {"base", "trained"} and set(runs.systematic) == {True, False}
+    assert (runs.redundancy == 0.5).all()
+    for column in ("degraded_accuracy_e1", "degraded_accuracy_e2", "all_accuracy_e1", "all_accuracy_e2"):
+        assert runs[column].between(0, 1).all(), column
+    assert runs.degraded_accuracy_e3.isna().all()  # e > r
+    evaluate_only = runs[runs.epochs == 0]
+    assert len(evaluate_only) == 2 and (evaluate_only.encoder == "berrut").all() and (evaluate_only.epochs_done == 0).all()
+    # non-systematic codes rebuild every output: both measures agree
+    ns = runs[~runs.systematic.astype(bool)]
+    assert ((ns.degraded_accuracy_e1 - ns.all_accuracy_e1).abs() < 1e-9).all()
+    preds = tables.predictions
+    assert set(preds.erasures) == {1, 2} and preds.pattern.notna().all()
+    assert set(preds.run_id) == set(runs.index)
+    table = code_comparison_table(tables.runs)
+    assert (table.best == "best").sum() >= 1 and table.code.nunique() == 8
