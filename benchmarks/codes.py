@@ -33,15 +33,15 @@ PUBLISHED = {  # ApproxIFER (AAAI'22), K = 8, S = 1: (ApproxIFER, parity models 
 }
 
 # name -> config keys; the trained ones get --epochs, the others run with epochs 0.
-CODES = {
-    "addition (parity model)": {"encoder": "addition", "decoder": "subtraction", "loss": "mse"},
-    "concatenation (parity model)": {"encoder": "concatenation", "decoder": "subtraction", "loss": "mse"},
-    "learned mlp/mlp (F)": {"encoder": "mlp", "decoder": "mlp", "parity_model": "base", "loss": "kl"},
+CODES = {  # cheapest first, so an interrupted run still has the most rows
     "berrut non-systematic (F)": {"encoder": "berrut", "decoder": "berrut", "systematic": False, "parity_model": "base", "epochs": 0},
     "berrut systematic (F)": {"encoder": "berrut", "decoder": "berrut", "systematic": True, "parity_model": "base", "epochs": 0},
+    "addition (parity model)": {"encoder": "addition", "decoder": "subtraction", "loss": "mse"},
+    "concatenation (parity model)": {"encoder": "concatenation", "decoder": "subtraction", "loss": "mse"},
+    "berrut systematic (trained parity model)": {"encoder": "berrut", "decoder": "berrut", "systematic": True, "loss": "kl"},
     "berrut non-systematic (trained workers)": {"encoder": "berrut", "decoder": "berrut", "systematic": False,
                                                 "parity_init": "base", "loss": "kl"},
-    "berrut systematic (trained parity model)": {"encoder": "berrut", "decoder": "berrut", "systematic": True, "loss": "kl"},
+    "learned mlp/mlp (F)": {"encoder": "mlp", "decoder": "mlp", "parity_model": "base", "loss": "kl"},
 }
 
 
@@ -50,16 +50,19 @@ def run_code(dataset: str, name: str, keys: dict, args, out: Path) -> dict:
         "dataset": dataset, "model": "lenet5", "k": args.k, "r": 1, "epochs": args.epochs, "seed": args.seed,
         "data_root": args.data_root, "out": str(out), "name": f"{dataset}-{len(list(out.iterdir()))}",
         "lr_schedule": "cosine", "num_threads": args.threads, **keys,
+        **({"base_epochs": args.base_epochs} if args.base_epochs else {}),
         **({"max_train_batches": 4, "max_eval_groups": 64, "base_epochs": 1} if args.smoke_test else {}),
     })
     started = time.perf_counter()
-    summary = train(config, progress=not args.no_progress, log=lambda m: print(f"    {m}", file=sys.stderr)).summary
-    return {
+    summary = train(config, progress=not args.no_progress, log=lambda m: print(f"    {m}", file=sys.stderr, flush=True)).summary
+    row = {
         "dataset": dataset, "code": name, "family": summary["code_family"], "epochs": summary["epochs"],
         "available_accuracy": summary["available_accuracy"], "degraded_accuracy": summary["degraded_accuracy_e1"],
         "all_accuracy": summary["all_accuracy_e1"], "seconds": round(time.perf_counter() - started, 1),
         "train_seconds": summary["train_seconds"],
     }
+    print(f"    -> {json.dumps(row)}", file=sys.stderr, flush=True)  # each row as it lands
+    return row
 
 
 def main(argv=None) -> int:
@@ -70,7 +73,8 @@ def main(argv=None) -> int:
     parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=10, help="epochs for the codes that train something")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for LeNet-sized work on a busy machine)")
+    parser.add_argument("--base-epochs", type=int, default=None, help="epochs of the LeNet-5 bases trained here (default: the dataset's)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--smoke-test", action="store_true", help="digits, a few batches: checks the script")
     parser.add_argument("--json", action="store_true")
