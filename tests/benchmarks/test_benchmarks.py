@@ -1,0 +1,22 @@
+"""Benchmarks are entry points too: their --smoke-test runs the whole script on tiny work."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("script", ["codes.py"])
+def test_benchmark_smoke_test(script, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PARITY_RAY_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), "--smoke-test", "--no-progress", "--json"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "berrut non-systematic (F)" in result.stdout and "learned mlp/mlp (F)" in result.stdout
+    assert result.stdout.strip().splitlines()[-1].startswith("{")
