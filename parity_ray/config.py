@@ -12,6 +12,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Union
 
+import torch
+
 from .errors import UsageError, choices_hint
 from .registry import spec_name
 
@@ -170,7 +172,8 @@ class TrainConfig:
         parse_input_norm(self.input_norm or "dataset", spec)
         # Building the code checks its own limits (the concatenation grid, r, which encoders a decoder reads).
         resolved = self.resolved()
-        encoder, decoder = create_code(resolved, spec.input_shape, spec.num_classes)
+        with torch.device("meta"):  # shapes and limits only: no memory for a learned encoder's weights
+            encoder, decoder = create_code(resolved, spec.input_shape, spec.num_classes)
         trains_workers = not is_base_worker(resolved.parity_model)
         if resolved.parity_init == "base" and trains_workers and spec_name(resolved.parity_model) != spec_name(resolved.model):
             raise UsageError("parity_init=base copies F's weights, so parity_model must be F's architecture (or omitted)")

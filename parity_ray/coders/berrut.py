@@ -18,6 +18,7 @@ disagree (the public systematic decoder interpolated at other points than its en
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from typing import Sequence, Tuple
 
@@ -32,9 +33,9 @@ Tensor = torch.Tensor
 @lru_cache(maxsize=256)
 def berrut_points(k: int, r: int, systematic: bool) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
     """``(query points a (k,), worker points (k + r,))``; for a systematic code workers 0..k-1 sit at a."""
-    query = [torch.cos(torch.tensor((2 * j + 1) * torch.pi / (2 * k), dtype=torch.float64)).item() for j in range(k)]
+    query = [math.cos((2 * j + 1) * math.pi / (2 * k)) for j in range(k)]
     n = k + r
-    chebyshev2 = [torch.cos(torch.tensor(i * torch.pi / n, dtype=torch.float64)).item() for i in range(n)]
+    chebyshev2 = [math.cos(i * math.pi / n) for i in range(n)]
     if not systematic:
         return tuple(query), tuple(chebyshev2)
     # The r candidates farthest from every query point (ties by index), kept in index order.
