@@ -42,14 +42,21 @@ def _flag_type(field: dataclasses.Field):
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per :class:`TrainConfig` field (``--batch-size`` for ``batch_size``); file values stay unless given."""
+    from .config import field_docs
+
     group = parser.add_argument_group("run configuration (override --config)")
+    docs = field_docs()
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
         kind = _flag_type(field)
+        # The field's comment in config.py is its documentation; argparse's % needs escaping.
+        text = f"{docs.get(field.name, '')} (default: {field.default!r})".strip().replace("%", "%%")
         if kind is bool:
-            group.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS)
+            group.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                               help=text)
         else:
-            group.add_argument(flag, dest=field.name, type=kind, default=argparse.SUPPRESS, metavar=field.name.upper())
+            group.add_argument(flag, dest=field.name, type=kind, default=argparse.SUPPRESS, metavar=field.name.upper(),
+                               help=text)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

@@ -42,12 +42,12 @@ class TrainConfig:
     epochs: int = 30  # 0 = evaluate only (codes with nothing to train, e.g. berrut with F)
     batch_size: Optional[int] = None  # groups per batch; None = 64 for k=2, else 32
     optimizer: str = "adam"  # adam | sgd
-    lr: float = 1e-3
-    weight_decay: float = 1e-5
+    lr: float = 1e-3  # learning rate
+    weight_decay: float = 1e-5  # L2 penalty of the optimiser
     momentum: float = 0.9  # sgd only
     lr_schedule: str = "none"  # none | cosine (to 0 over the epochs) | step (x lr_gamma every lr_step epochs)
-    lr_step: int = 10
-    lr_gamma: float = 0.1
+    lr_step: int = 10  # epochs between learning-rate drops (lr_schedule step)
+    lr_gamma: float = 0.1  # factor of each drop (lr_schedule step)
     seed: int = 0  # seeds init, the validation split, and every epoch's random k-groups
     # ---- data ----
     data_root: Optional[str] = None  # None = $PARITY_RAY_DATA, then the user cache
@@ -202,6 +202,18 @@ class TrainConfig:
         return f"{self.dataset}-{model}-k{self.k}-r{self.r}-{code}-{spec_name(self.loss).rsplit('.', 1)[-1]}-s{self.seed}"
 
 
+def field_docs(cls=None) -> Dict[str, str]:
+    """Each config field's documentation: the comment on its line in this file, the one source for ``--help``."""
+    import inspect
+    import re
+
+    source = inspect.getsource(cls or TrainConfig)
+    docs = {}
+    for match in re.finditer(r"^\s+(\w+): [^=\n]+=[^#\n]*#\s*(.+)$", source, flags=re.MULTILINE):
+        docs[match.group(1)] = match.group(2).strip()
+    return docs
+
+
 def _positive(key: str, value: int, minimum: int) -> None:
     if value < minimum:
         raise UsageError(f"{key} must be >= {minimum}, got {value}")
@@ -256,4 +268,4 @@ def load_config_file(path: str) -> Dict[str, Any]:
     return data
 
 
-__all__ = ["TrainConfig", "load_config_file", "OPTIMIZERS", "LR_SCHEDULES"]
+__all__ = ["TrainConfig", "field_docs", "load_config_file", "OPTIMIZERS", "LR_SCHEDULES"]

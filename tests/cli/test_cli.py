@@ -255,3 +255,18 @@ def test_berrut_with_epochs_0_through_the_cli(tmp_path):
     for name in ("summary.json", "metrics.jsonl", "predictions.parquet", "config.json"):
         assert (run_dir / name).exists()
     assert "e=2" in result.stdout  # the human summary lists every e
+
+
+def test_every_config_flag_says_what_it_does_and_its_default():
+    """--help comes from the config fields' own documentation, one source of truth."""
+    import dataclasses
+
+    from parity_ray.config import TrainConfig, field_docs
+
+    docs = field_docs()
+    assert {f.name for f in dataclasses.fields(TrainConfig)} <= set(docs)
+    text = "".join(cli("train", "--help").stdout.split())  # argparse wraps lines, also at hyphens
+    for field in dataclasses.fields(TrainConfig):
+        assert f"--{field.name.replace('_', '-')}" in text
+        assert "".join(docs[field.name].split()) in text, field.name
+    assert "(default:'addition')" in text and "(default:30)" in text
