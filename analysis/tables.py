@@ -122,12 +122,10 @@ def erasure_breakdown(predictions: pd.DataFrame) -> ErasureBreakdown:
 
     Every row of ``predictions`` is one decode (a test image's output rebuilt after its
     position was erased); the base model's own prediction for the same image is on the row.
+    Both schema versions are read: v1 (``position`` + ``parity``) and v2 (``erasures`` +
+    ``pattern`` + ``position``).
     """
-    p = predictions.assign(
-        decoded_correct=predictions["decoded_prediction"] == predictions["label"],
-        base_correct=predictions["base_prediction"] == predictions["label"],
-        agrees=predictions["decoded_prediction"] == predictions["base_prediction"],
-    )
+    p = with_outcomes(predictions)
     return ErasureBreakdown(
         by_class=_by_class(p),
         by_position=_by_position(p),
@@ -135,6 +133,38 @@ def erasure_breakdown(predictions: pd.DataFrame) -> ErasureBreakdown:
         instances=_instances(p),
         kl=_kl_summary(p),
     )
+
+
+# Each decode vs the base model on the same image: right/wrong x right/wrong, and for two wrong
+# answers whether decoding reproduced the base model's mistake.
+OUTCOMES = ["both_correct", "lost_by_decoding", "fixed_by_decoding", "same_mistake", "different_mistake"]
+# The outcomes in which the decoded answer differs from the base model's: what the explorer shows.
+DIFFERING = ["lost_by_decoding", "fixed_by_decoding", "different_mistake"]
+
+
+def with_outcomes(predictions: pd.DataFrame) -> pd.DataFrame:
+    """``predictions`` in the schema-v2 shape, whatever its version, with each decode's outcome.
+
+    Adds ``erasures`` (1) and ``pattern`` (the erased position, as text) to a v1 table, and the
+    booleans ``decoded_correct``, ``base_correct``, ``agrees`` and the categorical ``outcome``
+    (one of :data:`OUTCOMES`).
+    """
+    p = predictions.copy()
+    if "erasures" not in p:
+        p["erasures"] = np.int16(1)
+    if "pattern" not in p:
+        p["pattern"] = p["position"].astype(str) if len(p) else pd.Series(dtype=str)
+    p["decoded_correct"] = p["decoded_prediction"] == p["label"]
+    p["base_correct"] = p["base_prediction"] == p["label"]
+    p["agrees"] = p["decoded_prediction"] == p["base_prediction"]
+    outcome = np.select(
+        [p["base_correct"] & p["decoded_correct"], p["base_correct"] & ~p["decoded_correct"],
+         ~p["base_correct"] & p["decoded_correct"], p["agrees"]],
+        OUTCOMES[:4],
+        default=OUTCOMES[4],
+    )
+    p["outcome"] = pd.Categorical(outcome, categories=OUTCOMES)
+    return p
 
 
 def _by_class(p: pd.DataFrame) -> pd.DataFrame:
@@ -150,26 +180,21 @@ def _by_class(p: pd.DataFrame) -> pd.DataFrame:
 
 
 def _by_position(p: pd.DataFrame) -> pd.DataFrame:
-    grouped = p.groupby(["run_id", "position", "parity"])
+    # v1: erased position x parity used; v2: number of erasures x erased workers x rebuilt slot.
+    keys = ["run_id"] + [c for c in ("erasures", "pattern", "position", "parity") if c in p]
+    if "parity" in p:
+        keys.remove("pattern")  # v1's pattern is the position again
+        keys.remove("erasures")
+    grouped = p.groupby(keys)
     table = grouped.agg(decodes=("decoded_correct", "size"), degraded_accuracy=("decoded_correct", "mean"),
                         reconstruction_accuracy=("agrees", "mean"), mean_kl=("kl_base_decoded", "mean"),
                         median_kl=("kl_base_decoded", "median"))
     return table.reset_index()
 
 
-# Each decode vs the base model on the same image: right/wrong x right/wrong, and for two wrong
-# answers whether decoding reproduced the base model's mistake.
-OUTCOMES = ["both_correct", "lost_by_decoding", "fixed_by_decoding", "same_mistake", "different_mistake"]
-
-
 def _agreement(p: pd.DataFrame) -> pd.DataFrame:
-    outcome = np.select(
-        [p["base_correct"] & p["decoded_correct"], p["base_correct"] & ~p["decoded_correct"],
-         ~p["base_correct"] & p["decoded_correct"], p["agrees"]],
-        OUTCOMES[:4],
-        default=OUTCOMES[4],
-    )
-    counts = pd.crosstab(p["run_id"], outcome).reindex(columns=OUTCOMES, fill_value=0)
+    counts = p.groupby(["run_id", "outcome"], observed=False).size().unstack(fill_value=0)
+    counts = pd.DataFrame({name: counts[name] if name in counts else 0 for name in OUTCOMES}, index=counts.index)
     grouped = p.groupby("run_id")
     table = pd.DataFrame({
         "decodes": grouped.size(),
