@@ -112,8 +112,8 @@
     charts.forEach(function (c) {
       var div = $(c.id);
       if (!div) return;
-      window.Plotly.newPlot(div, c.data, c.layout, { responsive: true, displaylogo: false,
-        modeBarButtonsToRemove: ["lasso2d", "select2d"] });
+      // No mode bar (it would sit on the legend); drag to zoom, double-click to reset, click a legend entry to toggle.
+      window.Plotly.newPlot(div, c.data, c.layout, { responsive: true, displayModeBar: false });
       div.dataset.rendered = "1";
       done += 1;
     });
