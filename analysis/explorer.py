@@ -123,21 +123,23 @@ def build(loaded, folder: Path, *, max_thumbnails: int = MAX_THUMBNAILS, data_ro
                 m = coded.workers
                 workers = list(range(k, k + m)) if systematic else list(range(m))
                 coded_slots = {str(g): coded.slots[g] for g in chosen}
-                picked = set(map(tuple, slots.to_numpy().tolist()))
-                thumb = np.fromiter(((g, s) in picked for g, s in zip(differing["group_id"], differing["position"])),
-                                    dtype=np.int8, count=len(differing))
+                key = differing["group_id"].to_numpy(np.int64) * 64 + differing["position"].to_numpy(np.int64)
+                picked = slots["group_id"].to_numpy(np.int64) * 64 + slots["position"].to_numpy(np.int64)
+                thumb = np.isin(key, picked).astype(np.int8)
                 images = {"status": "ok", "kind": inputs.kind, "data": _safe(dataset), "coded": f"coded-{inputs.key}",
                           "workers": workers, "coded_slots": coded_slots, "shown": int(len(slots)),
                           "capped": bool(differing[["group_id", "position"]].drop_duplicates().shape[0] > len(slots))}
 
-        patterns = sorted(differing["pattern"].astype(str).unique().tolist(), key=lambda s: (s.count(",") + 1, s))
-        pattern_index = {s: n for n, s in enumerate(patterns)}
+        codes, uniques = pd.factorize(differing["pattern"])  # vectorised: no per-row string access
+        uniques = [str(u) for u in uniques]
+        patterns = sorted(uniques, key=lambda s: (s.count(",") + 1, s))
+        pattern_codes = np.array([patterns.index(u) for u in uniques], dtype=np.int64)[codes] if len(codes) else codes
         groups = members.loc[sorted(set(differing["group_id"].tolist()))] if not differing.empty else members.iloc[0:0]
         rows = {
             "group": _ints(differing["group_id"]),
             "position": _ints(differing["position"]),
             "erasures": _ints(differing["erasures"]),
-            "pattern": [pattern_index[s] for s in differing["pattern"].astype(str)],
+            "pattern": _ints(pattern_codes),
             "test_index": _ints(differing["test_index"]),
             "label": _ints(differing["label"]),
             "base": _ints(differing["base_prediction"]),
@@ -145,7 +147,7 @@ def build(loaded, folder: Path, *, max_thumbnails: int = MAX_THUMBNAILS, data_ro
             "base_p": _round(differing["base_top_probability"], 3),
             "decoded_p": _round(differing["decoded_top_probability"], 3),
             "kl": _round(differing["kl_base_decoded"]),
-            "outcome": [DIFFERING.index(o) for o in differing["outcome"].astype(str)],
+            "outcome": _ints(pd.Categorical(differing["outcome"].astype(object), categories=DIFFERING).codes),
             "thumb": thumb.tolist(),
         }
         if "parity" in differing:

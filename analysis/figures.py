@@ -25,6 +25,7 @@ def torch_index(values: np.ndarray):
     return torch.from_numpy(np.array(values, dtype=np.int64))
 
 LOSS_UNITS = {"mse": "squared error", "kl": "nats", "ce": "nats"}
+LEGEND_RUNS = 10  # above this many runs a static legend is a wall of text: the report's interactive charts name them
 
 
 def _figure(width: float, height: float, columns: int) -> tuple:
@@ -102,10 +103,11 @@ def learning_curves_figure(curves: pd.DataFrame, labels: Optional[Dict[str, str]
     ax_acc.set(xlabel="epoch", ylabel="top-1 accuracy (fraction)", title="Reconstruction and degraded-mode accuracy",
                ylim=(0, 1))
     _plain_log_ticks(ax_loss.yaxis)
+    many = curves["run_id"].nunique() > LEGEND_RUNS
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         handles, names = ax.get_legend_handles_labels()
-        if handles:  # under its own panel, outside the axes
+        if handles and not many:  # under its own panel, outside the axes
             ax.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=7, frameon=False)
     return fig
 
@@ -135,7 +137,8 @@ def erasure_figure(breakdown: ErasureBreakdown, labels: Optional[Dict[str, str]]
               title="Distance of decoded from base outputs")
     for ax in (ax_class, ax_pos):
         ax.set_ylim(0, 1)
-    _legend_below(fig, ax_class)  # same colour per run in all three panels
+    if len(runs) <= LEGEND_RUNS:
+        _legend_below(fig, ax_class)  # same colour per run in all three panels
     ax_class.set_xticks(sorted(breakdown.by_class["label"].unique()))
     ax_pos.set_xticks(sorted(breakdown.by_position["position"].unique()))
     return fig

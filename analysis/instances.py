@@ -108,7 +108,7 @@ def instance_summary(predictions: pd.DataFrame, erasures: int = 1) -> pd.DataFra
     ``correct`` is the fraction of the image's decodes (every pattern, slot and wrap-around
     copy) that give the true label; ``prediction`` the answer its decodes give most often.
     """
-    p = with_outcomes(predictions)
+    p = predictions if "decoded_correct" in predictions and "erasures" in predictions else with_outcomes(predictions)
     p = p[p["erasures"] == erasures]
     keys = ["run_id", "test_index"]
     grouped = p.groupby(keys, sort=True)

@@ -83,11 +83,14 @@ def accuracy_chart(table: pd.DataFrame, labels: Dict[str, str]) -> Optional[dict
     data = [{
         "type": "bar", "name": name, "x": names, "y": _pct(done[column]), "customdata": done["run_id"].tolist(),
         "marker": {"color": PALETTE[n % len(PALETTE)]},
-        "hovertemplate": "%{customdata}<br>" + name + ": %{y:.1f} %<extra></extra>",
+        "hovertemplate": "%{x}<br>%{customdata}<br>" + name + ": %{y:.1f} %<extra></extra>",
     } for n, (column, name) in enumerate(series)]
+    many = len(done) > 12  # tick labels would crowd the bars out: hover names each run
+    xaxis = {"showticklabels": False} if many else {"type": "category"}
     return _chart("chart-accuracy", "Available vs degraded-mode accuracy", data,
-                  _layout("run", "test top-1 accuracy (%)", height=380, names=[d["name"] for d in data],
-                          barmode="group", yaxis={"range": [0, 100]}))
+                  _layout(f"{len(done)} runs (hover a bar for its run)" if many else "run", "test top-1 accuracy (%)",
+                          height=380, names=[d["name"] for d in data], barmode="group", yaxis={"range": [0, 100]},
+                          xaxis=xaxis))
 
 
 def _chart(chart_id: str, title: str, data: List[dict], layout: dict) -> dict:

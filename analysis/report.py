@@ -177,7 +177,7 @@ def render(loaded, experiment: str, folder: Path, max_thumbnails: int = explorer
                 charts.append(spec)
                 parts.append(f'<figure class="chart-box"><figcaption>{html.escape(spec["title"])}</figcaption>'
                              f'<div class="chart" id="{spec["id"]}" role="img" aria-label="{html.escape(spec["title"])}">'
-                             '</div></figure>')
+                             '<p class="loading">Drawing the chart…</p></div></figure>')
         link = f'<p class="png">Static figure: <a href="{name}" class="png-link">{name}</a></p>'
         return '<div class="charts">' + "".join(parts) + "</div>" + link
 
@@ -337,6 +337,10 @@ def _lineage_section(loaded, manifest: dict) -> str:
     """dataset -> base model -> code family -> (k, r) -> run, as nested lists with each node's key metrics."""
     table = instances.lineage(loaded.runs, loaded.base_models)
     explorable = {r["run_id"]: r["i"] for r in manifest["runs"]}
+    # What tells two runs of one (k, r) cell apart besides the coder and loss (a learning rate, ...).
+    extra = tables.varying_keys(loaded.runs, tables.EXTRA_KEYS)
+    settings = {row["run_id"]: ", ".join(f"{key}={row[key]}" for key in extra) for _, row in loaded.runs.iterrows()}
+    open_cells = " open" if len(table) <= 24 else ""  # a big grid starts folded at (k, r): one line per cell
     head = ('<section id="lineage"><h2>Lineage</h2><p>Each base model with the runs derived from it. A run\'s '
             '<b>degraded</b> accuracy is its decoded test top-1 (one unavailable worker unless marked e=2, e=3), '
             '<b>drop</b> the points lost against its base model, <b>recon</b> how often the decoded answer '
@@ -362,10 +366,13 @@ def _lineage_section(loaded, manifest: dict) -> str:
                 out.append(f'<li><details open><summary><span class="node family">{html.escape(str(family))}</span>'
                            f'<span class="metrics">best degraded {_pct(best)}</span></summary><ul>')
                 for (k, r), cell in by_family.groupby(["k", "r"], sort=False):
-                    out.append(f'<li><details open><summary><span class="node kr">k={int(k)}, r={int(r)}</span>'
-                               f'<span class="metrics">redundancy {int(r) / int(k):.2f}</span></summary><ul>')
+                    count = f'{len(cell)} run{"s" if len(cell) != 1 else ""}'
+                    out.append(f'<li><details{open_cells}><summary><span class="node kr">k={int(k)}, r={int(r)}</span>'
+                               f'<span class="metrics">redundancy {int(r) / int(k):.2f} · {count} · best degraded '
+                               f'{_pct(cell["degraded_accuracy"].max())}</span></summary><ul>')
                     for run in cell.itertuples(index=False):
-                        out.append("<li>" + _lineage_run(run._asdict(), explorable) + "</li>")
+                        out.append("<li>" + _lineage_run(run._asdict(), explorable, settings.get(run.run_id, ""))
+                                   + "</li>")
                     out.append("</ul></details></li>")
                 out.append("</ul></details></li>")
             out.append("</ul></details></li>")
@@ -374,8 +381,8 @@ def _lineage_section(loaded, manifest: dict) -> str:
     return head + "".join(out) + "</section>"
 
 
-def _lineage_run(run: dict, explorable: Dict[str, int]) -> str:
-    name = f'{run["encoder"]} / {run["decoder"]}, {run["loss"]} loss'
+def _lineage_run(run: dict, explorable: Dict[str, int], settings: str = "") -> str:
+    name = f'{run["encoder"]} / {run["decoder"]}, {run["loss"]} loss' + (f", {settings}" if settings else "")
     if run["status"] != "COMPLETED":
         return (f'<span class="node run failed">{html.escape(name)}</span><span class="metrics">'
                 f'<span class="status">{html.escape(str(run["status"]))}</span></span>')
@@ -518,7 +525,6 @@ PAGE = """<!DOCTYPE html>
 </main>
 <script type="application/json" id="pr-manifest">{manifest}</script>
 <script type="application/json" id="pr-charts">{charts}</script>
-<script src="plotly.min.js"></script>
 <script src="report.js"></script>
 </body>
 </html>

@@ -71,18 +71,39 @@ def degraded_accuracy_table(runs: pd.DataFrame, failed: str = "mark") -> pd.Data
     return table
 
 
+NAMED_KEYS = ("k", "r", "seed", "lr", "weight_decay", "batch_size", "epochs", "momentum", "lr_gamma", "lr_step")
+EXTRA_KEYS = ["parity_model", "lr", "weight_decay", "batch_size", "epochs", "optimizer", "lr_schedule", "input_norm"]
+
+
+def varying_keys(runs: pd.DataFrame, keys: Sequence[str]) -> list:
+    """The ``keys`` whose value differs between ``runs``."""
+    return [key for key in keys if key in runs and runs[key].astype(str).nunique() > 1]
+
+
 def run_labels(runs: pd.DataFrame) -> Dict[str, str]:
     """Short legend labels per run_id: only the cell keys that differ between runs.
 
-    ``"k=2 addition"`` reads better in a legend than a run id; when runs differ in no cell
-    key (e.g. only a learning rate), the run id is used.
+    ``"k=2 addition"`` reads better in a legend than a run id. When two runs share a cell
+    (a learning rate or another setting differs), the settings that differ are added
+    (``"addition lr=0.001"``); when nothing tells them apart, the run id is used.
     """
-    varying = [key for key in CELL_KEYS + ["seed"] if key in runs and runs[key].astype(str).nunique() > 1]
-    labels = {}
-    for row in runs.itertuples(index=False):
-        parts = [f"{key}={getattr(row, key)}" if key in ("k", "r", "seed") else str(getattr(row, key)) for key in varying]
-        labels[row.run_id] = " ".join(parts) if parts else row.run_id
-    if len(set(labels.values())) < len(labels):  # two runs share a cell (another key varies): fall back to ids
+    varying = varying_keys(runs, CELL_KEYS + ["seed"])
+
+    def make(keys):
+        labels = {}
+        for row in runs.itertuples(index=False):
+            parts = [f"{key}={getattr(row, key)}" if key in NAMED_KEYS else str(getattr(row, key)) for key in keys]
+            labels[row.run_id] = " ".join(parts) if parts else row.run_id
+        return labels
+
+    labels = make(varying)
+    for key in varying_keys(runs, EXTRA_KEYS):  # two runs share a cell: name what else differs, until unique
+        if len(set(labels.values())) == len(labels):
+            break
+        if key not in varying:
+            varying.append(key)
+            labels = make(varying)
+    if len(set(labels.values())) < len(labels):
         labels = {run_id: run_id for run_id in labels}
     return labels
 

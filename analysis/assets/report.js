@@ -112,12 +112,14 @@
     charts.forEach(function (c) {
       var div = $(c.id);
       if (!div) return;
+      div.textContent = "";
       // No mode bar (it would sit on the legend); drag to zoom, double-click to reset, click a legend entry to toggle.
       window.Plotly.newPlot(div, c.data, c.layout, { responsive: true, displayModeBar: false });
       div.dataset.rendered = "1";
       done += 1;
     });
     body.dataset.charts = done;
+    body.dataset.chartsMs = Math.round(performance.now());
   }
 
   // ------------------------------------------------------------------ score bars
@@ -203,6 +205,7 @@
     ex.order = order; ex.shown = 0;
     $("ex-list").textContent = "";
     body.dataset.explorerCount = order.length;
+    if (!body.dataset.explorerMs) body.dataset.explorerMs = Math.round(performance.now());
     showMoreExplorer();
   }
 
@@ -436,7 +439,15 @@
   }
 
   init();
-  setTimeout(drawCharts, 0); // let the page paint first
+  // Plotly (4.8 MB) is parsed after the page is usable: the explorer and tables do not wait for it.
+  function loadPlotly() {
+    var plotly = el("script", { src: "plotly.min.js" });
+    plotly.onload = drawCharts;
+    plotly.onerror = drawCharts; // says in each chart box that the library did not load
+    document.body.appendChild(plotly);
+  }
+  if (document.readyState === "complete") loadPlotly();
+  else window.addEventListener("load", loadPlotly);
   PR.manifest = manifest;
   PR.select = selectExplorerRun;
   PR.compare = selectPair;
