@@ -91,7 +91,9 @@ def build(loaded, folder: Path, *, max_thumbnails: int = MAX_THUMBNAILS, data_ro
         images = {"status": "none", "reason": "no decode of this run differs from the base model"}
         thumb = np.zeros(len(differing), dtype=np.int8)
         workers = None
-        if not differing.empty:
+        if not differing.empty and max_thumbnails <= 0:
+            images = {"status": "off", "reason": "thumbnails were turned off (--max-thumbnails 0)"}
+        elif not differing.empty:
             try:
                 inputs = inst.run_inputs(row, data_root)
             except inst.ImagesUnavailable as exc:

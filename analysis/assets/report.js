@@ -168,6 +168,7 @@
       note.hidden = images.status === "ok" && !images.capped;
       if (images.status === "unavailable") note.textContent = "Images are not shown for this run: " + images.reason +
         ". The decodes are listed without them (run parity-ray report with --data-root to add them).";
+      else if (images.status === "off") note.textContent = "Images are not shown: " + images.reason + ".";
       else if (images.status === "ok" && images.capped) note.textContent = "Images are shown for the " + images.shown +
         " decoded instances with the largest KL (--max-thumbnails); the others are listed without them.";
       else if (images.status === "none") note.hidden = true;
@@ -401,9 +402,14 @@
   function route() {
     var match = /^#explore=(\d+)(?:&ti=(\d+))?$/.exec(location.hash);
     if (!match || !manifest.runs[+match[1]]) return false;
+    clearFilters(); // a link opens the run whole (or one test image of it), whatever was filtered before
     selectExplorerRun(+match[1], { testIndex: match[2] == null ? "" : match[2] });
     $("explorer").scrollIntoView();
     return true;
+  }
+
+  function clearFilters() {
+    exControls.forEach(function (id) { if (id !== "ex-sort") $(id).value = ""; });
   }
 
   function init() {
@@ -421,10 +427,7 @@
     exControls.forEach(function (id) {
       $(id).addEventListener($(id).tagName === "INPUT" ? "input" : "change", applyExplorer);
     });
-    $("ex-reset").addEventListener("click", function () {
-      exControls.forEach(function (id) { if (id !== "ex-sort") $(id).value = ""; });
-      applyExplorer();
-    });
+    $("ex-reset").addEventListener("click", function () { clearFilters(); applyExplorer(); });
     $("ex-more").addEventListener("click", showMoreExplorer);
     fillRuns($("cmp-a"), manifest.runs);
     $("cmp-a").addEventListener("change", function () { selectPair(+$("cmp-a").value, +$("cmp-b").value); });

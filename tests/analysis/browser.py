@@ -177,6 +177,18 @@ class Browser:
         Path(path).write_bytes(base64.b64decode(data))
         return Path(path)
 
+    def element_png(self, selector: str) -> bytes:
+        """A PNG of the element ``selector`` as drawn on screen (canvases of file:// images cannot be read from JS)."""
+        rect = self.evaluate(f"""(function () {{
+            var el = document.querySelector({json.dumps(selector)});
+            el.scrollIntoView({{block: "center"}});
+            var r = el.getBoundingClientRect();
+            return {{x: r.left + window.scrollX, y: r.top + window.scrollY, width: r.width, height: r.height}}; }})()""")
+        self.settle(0.2)
+        data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
+                         clip={**rect, "scale": 1})["data"]
+        return base64.b64decode(data)
+
     def errors(self) -> List[str]:
         """Uncaught exceptions, console.error calls and browser errors (failed resource loads) so far."""
         self._pump(timeout=0.05)
