@@ -379,8 +379,8 @@
     function line(name, run, prediction, correct, decodes, base) {
       var right = prediction === r.label;
       var parts = [el("b", { text: name + " " }), el("span", { cls: right ? "ok" : "bad", text: prediction + (right ? " ✓" : " ✗") }),
-        document.createTextNode(" · " + Math.round(correct * decodes / 1000) + " of " + decodes + " decode" +
-          (decodes === 1 ? "" : "s") + " right")];
+        el("span", { title: "decodes of this image that give the true label",
+          text: " · " + Math.round(correct * decodes / 1000) + "/" + decodes + " right" })];
       if (prediction !== base) {  // the run's explorer lists this image's decodes that differ from the base model
         parts.push(document.createTextNode(" · "));
         parts.push(el("a", { href: "#explore=" + run + "&ti=" + r.ti, text: "explore" }));
