@@ -188,6 +188,23 @@ def build(loaded, folder: Path, *, max_thumbnails: int = MAX_THUMBNAILS, data_ro
         })
         log(f"explorer: {row['run_id']} ({len(differing)} differing decodes)")
 
+    try:
+        files += _write_sheets(folder, data_sheets, data_inputs, needed, datasets)
+    finally:
+        inst.clear_cache()
+    coded_manifest = {}
+    for key, sheet in coded_sheets.items():
+        files += sheet.write(folder)
+        coded_manifest[sheet.name] = {**sheet.manifest(), "workers": sheet.workers}
+    return {"manifest": {"runs": manifest_runs, "datasets": datasets, "coded": coded_manifest,
+                         "outcomes": DIFFERING, "max_thumbnails": max_thumbnails},
+            "files": files}
+
+
+def _write_sheets(folder: Path, data_sheets: Dict[str, SheetSet], data_inputs: Dict[str, "inst.RunInputs"],
+                  needed: Dict[str, set], datasets: Dict[str, dict]) -> List[str]:
+    """The test-image sheets: every image any run shows, drawn once per dataset."""
+    files: List[str] = []
     for dataset, sheet in data_sheets.items():
         inputs = data_inputs[dataset]
         indices = sorted(needed[dataset])
@@ -197,13 +214,7 @@ def build(loaded, folder: Path, *, max_thumbnails: int = MAX_THUMBNAILS, data_ro
         files += sheet.write(folder)
         datasets[dataset] = {**sheet.manifest(), "kind": inputs.kind, "size": int(len(inputs.test_y)),
                              "bits": _bitset(indices, int(len(inputs.test_y)))}
-    coded_manifest = {}
-    for key, sheet in coded_sheets.items():
-        files += sheet.write(folder)
-        coded_manifest[sheet.name] = {**sheet.manifest(), "workers": sheet.workers}
-    return {"manifest": {"runs": manifest_runs, "datasets": datasets, "coded": coded_manifest,
-                         "outcomes": DIFFERING, "max_thumbnails": max_thumbnails},
-            "files": files}
+    return files
 
 
 def _safe(name: str) -> str:

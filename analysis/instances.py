@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -215,7 +216,12 @@ def display_kind(spec) -> str:
     return "spectrogram" if any(h in spec.name.lower() for h in AUDIO_HINTS) else "image"
 
 
-_DATA_CACHE: Dict[tuple, object] = {}
+_DATA_CACHE: Dict[tuple, object] = {}  # test splits by (dataset, data root, normalisation, ...); clear_cache() empties it
+
+
+def clear_cache() -> None:
+    """Forget the test splits :func:`run_inputs` kept (the report calls this when it is done)."""
+    _DATA_CACHE.clear()
 
 
 def _config(run: pd.Series) -> dict:
@@ -251,10 +257,13 @@ def run_inputs(run: pd.Series, data_root: Optional[str] = None) -> RunInputs:
     cache_key = (spec.name, root, norm, config.get("val_size"), config.get("seed", 0))
     if cache_key not in _DATA_CACHE:
         try:
-            _DATA_CACHE[cache_key] = load_data(spec.name, data_root=root, val_size=config.get("val_size"),
-                                               split_seed=int(config.get("seed") or 0), input_norm=norm)
+            bundle = load_data(spec.name, data_root=root, val_size=config.get("val_size"),
+                               split_seed=int(config.get("seed") or 0), input_norm=norm)
         except (UsageError, OSError, ValueError) as exc:
             raise ImagesUnavailable(f"test images of '{spec.name}' are not available here: {exc}") from None
+        # Only the test split is shown: keep it, not the train split (hundreds of MB for CIFAR).
+        _DATA_CACHE[cache_key] = SimpleNamespace(test_x=bundle.test_x, test_y=bundle.test_y,
+                                                 normalization=bundle.normalization)
     data = _DATA_CACHE[cache_key]
     k, r = int(config["k"]), int(config["r"])
     try:
