@@ -94,7 +94,8 @@ def accuracy_chart(table: pd.DataFrame, labels: Dict[str, str]) -> Optional[dict
 
 
 def _chart(chart_id: str, title: str, data: List[dict], layout: dict) -> dict:
-    return {"id": chart_id, "title": title, "data": data, "layout": layout}
+    # A legend beside the plot (many runs) needs the page's width; the report gives such charts a row each.
+    return {"id": chart_id, "title": title, "data": data, "layout": layout, "wide": layout["legend"].get("x") == 1.02}
 
 
 def _colors(run_ids) -> Dict[str, str]:
@@ -105,25 +106,29 @@ def curves_charts(curves: pd.DataFrame, labels: Dict[str, str], loss: Optional[s
     """Loss per epoch (train dotted, validation solid; log scale) and accuracy per epoch, one colour per run."""
     colors = _colors(curves["run_id"])
     loss_data, acc_data = [], []
+    # Few runs: one legend entry per line. Many: one per run (the line styles are in the title); a
+    # click on it toggles all of the run's lines (legendgroup).
+    many = curves["run_id"].nunique() > 3
     for run_id, run in curves.groupby("run_id", sort=False):
         name, color = labels.get(run_id, run_id), colors[run_id]
-        for split, dash, shown in (("train", "dot", False), ("val", "solid", True)):
+        for n, (split, dash) in enumerate((("val", "solid"), ("train", "dot"))):
             part = run[run["split"] == split]
             if "loss" in part and part["loss"].notna().any():
-                loss_data.append({"type": "scatter", "mode": "lines", "name": f"{name} ({split})", "legendgroup": run_id,
+                loss_data.append({"type": "scatter", "mode": "lines", "name": name if many else f"{name} ({split})",
+                                  "legendgroup": run_id, "showlegend": not many or n == 0,
                                   "x": part["epoch"].tolist(), "y": part["loss"].round(6).tolist(),
-                                  "line": {"color": color, "dash": dash}, "showlegend": True,
+                                  "line": {"color": color, "dash": dash},
                                   "hovertemplate": f"{name} {split}<br>epoch %{{x}}: %{{y:.4g}}<extra></extra>"})
-        for split, column, dash, what in (("val", "reconstruction_top1", "solid", "val reconstruction"),
-                                          ("test", "overall_top1", "dash", "test degraded-mode")):
+        for n, (split, column, dash, what) in enumerate((("val", "reconstruction_top1", "solid", "val reconstruction"),
+                                                         ("test", "overall_top1", "dash", "test degraded-mode"))):
             part = run[run["split"] == split]
             if column in part and part[column].notna().any():
-                acc_data.append({"type": "scatter", "mode": "lines", "name": f"{name} {what}", "legendgroup": run_id,
+                acc_data.append({"type": "scatter", "mode": "lines", "name": name if many else f"{name} {what}",
+                                 "legendgroup": run_id, "showlegend": not many or n == 0,
                                  "x": part["epoch"].tolist(), "y": _pct(part[column]),
                                  "line": {"color": color, "dash": dash},
                                  "hovertemplate": f"{name} {what}<br>epoch %{{x}}: %{{y:.1f}} %<extra></extra>"})
     unit = LOSS_UNITS.get(loss or "", "loss units")
-    many = curves["run_id"].nunique() > 3
     legend = "right" if many else "top"
     return [
         _chart("chart-loss", "Parity-model loss (train dotted, validation solid)", loss_data,

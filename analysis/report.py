@@ -179,7 +179,8 @@ def render(loaded, experiment: str, folder: Path, max_thumbnails: int = explorer
                              f'<div class="chart" id="{spec["id"]}" role="img" aria-label="{html.escape(spec["title"])}">'
                              '<p class="loading">Drawing the chart…</p></div></figure>')
         link = f'<p class="png">Static figure: <a href="{name}" class="png-link">{name}</a></p>'
-        return '<div class="charts">' + "".join(parts) + "</div>" + link
+        wide = any(spec is not None and spec.get("wide") for spec in chart_specs)
+        return f'<div class="charts{" wide" if wide else ""}">' + "".join(parts) + "</div>" + link
 
     built = explorer.build(loaded, folder, max_thumbnails=max_thumbnails, data_root=data_root)
     written += built["files"]

@@ -178,9 +178,22 @@ def test_report_renders_in_a_headless_browser(small_experiment, tmp_path):
         browser.evaluate("document.getElementById('compare').scrollIntoView()")
         browser.screenshot(tmp_path / "compare.png", full_page=False)
 
-        # Interactive charts: Plotly drew every one, with hover and legend toggling.
+        # Interactive charts: Plotly drew every one, with a legend (click toggles a series) that covers no data.
         legend = browser.evaluate("document.querySelectorAll('#chart-curves .legend .traces').length")
         assert legend == 4  # two runs x (val reconstruction, test degraded-mode)
+        overlaps = browser.evaluate("""Array.from(document.querySelectorAll('.chart')).filter(function (chart) {
+            var plot = chart.querySelector('.nsewdrag'), legend = chart.querySelector('.legend');
+            if (!plot || !legend) return false;
+            var a = plot.getBoundingClientRect(), b = legend.getBoundingClientRect();
+            return a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+        }).map(function (chart) { return chart.id; })""")
+        assert overlaps == []
+        # Nothing is wider than the page, on a wide screen or a narrow one: wide tables scroll in their box.
+        for width in (1280, 700):
+            browser.call("Emulation.setDeviceMetricsOverride", width=width, height=1000, deviceScaleFactor=1, mobile=False)
+            browser.settle(1.0)
+            assert browser.evaluate("document.documentElement.scrollWidth") <= width
+        browser.screenshot(tmp_path / "narrow.png", full_page=False)
         assert browser.errors() == []
     for name in ("report.png", "explorer-filtered.png", "compare.png"):
         shot = tmp_path / name
