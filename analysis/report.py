@@ -1,9 +1,12 @@
-"""``parity-ray report``: a static HTML report of an experiment (tables + PNG figures).
+"""``parity-ray report``: a static HTML report of an experiment.
 
-The report is a folder (``index.html`` and the figures beside it, linked relatively) that
-opens from disk with no server. It is written whole or not at all: locally it is built in a
-staging folder next to the target and renamed into place; on S3 the figures are uploaded
-first and ``index.html`` last, so a reader never sees an index pointing at missing figures.
+Tables, a lineage tree, an instance explorer, a run-vs-run comparison and interactive charts
+(Plotly, shipped in the folder), with the static PNG figures beside them. The report is a
+folder (``index.html``, its scripts, per-run data files and thumbnail sheets, all linked
+relatively) that opens from disk with no server and no network. It is written whole or not at
+all: locally it is built in a staging folder next to the target and renamed into place; on S3
+every other file is uploaded first and ``index.html`` last, so a reader never sees an index
+pointing at missing files.
 """
 
 from __future__ import annotations
@@ -167,7 +170,7 @@ def render(loaded, experiment: str, folder: Path, max_thumbnails: int = explorer
     written: List[str] = []
     charts: List[dict] = []
 
-    def figure(name: str, fig, chart_specs: List[Optional[dict]], alt: str) -> str:
+    def figure(name: str, fig, chart_specs: List[Optional[dict]]) -> str:
         """Interactive charts (Plotly) with the static PNG of the same data beside them (the notebooks' figure)."""
         (folder / name).write_bytes(figures.to_png(fig))
         written.append(name)
@@ -259,7 +262,8 @@ def _table(df: pd.DataFrame, table_id: str, wrap: Tuple[str, ...] = ()) -> str:
             text = _format_value(str(column), value)
             if column == "accuracy_drop" and text != "—":
                 text = f"{value * 100:.1f}"  # percentage points (the header says so)
-            css = "wrap" if column in wrap else ("num" if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) else "")
+            number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+            css = "wrap" if column in wrap else ("num" if number else "")
             cells.append(f'<td class="{css}">{text}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
     return (f'<div class="scroll" tabindex="0"><table id="{table_id}"><thead><tr>{head}</tr></thead>'
@@ -320,7 +324,7 @@ def _accuracy_section(loaded, figure) -> str:
     if (table["status"] == "COMPLETED").any():
         _, labels = _completed(loaded)
         parts.append(figure("accuracy.png", figures.degraded_accuracy_figure(table),
-                            [interactive.accuracy_chart(table, labels)], "available vs degraded-mode accuracy"))
+                            [interactive.accuracy_chart(table, labels)]))
     return "\n".join(parts) + "</section>"
 
 
@@ -416,7 +420,7 @@ def _curves_section(loaded, figure) -> str:
     return (head + "<p>Parity-model training loss per epoch (log scale) and validation reconstruction top-1 "
             "(decoded output agrees with the base model) and test degraded-mode top-1 per epoch. Click a legend "
             "entry to hide or show a run; hover for values.</p>"
-            + figure("learning_curves.png", fig, interactive.curves_charts(curves, labels, loss), "learning curves")
+            + figure("learning_curves.png", fig, interactive.curves_charts(curves, labels, loss))
             + "</section>")
 
 
@@ -437,8 +441,7 @@ def _erasure_section(loaded, figure) -> str:
         _table(breakdown.kl, "kl-table"),
         "<h3>By erased position</h3>", _table(breakdown.by_position, "position-table"),
         "<h3>Classes decoded worst (three per run)</h3>", _table(worst, "worst-classes-table"),
-        figure("erasures.png", figures.erasure_figure(breakdown, labels), interactive.erasure_charts(breakdown, labels),
-               "erasure breakdown"),
+        figure("erasures.png", figures.erasure_figure(breakdown, labels), interactive.erasure_charts(breakdown, labels)),
         "</section>",
     ])
 
@@ -455,7 +458,7 @@ def _latency_section(loaded, experiment: str, figure) -> str:
         "<p>Latency per mode under the same straggler models and load (measured queries, warm-up left out); "
         "failed queries count as wrong and keep a CDF below 1.</p>",
         _table(tables.latency_summary(loaded.simulations), "latency-table"),
-        figure("latency_cdf.png", figures.latency_cdf_figure(cdf), interactive.latency_charts(cdf), "latency CDF"),
+        figure("latency_cdf.png", figures.latency_cdf_figure(cdf), interactive.latency_charts(cdf)),
         "</section>",
     ])
 

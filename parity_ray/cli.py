@@ -291,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(sim)
     sim.set_defaults(func=cmd_simulate)
 
-    report = commands.add_parser("report", help="write a static HTML report (tables, figures) of an experiment",
+    report = commands.add_parser("report", help="write a static HTML report of an experiment (tables, charts, instance explorer)",
                                  description="Write <PATH>/report/index.html with its charts, instance explorer and data "
                                              "files beside it; opens from disk, no server or network needed.")
     report.add_argument("path", help="experiment folder or s3:// URI (from parity-ray tune)")
