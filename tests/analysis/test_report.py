@@ -218,6 +218,7 @@ def test_explorer_without_the_test_images_still_lists_the_decodes(small_experime
         assert "Images are not shown for this run" in note and "no data root" in note
         assert browser.evaluate("document.querySelectorAll('#ex-list .noimg').length") > 0
         assert _count(browser) > 0
+        browser.evaluate("document.getElementById('explorer').scrollIntoView()")
         browser.screenshot(tmp_path / "no-images.png", full_page=False)
         assert browser.errors() == []
 
