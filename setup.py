@@ -21,6 +21,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["parity_ray", "parity_ray.*", "search_spaces", "actors", "analysis"]),
+    package_data={"analysis": ["assets/*.js", "assets/*.css"]},
     install_requires=[
         *TORCH_STACK,
         "ray[tune,serve]>=2.60,<2.61",
@@ -31,6 +32,8 @@ setup(
         "tqdm>=4.60",
         "pyyaml>=6",
         "matplotlib>=3.7",  # figures of analysis/ and parity-ray report
+        "plotly>=5",  # ships plotly.min.js: the report's interactive charts, embedded (no network)
+        "pillow>=9",  # the report's thumbnail sheets
     ],
     extras_require={
         "dev": ["pytest>=8", "pytest-timeout>=2.2", "moto[server]>=5", "nbformat>=5", "nbclient>=0.8", "ipykernel>=6"],

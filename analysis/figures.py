@@ -18,7 +18,14 @@ from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
 from .tables import ErasureBreakdown
 
+
+def torch_index(values: np.ndarray):
+    import torch
+
+    return torch.from_numpy(np.array(values, dtype=np.int64))
+
 LOSS_UNITS = {"mse": "squared error", "kl": "nats", "ce": "nats"}
+LEGEND_RUNS = 10  # above this many runs a static legend is a wall of text: the report's interactive charts name them
 
 
 def _figure(width: float, height: float, columns: int) -> tuple:
@@ -39,6 +46,14 @@ def _legend_above(ax, entries: int) -> None:
     ax.set_ylim(0, 1.18)
     ax.set_yticks(np.linspace(0, 1, 6))
     ax.legend(loc="upper center", ncol=min(entries, 3), fontsize=8, frameon=False)
+
+
+def _legend_below(fig: Figure, ax, columns: int = 4) -> None:
+    """One legend for the whole figure, under the panels (constrained layout makes room): never over data."""
+    handles, names = ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, names, loc="outside lower center", ncol=max(1, min(columns, len(handles))), fontsize=8,
+                   frameon=False)
 
 
 def to_png(fig: Figure, dpi: int = 100) -> bytes:
@@ -88,9 +103,12 @@ def learning_curves_figure(curves: pd.DataFrame, labels: Optional[Dict[str, str]
     ax_acc.set(xlabel="epoch", ylabel="top-1 accuracy (fraction)", title="Reconstruction and degraded-mode accuracy",
                ylim=(0, 1))
     _plain_log_ticks(ax_loss.yaxis)
+    many = curves["run_id"].nunique() > LEGEND_RUNS
     for ax in (ax_loss, ax_acc):
-        ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
+        handles, names = ax.get_legend_handles_labels()
+        if handles and not many:  # under its own panel, outside the axes
+            ax.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=7, frameon=False)
     return fig
 
 
@@ -118,8 +136,9 @@ def erasure_figure(breakdown: ErasureBreakdown, labels: Optional[Dict[str, str]]
     ax_kl.set(xlabel="KL(base ‖ decoded) per test image (nats)", ylabel="test images (count)", xscale="log",
               title="Distance of decoded from base outputs")
     for ax in (ax_class, ax_pos):
-        _legend_above(ax, len(runs))
-    ax_kl.legend(fontsize=7)
+        ax.set_ylim(0, 1)
+    if len(runs) <= LEGEND_RUNS:
+        _legend_below(fig, ax_class)  # same colour per run in all three panels
     ax_class.set_xticks(sorted(breakdown.by_class["label"].unique()))
     ax_pos.set_xticks(sorted(breakdown.by_position["position"].unique()))
     return fig
@@ -142,5 +161,58 @@ def latency_cdf_figure(cdf: pd.DataFrame) -> Figure:
     for ax in (ax_cdf, ax_tail):
         _plain_log_ticks(ax.xaxis)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
+    _legend_below(fig, ax_cdf)
+    return fig
+
+
+def instance_figure(run: pd.Series, predictions: pd.DataFrame, decode: pd.Series,
+                    data_root: Optional[str] = None) -> Figure:
+    """One decode as the report's explorer shows it: the k-group, the coded queries, base vs decoded scores.
+
+    ``run`` is the run's row of ``runs``; ``decode`` a row of ``predictions`` (e.g. of
+    :func:`analysis.differing_decodes`). The test images and the encoder are rebuilt from the
+    run's config (:func:`analysis.instances.run_inputs`), which raises
+    :class:`analysis.instances.ImagesUnavailable` when the data are not on this machine.
+    """
+    from . import instances
+
+    inputs = instances.run_inputs(run, data_root)
+    members = np.array(instances.group_members(predictions, run["run_id"]).loc[int(decode["group_id"])], dtype=np.int64)
+    images = instances.to_display(inputs.test_x[torch_index(members)], inputs.kind, inputs.mean, inputs.std)
+    coded = instances.to_display(instances.coded_queries(inputs, [members])[0], inputs.kind, stretch=True)
+    pattern = str(decode.get("pattern", decode["position"]))
+    down = {int(v) for v in pattern.split(",") if v != ""}
+    workers = list(range(inputs.k, inputs.k + len(coded))) if inputs.systematic else list(range(len(coded)))
+    tiles = len(images) + len(coded)
+    fig = Figure(figsize=(max(6.0, 1.3 * tiles), 4.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    grid = fig.add_gridspec(2, tiles, height_ratios=[1, 1.1])
+    for slot, image in enumerate(images):
+        ax = fig.add_subplot(grid[0, slot])
+        ax.imshow(image, interpolation="nearest")
+        rebuilt = slot == int(decode["position"])
+        ax.set_title(("rebuilt " if rebuilt else "") + f"slot {slot}\n#{members[slot]}", fontsize=8,
+                     color="C0" if rebuilt else ("0.5" if inputs.systematic and slot in down else "k"))
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if rebuilt:
+            for spine in ax.spines.values():
+                spine.set(color="C0", linewidth=2.5)
+    for j, image in enumerate(coded):
+        ax = fig.add_subplot(grid[0, len(images) + j])
+        ax.imshow(image, interpolation="nearest", alpha=0.35 if workers[j] in down else 1.0)
+        ax.set_title(f"worker {workers[j]}\n(coded{', unavailable' if workers[j] in down else ''})", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    scores = fig.add_subplot(grid[1, :])
+    base, decoded = instances.top5(decode, "base"), instances.top5(decode, "decoded")
+    classes = list(dict.fromkeys([c for c, _ in base] + [c for c, _ in decoded]))
+    x = np.arange(len(classes))
+    scores.bar(x - 0.2, [dict(base).get(c, 0) * 100 for c in classes], 0.4, label="base model")
+    scores.bar(x + 0.2, [dict(decoded).get(c, 0) * 100 for c in classes], 0.4, label="decoded")
+    scores.set_xticks(x, [f"{c}{' (true)' if c == int(decode['label']) else ''}" for c in classes])
+    what = "top-5" if len(base) > 1 else "top-1"
+    scores.set(xlabel="class", ylabel=f"softmax probability (%), {what}", ylim=(0, 100),
+               title=f"{decode.get('outcome', '')} — KL(base ‖ decoded) {float(decode['kl_base_decoded']):.3g} nats".strip(" —"))
+    _legend_below(fig, scores, 2)
     return fig

@@ -1,9 +1,12 @@
-"""``parity-ray report``: a static HTML report of an experiment (tables + PNG figures).
+"""``parity-ray report``: a static HTML report of an experiment.
 
-The report is a folder (``index.html`` and the figures beside it, linked relatively) that
-opens from disk with no server. It is written whole or not at all: locally it is built in a
-staging folder next to the target and renamed into place; on S3 the figures are uploaded
-first and ``index.html`` last, so a reader never sees an index pointing at missing figures.
+Tables, a lineage tree, an instance explorer, a run-vs-run comparison and interactive charts
+(Plotly, shipped in the folder), with the static PNG figures beside them. The report is a
+folder (``index.html``, its scripts, per-run data files and thumbnail sheets, all linked
+relatively) that opens from disk with no server and no network. It is written whole or not at
+all: locally it is built in a staging folder next to the target and renamed into place; on S3
+every other file is uploaded first and ``index.html`` last, so a reader never sees an index
+pointing at missing files.
 """
 
 from __future__ import annotations
@@ -18,40 +21,53 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
+import numpy as np
 import pandas as pd
 
 from parity_ray import storage
 from parity_ray.errors import UsageError
 
-from . import figures, tables
+from . import explorer, figures, instances, interactive, tables
 
 GENERATOR = "parity-ray report"  # marks a folder as a report we may replace
 VERSION_KEYS = ("parity_ray", "python", "torch", "ray", "pandas", "pyarrow")
 
 
-def build_report(path: str, out: Optional[str] = None) -> Dict[str, object]:
+def build_report(path: str, out: Optional[str] = None, max_thumbnails: int = explorer.MAX_THUMBNAILS,
+                 data_root: Optional[str] = None) -> Dict[str, object]:
     """Write the report of the experiment at ``path``; return a summary (``report`` is the index).
 
     ``out`` (a local folder or ``s3://`` URI) replaces the default ``<path>/report/``.
+    ``max_thumbnails`` bounds the decodes per run shown with images in the instance explorer
+    (0: none); ``data_root`` is where to find the test images if not where the runs read them.
     Bad input (no experiment, another schema version, an unwritable target) raises
     :class:`UsageError` before anything is written.
     """
     started = time.perf_counter()
+    if max_thumbnails < 0:
+        raise UsageError(f"--max-thumbnails must be 0 or more, got {max_thumbnails}")
     loaded = tables.load(path)
     target = storage.canonical(str(out) if out else storage.join(_experiment_root(str(path)), "report"))
+
+    def render_into(folder: Path) -> List[str]:
+        return render(loaded, str(path), folder, max_thumbnails=max_thumbnails, data_root=data_root)
+
     if storage.is_remote(target):
         with tempfile.TemporaryDirectory(prefix="parity-ray-report-") as staging:
-            files = render(loaded, str(path), Path(staging))
+            files = render_into(Path(staging))
             _upload(Path(staging), files, target)
     else:
-        files = _publish_local(Path(target), lambda staging: render(loaded, str(path), staging))
+        files = _publish_local(Path(target), render_into)
     return {
         "report": storage.join(target, "index.html"),
         "experiment": str(path),
         "runs": len(loaded.runs),
         "status": {k: int(v) for k, v in loaded.runs["status"].value_counts().sort_index().items()},
         "simulations": int(loaded.simulations["simulation_id"].nunique()) if not loaded.simulations.empty else 0,
-        "figures": [f for f in files if f.endswith(".png")],
+        "figures": [f for f in files if f.endswith(".png") and "/" not in f],
+        "explorer_runs": sum(1 for f in files if f.startswith("data/run-")),
+        "thumbnail_sheets": sum(1 for f in files if f.startswith("images/")),
+        "files": len(files),
         "seconds": round(time.perf_counter() - started, 2),
     }
 
@@ -64,6 +80,7 @@ def format_summary(summary: Dict[str, object]) -> str:
         f"{'runs':<12}{summary['runs']}  {status}",
         f"{'simulations':<12}{summary['simulations']}",
         f"{'figures':<12}{', '.join(summary['figures'])}",
+        f"{'explorer':<12}{summary['explorer_runs']} runs, {summary['thumbnail_sheets']} thumbnail sheets",
         f"{'report':<12}{summary['report']}  ({summary['seconds']:.1f} s)",
     ])
 
@@ -127,50 +144,131 @@ def _publish_local(target: Path, render_into: Callable[[Path], List[str]]) -> Li
 
 
 def _upload(staging: Path, files: List[str], target: str) -> None:
-    """Upload a rendered report; index.html last, so it never links to figures not yet there."""
-    ordered = sorted(files, key=lambda name: name == "index.html")
+    """Upload a rendered report; index.html last, so it never links to files not yet there."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def put(name: str) -> None:
+        storage.write_bytes(storage.join(target, name), (staging / name).read_bytes())
+
     try:
-        for name in ordered:
-            storage.write_bytes(storage.join(target, name), (staging / name).read_bytes())
+        with ThreadPoolExecutor(max_workers=8) as pool:  # data files and sheets: many small objects
+            list(pool.map(put, [name for name in files if name != "index.html"]))
+        put("index.html")
     except OSError as exc:
         raise UsageError(f"report target '{target}' is not writable: {exc}") from None
 
 
 # --------------------------------------------------------------------------- rendering
 
+ASSETS = Path(__file__).resolve().parent / "assets"
+STATIC = ["report.css", "report.js"]  # copied from analysis/assets beside index.html
 
-def render(loaded, experiment: str, folder: Path) -> List[str]:
-    """Write ``index.html`` and its figures into ``folder``; return the file names."""
+
+def render(loaded, experiment: str, folder: Path, max_thumbnails: int = explorer.MAX_THUMBNAILS,
+           data_root: Optional[str] = None) -> List[str]:
+    """Write ``index.html``, its scripts, data files, thumbnails and PNG figures into ``folder``; return the file names."""
     written: List[str] = []
+    charts: List[dict] = []
 
-    def figure(name: str, fig, alt: str) -> str:
+    def figure(name: str, fig, chart_specs: List[Optional[dict]]) -> str:
+        """Interactive charts (Plotly) with the static PNG of the same data beside them (the notebooks' figure)."""
         (folder / name).write_bytes(figures.to_png(fig))
         written.append(name)
-        width, height = (int(v * 100) for v in fig.get_size_inches())
-        return f'<img src="{name}" alt="{html.escape(alt)}" width="{width}" height="{height}">'
+        parts = []
+        for spec in chart_specs:
+            if spec is not None:
+                charts.append(spec)
+                parts.append(f'<figure class="chart-box"><figcaption>{html.escape(spec["title"])}</figcaption>'
+                             f'<div class="chart" id="{spec["id"]}" role="img" aria-label="{html.escape(spec["title"])}">'
+                             '<p class="loading">Drawing the chart…</p></div></figure>')
+        link = f'<p class="png">Static figure: <a href="{name}" class="png-link">{name}</a></p>'
+        wide = any(spec is not None and spec.get("wide") for spec in chart_specs)
+        return f'<div class="charts{" wide" if wide else ""}">' + "".join(parts) + "</div>" + link
+
+    built = explorer.build(loaded, folder, max_thumbnails=max_thumbnails, data_root=data_root)
+    written += built["files"]
+    manifest = built["manifest"]
+    manifest["pair"] = explorer.default_pair(manifest["runs"])
+    for name in STATIC:
+        shutil.copyfile(ASSETS / name, folder / name)
+    shutil.copyfile(interactive.plotly_js(), folder / "plotly.min.js")
+    written += STATIC + ["plotly.min.js"]
 
     sections = [
         _header(loaded, experiment),
         _accuracy_section(loaded, figure),
         _codes_section(loaded),
+        _lineage_section(loaded, manifest),
+        EXPLORER_SECTION,
+        COMPARE_SECTION,
         _curves_section(loaded, figure),
         _erasure_section(loaded, figure),
         _latency_section(loaded, experiment, figure),
     ]
     name = Path(_experiment_root(experiment).rstrip("/")).name or experiment
-    page = PAGE.format(title=html.escape(f"{name} — parity_ray report"), generator=GENERATOR,
-                       body="\n".join(sections), script=IMAGES_LOADED_SCRIPT)
+    page = PAGE.format(title=html.escape(f"{name} — parity_ray report"), generator=GENERATOR, nav=NAV,
+                       body="\n".join(sections), manifest=explorer.json_for_script(manifest),
+                       charts=explorer.json_for_script(charts))
     (folder / "index.html").write_text(page, encoding="utf-8")
     return written + ["index.html"]
 
 
-def _table(df: pd.DataFrame, table_id: str) -> str:
-    """An HTML table; headers get spaces so they can wrap, and missing values show as a dash."""
-    shown = df.rename(columns=lambda c: str(c).replace("_", " "))
-    for column in shown.columns[shown.dtypes == object]:
-        shown[column] = shown[column].where(shown[column].notna(), "—")  # na_rep skips None in object columns
-    return shown.to_html(index=False, table_id=table_id, border=0, na_rep="—", escape=True,
-                         float_format=lambda v: f"{v:.4f}")
+PERCENT = ("accuracy", "agreement", "top5", "fraction", "correct")
+
+
+def _format_value(column: str, value) -> str:
+    """Accuracies as percentages, seconds and nats with their unit, counts as integers."""
+    if value is None or (isinstance(value, float) and value != value) or value is pd.NA:
+        return "—"
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (float, np.floating)):
+        if any(word in column for word in PERCENT) and "kl" not in column:
+            return f"{value * 100:.1f} %"
+        if "_kl" in column:
+            return f"{value:.3g}"
+        if column.endswith("_ms"):
+            return f"{value:,.1f}"
+        if column.endswith("seconds"):
+            return f"{value:,.1f} s"
+        if float(value).is_integer() and abs(value) < 1e15:
+            return f"{int(value):,}"
+        return f"{value:.4g}"
+    if isinstance(value, (int, np.integer)):
+        return f"{int(value):,}" if column not in ("label", "position", "parity", "k", "r", "epoch", "best_epoch",
+                                                    "most_confused_with", "erasures") else str(int(value))
+    return html.escape(str(value))
+
+
+HEADERS = {"accuracy_drop": "drop (pp)", "kl": "KL"}
+
+
+def _header_text(column: str) -> str:
+    text = HEADERS.get(column, column.replace("_", " "))
+    words = text.split(" ")
+    if "kl" in words:
+        text = " ".join("KL" if w == "kl" else w for w in words) + " (nats)"
+    elif column.endswith("_ms"):
+        text = text[:-3] + " (ms)"
+    return html.escape(text)
+
+
+def _table(df: pd.DataFrame, table_id: str, wrap: Tuple[str, ...] = ()) -> str:
+    """A table in its own scroll box (sticky header); numbers formatted with units, missing values as a dash."""
+    head = "".join(f'<th scope="col" class="{"wrap" if c in wrap else ""}">{_header_text(str(c))}</th>' for c in df.columns)
+    body = []
+    for row in df.itertuples(index=False):
+        cells = []
+        for column, value in zip(df.columns, row):
+            text = _format_value(str(column), value)
+            if column == "accuracy_drop" and text != "—":
+                text = f"{value * 100:.1f}"  # percentage points (the header says so)
+            number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+            css = "wrap" if column in wrap else ("num" if number else "")
+            cells.append(f'<td class="{css}">{text}</td>')
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return (f'<div class="scroll" tabindex="0"><table id="{table_id}"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>')
 
 
 def _note(text: str, note_id: str) -> str:
@@ -191,7 +289,7 @@ def _header(loaded, experiment: str) -> str:
         ("versions", html.escape(_versions(runs))),
     ]
     items = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows)
-    return f'<header><h1>Parity models: experiment report</h1><dl id="experiment-header">{items}</dl></header>'
+    return f'<header id="top"><h1>Parity models: experiment report</h1><dl id="experiment-header">{items}</dl></header>'
 
 
 def _versions(runs: pd.DataFrame) -> str:
@@ -204,18 +302,30 @@ def _versions(runs: pd.DataFrame) -> str:
     return text + (" (runs differ; see runs.parquet)" if len(recorded) > 1 else "")
 
 
+def _completed(loaded) -> Tuple[pd.DataFrame, Dict[str, str]]:
+    done = loaded.runs[loaded.runs["status"] == "COMPLETED"]
+    return done, tables.run_labels(done)
+
+
 def _accuracy_section(loaded, figure) -> str:
     table = tables.degraded_accuracy_table(loaded.runs)
+    extra = [c for c in loaded.runs.columns if c.startswith("degraded_accuracy_e")]
+    if extra:
+        table = table.merge(loaded.runs[["run_id"] + extra], on="run_id", how="left")
     shown = table.drop(columns=["degraded_top5", "best_epoch"])
+    order = [c for c in shown.columns if c not in ("run_id", "note")] + ["run_id", "note"]
     parts = [
         '<section id="accuracy"><h2>Degraded-mode accuracy</h2>',
         "<p><b>Available</b> accuracy is the base model's own test top-1 accuracy; <b>degraded-mode</b> accuracy is "
         "the test top-1 accuracy of outputs rebuilt by the decoder when one of the k queries' replicas is unavailable "
-        "(best epoch by validation reconstruction). Runs that did not complete are listed with their status and reason.</p>",
-        _table(shown, "degraded-accuracy-table"),
+        "(best epoch by validation reconstruction). <b>Drop</b> is available minus degraded, in percentage points. "
+        "Runs that did not complete are listed with their status and reason.</p>",
+        _table(shown[order], "degraded-accuracy-table", wrap=("note",)),
     ]
     if (table["status"] == "COMPLETED").any():
-        parts.append(figure("accuracy.png", figures.degraded_accuracy_figure(table), "available vs degraded-mode accuracy"))
+        _, labels = _completed(loaded)
+        parts.append(figure("accuracy.png", figures.degraded_accuracy_figure(table),
+                            [interactive.accuracy_chart(table, labels)]))
     return "\n".join(parts) + "</section>"
 
 
@@ -234,9 +344,84 @@ def _codes_section(loaded) -> str:
     ])
 
 
-def _completed(loaded) -> Tuple[pd.DataFrame, Dict[str, str]]:
-    done = loaded.runs[loaded.runs["status"] == "COMPLETED"]
-    return done, tables.run_labels(done)
+def _pct(value) -> str:
+    return "—" if value is None or value != value else f"{value * 100:.1f} %"
+
+
+def _seconds(value) -> str:
+    if value is None or value != value:
+        return "—"
+    return f"{value:.1f} s" if value < 120 else f"{value / 60:.1f} min"
+
+
+def _lineage_section(loaded, manifest: dict) -> str:
+    """dataset -> base model -> code family -> (k, r) -> run, as nested lists with each node's key metrics."""
+    table = instances.lineage(loaded.runs, loaded.base_models)
+    explorable = {r["run_id"]: r["i"] for r in manifest["runs"]}
+    # What tells two runs of one (k, r) cell apart besides the coder and loss (a learning rate, ...).
+    extra = tables.varying_keys(loaded.runs, tables.EXTRA_KEYS)
+    settings = {row["run_id"]: ", ".join(f"{key}={row[key]}" for key in extra) for _, row in loaded.runs.iterrows()}
+    open_cells = " open" if len(table) <= 24 else ""  # a big grid starts folded at (k, r): one line per cell
+    head = ('<section id="lineage"><h2>Lineage</h2><p>Each base model with the runs derived from it. A run\'s '
+            '<b>degraded</b> accuracy is its decoded test top-1 (one unavailable worker unless marked e=2, e=3), '
+            '<b>drop</b> the points lost against its base model, <b>recon</b> how often the decoded answer '
+            'equals the base model\'s. <i>explore</i> opens the run in the instance explorer.</p>')
+    if table.empty:
+        return head + _note("No run in this experiment.", "no-lineage") + "</section>"
+    out = ['<ul class="tree" id="lineage-tree">']
+    for dataset, by_dataset in table.groupby("dataset", sort=False):
+        out.append(f'<li><details open><summary><span class="node dataset">{html.escape(str(dataset))}</span>'
+                   f'<span class="metrics">{len(by_dataset)} run{"s" if len(by_dataset) != 1 else ""}</span></summary><ul>')
+        for base_id, by_base in by_dataset.groupby(by_dataset["base_model_id"].fillna(""), sort=False):
+            first = by_base.iloc[0]
+            if base_id:
+                metrics = (f'{html.escape(str(first["arch"]))} · test {_pct(first["base_test_accuracy"])} · '
+                           f'trained in {_seconds(first["base_train_seconds"])}')
+                title = html.escape(str(base_id))
+            else:
+                metrics, title = "runs that never reached a base model", "no base model"
+            out.append(f'<li><details open><summary><span class="node base">{title}</span>'
+                       f'<span class="metrics">{metrics}</span></summary><ul>')
+            for family, by_family in by_base.groupby("code_family", sort=False):
+                best = by_family["degraded_accuracy"].max()
+                out.append(f'<li><details open><summary><span class="node family">{html.escape(str(family))}</span>'
+                           f'<span class="metrics">best degraded {_pct(best)}</span></summary><ul>')
+                for (k, r), cell in by_family.groupby(["k", "r"], sort=False):
+                    count = f'{len(cell)} run{"s" if len(cell) != 1 else ""}'
+                    out.append(f'<li><details{open_cells}><summary><span class="node kr">k={int(k)}, r={int(r)}</span>'
+                               f'<span class="metrics">redundancy {int(r) / int(k):.2f} · {count} · best degraded '
+                               f'{_pct(cell["degraded_accuracy"].max())}</span></summary><ul>')
+                    for run in cell.itertuples(index=False):
+                        out.append("<li>" + _lineage_run(run._asdict(), explorable, settings.get(run.run_id, ""))
+                                   + "</li>")
+                    out.append("</ul></details></li>")
+                out.append("</ul></details></li>")
+            out.append("</ul></details></li>")
+        out.append("</ul></details></li>")
+    out.append("</ul>")
+    return head + "".join(out) + "</section>"
+
+
+def _lineage_run(run: dict, explorable: Dict[str, int], settings: str = "") -> str:
+    name = f'{run["encoder"]} / {run["decoder"]}, {run["loss"]} loss' + (f", {settings}" if settings else "")
+    if run["status"] != "COMPLETED":
+        return (f'<span class="node run failed">{html.escape(name)}</span><span class="metrics">'
+                f'<span class="status">{html.escape(str(run["status"]))}</span></span>')
+    levels = [f"degraded {_pct(run['degraded_accuracy'])}"]
+    levels += [f"e={e} {_pct(run[f'degraded_accuracy_e{e}'])}" for e in (2, 3)
+               if run.get(f"degraded_accuracy_e{e}") is not None and run.get(f"degraded_accuracy_e{e}") == run.get(f"degraded_accuracy_e{e}")]
+    drop = run["accuracy_drop"]
+    metrics = " · ".join(levels + [
+        "drop —" if drop != drop else f"drop {drop * 100:.1f} pp",
+        f"recon {_pct(run['reconstruction_accuracy'])}",
+        f"{int(run['epochs_done']) if run['epochs_done'] == run['epochs_done'] else 0} epochs",
+        f"{_seconds(run['train_seconds'])}",
+    ])
+    link = ""
+    if run["run_id"] in explorable:
+        link = f' <a class="explore" href="#explore={explorable[run["run_id"]]}">explore</a>'
+    return (f'<span class="node run" title="{html.escape(run["run_id"])}">{html.escape(name)}</span>'
+            f'<span class="metrics">{metrics}</span>{link}')
 
 
 def _curves_section(loaded, figure) -> str:
@@ -245,11 +430,14 @@ def _curves_section(loaded, figure) -> str:
         return head + _note("No epoch was recorded yet.", "no-epochs") + "</section>"
     done, labels = _completed(loaded)
     losses = loaded.runs["loss"].dropna().unique()
-    fig = figures.learning_curves_figure(tables.learning_curves(loaded.epochs), labels,
-                                         losses[0] if len(losses) == 1 else None)
-    return (head + "<p>Parity-model training loss per epoch (left, log scale) and, right, validation reconstruction "
-            "top-1 (decoded output agrees with the base model) and test degraded-mode top-1 per epoch.</p>"
-            + figure("learning_curves.png", fig, "learning curves") + "</section>")
+    loss = losses[0] if len(losses) == 1 else None
+    curves = tables.learning_curves(loaded.epochs)
+    fig = figures.learning_curves_figure(curves, labels, loss)
+    return (head + "<p>Parity-model training loss per epoch (log scale) and validation reconstruction top-1 "
+            "(decoded output agrees with the base model) and test degraded-mode top-1 per epoch. Click a legend "
+            "entry to hide or show a run; hover for values.</p>"
+            + figure("learning_curves.png", fig, interactive.curves_charts(curves, labels, loss))
+            + "</section>")
 
 
 def _erasure_section(loaded, figure) -> str:
@@ -263,12 +451,13 @@ def _erasure_section(loaded, figure) -> str:
         head,
         "<p>Every decode of the test set compared with the base model on the same image: both right, right only "
         "before decoding (<i>lost</i>), right only after (<i>fixed</i>), or both wrong with the same or a different "
-        "answer. KL(base ‖ decoded) is in nats.</p>",
+        "answer. KL(base ‖ decoded) is in nats. The <a href=\"#explorer\">instance explorer</a> shows the decodes "
+        "that differ, image by image.</p>",
         _table(breakdown.agreement, "agreement-table"),
         _table(breakdown.kl, "kl-table"),
         "<h3>By erased position</h3>", _table(breakdown.by_position, "position-table"),
         "<h3>Classes decoded worst (three per run)</h3>", _table(worst, "worst-classes-table"),
-        figure("erasures.png", figures.erasure_figure(breakdown, labels), "erasure breakdown"),
+        figure("erasures.png", figures.erasure_figure(breakdown, labels), interactive.erasure_charts(breakdown, labels)),
         "</section>",
     ])
 
@@ -279,34 +468,66 @@ def _latency_section(loaded, experiment: str, figure) -> str:
         return head + _note(
             f"No serving simulation in this experiment yet: run <code>parity-ray simulate --experiment "
             f"{html.escape(experiment)}</code> to add latency results.", "no-simulations") + "</section>"
+    cdf = tables.latency_cdf(loaded.queries)
     return "\n".join([
         head,
         "<p>Latency per mode under the same straggler models and load (measured queries, warm-up left out); "
         "failed queries count as wrong and keep a CDF below 1.</p>",
         _table(tables.latency_summary(loaded.simulations), "latency-table"),
-        figure("latency_cdf.png", figures.latency_cdf_figure(tables.latency_cdf(loaded.queries)), "latency CDF"),
+        figure("latency_cdf.png", figures.latency_cdf_figure(cdf), interactive.latency_charts(cdf)),
         "</section>",
     ])
 
 
-# Sets body data-images-loaded / data-images-failed once every <img> settled, so a headless
-# browser (or a person's devtools) can tell that every figure loaded from disk.
-IMAGES_LOADED_SCRIPT = """
-(function () {
-  var images = Array.prototype.slice.call(document.images), pending = images.length, loaded = 0, failed = 0;
-  function settle(ok) {
-    if (ok) { loaded += 1; } else { failed += 1; }
-    pending -= 1;
-    if (pending === 0) { document.body.dataset.imagesLoaded = loaded; document.body.dataset.imagesFailed = failed; }
-  }
-  if (!images.length) { document.body.dataset.imagesLoaded = 0; document.body.dataset.imagesFailed = 0; }
-  images.forEach(function (img) {
-    if (img.complete) { settle(img.naturalWidth > 0); return; }
-    img.addEventListener("load", function () { settle(true); });
-    img.addEventListener("error", function () { settle(false); });
-  });
-})();
-"""
+NAV = "".join(f'<a href="#{anchor}">{text}</a>' for anchor, text in [
+    ("accuracy", "Accuracy"), ("lineage", "Lineage"), ("explorer", "Instance explorer"), ("compare", "Run vs run"),
+    ("learning-curves", "Learning curves"), ("erasures", "Erasures"), ("latency", "Latency")])
+
+EXPLORER_SECTION = """<section id="explorer"><h2>Instance explorer</h2>
+<p>The test decodes whose answer differs from the base model's on the same image: <i>lost by decoding</i> (base right,
+decoded wrong), <i>fixed by decoding</i> (base wrong, decoded right) and <i>different mistake</i> (both wrong, with different
+answers). Each shows the image beside its k-group partners and the coded queries the encoder built from them (what the parity
+workers saw; unavailable workers are struck through), with base vs decoded scores.</p>
+<div class="controls" id="ex-controls">
+<label>Run <select id="ex-run"></select></label>
+<label>Outcome <select id="ex-outcome"><option value="">all</option></select></label>
+<label>True class <select id="ex-class"><option value="">all</option></select></label>
+<label>Rebuilt slot <select id="ex-position"><option value="">all</option></select></label>
+<label>Erasure pattern <select id="ex-pattern"><option value="">all</option></select></label>
+<label>KL from <input id="ex-kl-min" type="number" min="0" step="any" placeholder="0" size="6"> to
+<input id="ex-kl-max" type="number" min="0" step="any" placeholder="max" size="6"> nats</label>
+<label>Test image <input id="ex-test-index" type="number" min="0" step="1" placeholder="any" size="6"></label>
+<label>Sort <select id="ex-sort">
+<option value="kl-desc">KL, largest first</option><option value="kl-asc">KL, smallest first</option>
+<option value="dec-desc">decoded confidence, highest first</option><option value="base-desc">base confidence, highest first</option>
+<option value="label">true class</option><option value="test">test image</option></select></label>
+<button type="button" id="ex-reset">Reset filters</button>
+</div>
+<p class="status"><span id="ex-status" aria-live="polite">Loading…</span> <span id="ex-count" hidden></span></p>
+<p class="note" id="ex-images-note" hidden></p>
+<div class="cards" id="ex-list"></div>
+<button type="button" id="ex-more" hidden>Show more</button>
+</section>"""
+
+COMPARE_SECTION = """<section id="compare"><h2>Run vs run</h2>
+<p>Two runs on the same test images: which does each image right after decoding? A run gets an image right when most of
+its decodes of it (every erasure pattern and slot at the chosen number of unavailable workers) give the true label.
+The images that flip — right in exactly one run — are listed below.</p>
+<div class="controls" id="cmp-controls">
+<label>Run A <select id="cmp-a"></select></label>
+<label>Run B <select id="cmp-b"></select></label>
+<label>Unavailable workers <select id="cmp-e"></select></label>
+<label>Show <select id="cmp-side"><option value="flips">all flips</option><option value="only_a">right only in A</option>
+<option value="only_b">right only in B</option><option value="both_wrong">wrong in both</option></select></label>
+<label>True class <select id="cmp-class"><option value="">all</option></select></label>
+<label>Sort <select id="cmp-sort"><option value="gap">largest difference first</option><option value="test">test image</option>
+<option value="label">true class</option></select></label>
+</div>
+<div id="cmp-table"></div>
+<p class="status"><span id="cmp-status" aria-live="polite"></span> <span id="cmp-count" hidden></span></p>
+<div class="cards compact" id="cmp-list"></div>
+<button type="button" id="cmp-more" hidden>Show more</button>
+</section>"""
 
 PAGE = """<!DOCTYPE html>
 <html lang="en">
@@ -315,22 +536,16 @@ PAGE = """<!DOCTYPE html>
 <meta name="generator" content="{generator}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; padding: 0 1em; color: #222; }}
-h1 {{ font-size: 1.6em; }} h2 {{ border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }}
-dl {{ display: grid; grid-template-columns: max-content auto; gap: .2em 1em; }} dt {{ font-weight: 600; }}
-table {{ border-collapse: collapse; font-size: .8em; margin: 1em 0; display: block; overflow-x: auto; }}
-th, td {{ padding: .25em .6em; border-bottom: 1px solid #e4e4e4; text-align: right; white-space: nowrap; }}
-th {{ background: #f4f4f4; white-space: normal; vertical-align: bottom; }}
-td:first-child, th:first-child {{ text-align: left; }}
-#degraded-accuracy-table td:last-child {{ white-space: normal; min-width: 18em; text-align: left; }}
-img {{ max-width: 100%; height: auto; display: block; margin: 1em 0; }}
-.note {{ background: #fff8e1; border-left: 4px solid #f0b400; padding: .6em 1em; }}
-</style>
+<link rel="stylesheet" href="report.css">
 </head>
 <body>
+<nav id="nav">{nav}</nav>
+<main>
 {body}
-<script>{script}</script>
+</main>
+<script type="application/json" id="pr-manifest">{manifest}</script>
+<script type="application/json" id="pr-charts">{charts}</script>
+<script src="report.js"></script>
 </body>
 </html>
 """

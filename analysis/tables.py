@@ -113,18 +113,39 @@ def code_comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
                              ascending=[True, True, True, True, True, False], kind="stable").reset_index(drop=True)
 
 
+NAMED_KEYS = ("k", "r", "seed", "lr", "weight_decay", "batch_size", "epochs", "momentum", "lr_gamma", "lr_step")
+EXTRA_KEYS = ["parity_model", "lr", "weight_decay", "batch_size", "epochs", "optimizer", "lr_schedule", "input_norm"]
+
+
+def varying_keys(runs: pd.DataFrame, keys: Sequence[str]) -> list:
+    """The ``keys`` whose value differs between ``runs``."""
+    return [key for key in keys if key in runs and runs[key].astype(str).nunique() > 1]
+
+
 def run_labels(runs: pd.DataFrame) -> Dict[str, str]:
     """Short legend labels per run_id: only the cell keys that differ between runs.
 
-    ``"k=2 addition"`` reads better in a legend than a run id; when runs differ in no cell
-    key (e.g. only a learning rate), the run id is used.
+    ``"k=2 addition"`` reads better in a legend than a run id. When two runs share a cell
+    (a learning rate or another setting differs), the settings that differ are added
+    (``"addition lr=0.001"``); when nothing tells them apart, the run id is used.
     """
-    varying = [key for key in CELL_KEYS + ["seed"] if key in runs and runs[key].astype(str).nunique() > 1]
-    labels = {}
-    for row in runs.itertuples(index=False):
-        parts = [f"{key}={getattr(row, key)}" if key in ("k", "r", "seed") else str(getattr(row, key)) for key in varying]
-        labels[row.run_id] = " ".join(parts) if parts else row.run_id
-    if len(set(labels.values())) < len(labels):  # two runs share a cell (another key varies): fall back to ids
+    varying = varying_keys(runs, CELL_KEYS + ["seed"])
+
+    def make(keys):
+        labels = {}
+        for row in runs.itertuples(index=False):
+            parts = [f"{key}={getattr(row, key)}" if key in NAMED_KEYS else str(getattr(row, key)) for key in keys]
+            labels[row.run_id] = " ".join(parts) if parts else row.run_id
+        return labels
+
+    labels = make(varying)
+    for key in varying_keys(runs, EXTRA_KEYS):  # two runs share a cell: name what else differs, until unique
+        if len(set(labels.values())) == len(labels):
+            break
+        if key not in varying:
+            varying.append(key)
+            labels = make(varying)
+    if len(set(labels.values())) < len(labels):
         labels = {run_id: run_id for run_id in labels}
     return labels
 
@@ -164,12 +185,10 @@ def erasure_breakdown(predictions: pd.DataFrame) -> ErasureBreakdown:
 
     Every row of ``predictions`` is one decode (a test image's output rebuilt after its
     position was erased); the base model's own prediction for the same image is on the row.
+    Both schema versions are read: v1 (``position`` + ``parity``) and v2 (``erasures`` +
+    ``pattern`` + ``position``).
     """
-    p = predictions.assign(
-        decoded_correct=predictions["decoded_prediction"] == predictions["label"],
-        base_correct=predictions["base_prediction"] == predictions["label"],
-        agrees=predictions["decoded_prediction"] == predictions["base_prediction"],
-    )
+    p = with_outcomes(predictions)
     return ErasureBreakdown(
         by_class=_by_class(p),
         by_position=_by_position(p),
@@ -177,6 +196,38 @@ def erasure_breakdown(predictions: pd.DataFrame) -> ErasureBreakdown:
         instances=_instances(p),
         kl=_kl_summary(p),
     )
+
+
+# Each decode vs the base model on the same image: right/wrong x right/wrong, and for two wrong
+# answers whether decoding reproduced the base model's mistake.
+OUTCOMES = ["both_correct", "lost_by_decoding", "fixed_by_decoding", "same_mistake", "different_mistake"]
+# The outcomes in which the decoded answer differs from the base model's: what the explorer shows.
+DIFFERING = ["lost_by_decoding", "fixed_by_decoding", "different_mistake"]
+
+
+def with_outcomes(predictions: pd.DataFrame) -> pd.DataFrame:
+    """``predictions`` in the schema-v2 shape, whatever its version, with each decode's outcome.
+
+    Adds ``erasures`` (1) and ``pattern`` (the erased position, as text) to a v1 table, and the
+    booleans ``decoded_correct``, ``base_correct``, ``agrees`` and the categorical ``outcome``
+    (one of :data:`OUTCOMES`).
+    """
+    p = predictions.copy()
+    if "erasures" not in p:
+        p["erasures"] = np.int16(1)
+    if "pattern" not in p:
+        p["pattern"] = p["position"].astype(str) if len(p) else pd.Series(dtype=str)
+    p["decoded_correct"] = p["decoded_prediction"] == p["label"]
+    p["base_correct"] = p["base_prediction"] == p["label"]
+    p["agrees"] = p["decoded_prediction"] == p["base_prediction"]
+    outcome = np.select(
+        [p["base_correct"] & p["decoded_correct"], p["base_correct"] & ~p["decoded_correct"],
+         ~p["base_correct"] & p["decoded_correct"], p["agrees"]],
+        OUTCOMES[:4],
+        default=OUTCOMES[4],
+    )
+    p["outcome"] = pd.Categorical(outcome, categories=OUTCOMES)
+    return p
 
 
 def _by_class(p: pd.DataFrame) -> pd.DataFrame:
@@ -192,26 +243,21 @@ def _by_class(p: pd.DataFrame) -> pd.DataFrame:
 
 
 def _by_position(p: pd.DataFrame) -> pd.DataFrame:
-    grouped = p.groupby(["run_id", "erasures", "pattern", "position"])
+    # v1: erased position x parity used; v2: number of erasures x erased workers x rebuilt slot.
+    keys = ["run_id"] + [c for c in ("erasures", "pattern", "position", "parity") if c in p]
+    if "parity" in p:
+        keys.remove("pattern")  # v1's pattern is the position again
+        keys.remove("erasures")
+    grouped = p.groupby(keys)
     table = grouped.agg(decodes=("decoded_correct", "size"), degraded_accuracy=("decoded_correct", "mean"),
                         reconstruction_accuracy=("agrees", "mean"), mean_kl=("kl_base_decoded", "mean"),
                         median_kl=("kl_base_decoded", "median"))
     return table.reset_index()
 
 
-# Each decode vs the base model on the same image: right/wrong x right/wrong, and for two wrong
-# answers whether decoding reproduced the base model's mistake.
-OUTCOMES = ["both_correct", "lost_by_decoding", "fixed_by_decoding", "same_mistake", "different_mistake"]
-
-
 def _agreement(p: pd.DataFrame) -> pd.DataFrame:
-    outcome = np.select(
-        [p["base_correct"] & p["decoded_correct"], p["base_correct"] & ~p["decoded_correct"],
-         ~p["base_correct"] & p["decoded_correct"], p["agrees"]],
-        OUTCOMES[:4],
-        default=OUTCOMES[4],
-    )
-    counts = pd.crosstab(p["run_id"], outcome).reindex(columns=OUTCOMES, fill_value=0)
+    counts = p.groupby(["run_id", "outcome"], observed=False).size().unstack(fill_value=0)
+    counts = pd.DataFrame({name: counts[name] if name in counts else 0 for name in OUTCOMES}, index=counts.index)
     grouped = p.groupby("run_id")
     table = pd.DataFrame({
         "decodes": grouped.size(),

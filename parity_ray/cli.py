@@ -212,7 +212,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from analysis.report import build_report, format_summary
 
-    summary = build_report(args.path, out=args.out)
+    summary = build_report(args.path, out=args.out, max_thumbnails=args.max_thumbnails, data_root=args.data_root)
     print(format_summary(summary))
     if args.json:
         print(json.dumps(summary, sort_keys=True))
@@ -305,10 +305,15 @@ def build_parser() -> argparse.ArgumentParser:
     _common(sim)
     sim.set_defaults(func=cmd_simulate)
 
-    report = commands.add_parser("report", help="write a static HTML report (tables, figures) of an experiment",
-                                 description="Write <PATH>/report/index.html with PNG figures beside it; opens from disk.")
+    report = commands.add_parser("report", help="write a static HTML report of an experiment (tables, charts, instance explorer)",
+                                 description="Write <PATH>/report/index.html with its charts, instance explorer and data "
+                                             "files beside it; opens from disk, no server or network needed.")
     report.add_argument("path", help="experiment folder or s3:// URI (from parity-ray tune)")
     report.add_argument("--out", help="write the report to this folder (or s3:// prefix) instead of <PATH>/report/")
+    report.add_argument("--max-thumbnails", type=int, default=200, metavar="N",
+                        help="instance explorer: show at most N differing decodes per run with images (default 200; 0: none)")
+    report.add_argument("--data-root", help="where the test images are, if not where the runs read them "
+                                            "(without them the explorer lists decodes without images)")
     report.add_argument("--json", action="store_true", help="print the summary as one JSON object, last on stdout")
     report.set_defaults(func=cmd_report)
 

@@ -72,7 +72,7 @@ def run_quickstart(options: QuickstartOptions, log: Callable[[str], None] = stde
         ray.shutdown()  # our local Ray, Serve's apps with it
     log("3/3 report")
     clock = time.perf_counter()
-    report = build_report(tune_options.uri)
+    report = build_report(tune_options.uri, data_root=options.data_root)
     steps["report"] = time.perf_counter() - clock
     return {"experiment": tune_options.uri, "tune": tuned, "simulation": simulated, "report": report["report"],
             "runs": _run_rows(tune_options.uri), "step_seconds": {k: round(v, 1) for k, v in steps.items()},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -137,7 +139,9 @@ def test_figures_are_labelled_and_render_to_png(tables, breakdown):
     curves = figs["curves"][0].get_axes()
     assert len(curves[0].get_lines()) == 2 * len(done)  # train + val loss per run
     assert figs["curves"][0].get_axes()[0].get_ylabel() == "mse loss (squared error)"
-    assert {t.get_text() for t in figs["latency"][0].get_axes()[0].get_legend().get_texts()} == {"coded", "replication"}
+    # Legends sit outside the axes (one figure legend under the panels), never over data.
+    assert {t.get_text() for t in figs["latency"][0].legends[0].get_texts()} == {"coded", "replication"}
+    assert all(ax.get_legend() is None for ax in figs["latency"][0].get_axes() + figs["erasures"][0].get_axes())
     assert "ms" in figs["latency"][0].get_axes()[0].get_xlabel()
 
 
@@ -165,3 +169,100 @@ def test_code_comparison_marks_the_best_code_of_each_cell_at_equal_redundancy():
     assert table.set_index("run_id").loc["a", "code"] == "addition (systematic, trained)"
     assert ["degraded_accuracy_e1", "all_accuracy_e1", "degraded_accuracy_e2"] == [
         c for c in table.columns if c.endswith(("_e1", "_e2"))]
+
+
+# --------------------------------------------------------------------------- per-instance views
+
+
+def test_differing_decodes_are_the_lost_fixed_and_different_ones(tables, breakdown):
+    differing = analysis.differing_decodes(tables.predictions)
+    agreement = breakdown.agreement.set_index("run_id")
+    counts = differing.groupby("run_id")["outcome"].value_counts().unstack(fill_value=0)
+    for run_id, row in agreement.iterrows():
+        for outcome in ("lost_by_decoding", "fixed_by_decoding", "different_mistake"):
+            assert counts.loc[run_id].get(outcome, 0) == row[outcome]
+    assert (differing["decoded_prediction"] != differing["base_prediction"]).all()
+    assert differing["kl_base_decoded"].is_monotonic_decreasing  # most surprising first
+    assert set(differing["pattern"]) <= {"0", "1"} and (differing["erasures"] == 1).all()  # v1 read as v2
+
+
+def test_compare_runs_counts_every_test_image_once(tables):
+    done = tables.runs[tables.runs["status"] == "COMPLETED"]["run_id"].tolist()
+    comparison = analysis.compare_runs(tables.predictions, done[0], done[1])
+    table = comparison.table.set_index("outcome")
+    assert table["instances"].sum() == len(comparison.instances) == 297
+    assert table["fraction"].sum() == pytest.approx(1.0)
+    assert len(comparison.flips) == table.loc["only_a", "instances"] + table.loc["only_b", "instances"]
+    summary = analysis.instance_summary(tables.predictions).set_index(["run_id", "test_index"])
+    for row in comparison.flips.head(20).itertuples():
+        right_a = summary.loc[(done[0], row.test_index), "correct"] > 0.5
+        right_b = summary.loc[(done[1], row.test_index), "correct"] > 0.5
+        assert row.outcome == ("only_a" if right_a and not right_b else "only_b")
+    swapped = analysis.compare_runs(tables.predictions, done[1], done[0]).table.set_index("outcome")["instances"]
+    assert swapped["only_a"] == table.loc["only_b", "instances"] and swapped["both_right"] == table.loc["both_right", "instances"]
+    with pytest.raises(ValueError, match="no decodes with 2 erasure"):
+        analysis.compare_runs(tables.predictions, done[0], done[1], erasures=2)
+
+
+def test_lineage_hangs_every_run_under_its_base_model(tables):
+    tree = analysis.lineage(tables.runs, tables.base_models)
+    assert len(tree) == len(tables.runs)
+    done = tree[tree["status"] == "COMPLETED"]
+    assert done["base_model_id"].notna().all() and done["base_test_accuracy"].between(0.5, 1).all()
+    assert done["code_family"].tolist() == done["encoder"].tolist()  # before schema v2: the encoder names the code
+    assert tree[tree["status"] == "UNAVAILABLE"]["base_model_id"].isna().all()
+
+
+def test_instance_figure_shows_the_group_the_coded_query_and_the_scores(tables):
+    decode = analysis.differing_decodes(tables.predictions).iloc[0]
+    run = tables.runs.set_index("run_id", drop=False).loc[decode["run_id"]]
+    fig = analysis.instance_figure(run, tables.predictions, decode)
+    axes = fig.get_axes()
+    assert len(axes) == 2 + 1 + 1  # k=2 group images, r=1 coded query, scores
+    assert [ax.images[0].get_array().shape[:2] for ax in axes[:3]] == [(8, 8)] * 3
+    assert "rebuilt" in axes[int(decode["position"])].get_title() and "worker 2" in axes[2].get_title()
+    assert axes[3].get_ylabel().startswith("softmax probability (%)")
+    assert analysis.to_png(fig).startswith(b"\x89PNG")
+
+
+def _as_schema_v2(predictions: pd.DataFrame) -> pd.DataFrame:
+    """The v1 table in the v2 shape (as the generalised codes will write it), plus made-up e=2 rows."""
+    v2 = predictions.drop(columns=["parity"]).assign(erasures=np.int16(1), pattern=predictions["position"].astype(str))
+    top5 = lambda first: [np.array([c, (c + 1) % 10, (c + 2) % 10, (c + 3) % 10, (c + 4) % 10], dtype="int16") for c in first]
+    probs = [np.array([0.6, 0.2, 0.1, 0.06, 0.04], dtype="float32")] * len(v2)
+    v2 = v2.assign(base_top5=top5(v2["base_prediction"]), decoded_top5=top5(v2["decoded_prediction"]),
+                   base_top5_probabilities=probs, decoded_top5_probabilities=probs)
+    twice = v2.assign(erasures=np.int16(2), pattern="0,2", decoded_prediction=(v2["decoded_prediction"] + 1) % 10)
+    return pd.concat([v2, twice], ignore_index=True)
+
+
+def test_schema_v2_predictions_and_runs(tables, tmp_path):
+    from analysis import explorer
+
+    v2 = _as_schema_v2(tables.predictions)
+    breakdown = analysis.erasure_breakdown(v2)
+    assert {"erasures", "pattern", "position"} <= set(breakdown.by_position.columns)
+    assert set(breakdown.by_position["pattern"]) == {"0", "1", "0,2"}
+    differing = analysis.differing_decodes(v2)
+    assert {"base_top5", "decoded_top5"} <= set(differing.columns) and set(differing["erasures"]) == {1, 2}
+    done = tables.runs[tables.runs["status"] == "COMPLETED"]["run_id"].tolist()
+    assert analysis.compare_runs(v2, done[0], done[1], erasures=2).table["instances"].sum() == 297
+
+    runs = tables.runs.assign(code_family="parity-models", systematic=True, worker="trained",
+                              redundancy=tables.runs["r"] / tables.runs["k"], degraded_accuracy_e1=tables.runs["degraded_accuracy"],
+                              degraded_accuracy_e2=0.5, degraded_accuracy_e3=np.nan)
+    tree = analysis.lineage(runs, tables.base_models)
+    assert set(tree["code_family"]) == {"parity-models"} and "degraded_accuracy_e2" in tree
+
+    class Loaded:  # what results.load returns, with the v2 tables
+        pass
+
+    loaded = Loaded()
+    loaded.runs, loaded.predictions = runs, v2
+    built = explorer.build(loaded, tmp_path, max_thumbnails=5)
+    assert [r["erasures"] for r in built["manifest"]["runs"]] == [[1, 2], [1, 2]]
+    text = (tmp_path / "data" / "run-0.js").read_text()
+    data = json.loads(text[text.index("{"): text.rindex("}") + 1])
+    assert data["patterns"] == ["0", "1", "0,2"] and len(data["rows"]["base_top5"]) == 5 * len(data["rows"]["group"])
+    assert data["images"]["status"] == "ok" and data["images"]["shown"] == 5 and data["images"]["capped"]
+    assert sum(data["rows"]["thumb"]) >= 5 and set(data["summaries"]) == {"1", "2"}

@@ -1,19 +1,26 @@
-"""``parity-ray report``: a static HTML report, checked as files, in a real headless browser, on S3,
-and refused in one line for bad input."""
+"""``parity-ray report``: a static HTML report, checked as files, in a real headless browser (over the
+DevTools protocol: the explorer shows images, filters change the visible count, no console error;
+screenshots saved), at grid scale, on S3, and refused in one line for bad input."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
-import subprocess
+import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
+import analysis
+from analysis import instances
 from analysis.report import build_report
 from parity_ray import results, storage
+from tests.analysis.browser import Browser
 from tests.cli.test_cli import assert_usage_error, cli
 from tests.experiment.test_s3 import s3_server  # noqa: F401  (a fixture: a real S3 server on loopback)
 
@@ -21,10 +28,16 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 FIGURES = ["accuracy.png", "learning_curves.png", "erasures.png", "latency_cdf.png"]
 TABLE_IDS = ["degraded-accuracy-table", "agreement-table", "kl-table", "position-table", "worst-classes-table",
              "latency-table"]
+STATIC = ["index.html", "plotly.min.js", "report.css", "report.js"]
+CHARTS = 8  # accuracy, loss, curves, by class, by position, KL, latency CDF, latency tail
 
 
-def _image_sources(page: str) -> list:
-    return re.findall(r'<img[^>]*\ssrc="([^"]+)"', page)
+def _png_links(page: str) -> list:
+    return re.findall(r'href="([^"/]+\.png)"', page)
+
+
+def _listing(folder: Path) -> list:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
 
 def _leftovers(folder: Path) -> list:
@@ -43,12 +56,19 @@ def test_report_command_writes_a_static_report_beside_the_tables(small_experimen
     assert summary["report"] == str(folder / "index.html")
     assert summary["runs"] == 4 and summary["status"] == {"COMPLETED": 2, "UNAVAILABLE": 2}
     assert summary["simulations"] == 1 and summary["figures"] == FIGURES
+    assert summary["explorer_runs"] == 2 and summary["thumbnail_sheets"] >= 2
     assert "report" in result.stdout.splitlines()[-2]  # the human summary precedes the JSON line
-    assert sorted(p.name for p in folder.iterdir()) == sorted(FIGURES + ["index.html"])
+    files = _listing(folder)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(FIGURES + STATIC + ["data", "images"])
+    assert [f for f in files if f.startswith("data/")] == ["data/run-0.js", "data/run-1.js"]
+    sheets = [f for f in files if f.startswith("images/")]
+    assert "images/digits/s0.png" in sheets and sum(f.startswith("images/coded-") for f in sheets) == 2  # one per code
+    assert summary["files"] == len(files)
     page = (folder / "index.html").read_text()
-    for table_id in TABLE_IDS:
+    for table_id in TABLE_IDS + ["lineage-tree"]:
         assert f'id="{table_id}"' in page
-    assert _image_sources(page) == FIGURES  # relative links: the folder opens from disk, moved or not
+    assert _png_links(page) == FIGURES  # relative links: the folder opens from disk, moved or not
+    assert 'src="report.js"' in page and "http" not in page.split("<main>")[0]  # nothing from the network
     assert small_experiment.uri in page and "UNAVAILABLE" in page and "not found" in page
     assert "parity_ray 0.1.0" in page  # versions in the header
 
@@ -67,40 +87,174 @@ def test_report_without_simulations_says_so(small_experiment, tmp_path):
     page = (out / "index.html").read_text()
     assert 'id="no-simulations"' in page and "parity-ray simulate" in page
     assert "latency_cdf.png" not in page and not (out / "latency_cdf.png").exists()
+    assert 'id="chart-latency-cdf"' not in page
     assert not Path(small_experiment.no_simulation, "report").exists()  # --out: nothing beside the tables
 
 
-def _chromium(profile: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120)
-
-
-@pytest.mark.slow
-def test_report_renders_in_a_headless_browser(small_experiment, tmp_path):
+def _require_browser() -> None:
     if not os.access(CHROMIUM, os.X_OK):
         # CI installs the browser and sets PARITY_RAY_REQUIRE_BROWSER, so there it cannot skip quietly.
         if os.environ.get("PARITY_RAY_REQUIRE_BROWSER"):
             pytest.fail(f"no headless browser at {CHROMIUM}, and PARITY_RAY_REQUIRE_BROWSER is set")
         pytest.skip(f"no headless browser at {CHROMIUM} (apt-get install chromium)")
+
+
+def _set(browser: Browser, element_id: str, value) -> None:
+    """Change a control the way a person does: set its value, fire the event the page listens to."""
+    browser.evaluate(f"""(function () {{
+        var el = document.getElementById({json.dumps(element_id)});
+        el.value = {json.dumps(str(value))};
+        el.dispatchEvent(new Event(el.tagName === "INPUT" ? "input" : "change"));
+    }})()""")
+
+
+def _count(browser: Browser, which: str = "explorerCount") -> int:
+    return int(browser.evaluate(f"document.body.dataset.{which}"))
+
+
+def _ready(browser: Browser, charts: int) -> None:
+    browser.wait_for("document.body.dataset.explorerCount !== undefined && document.body.dataset.compareCount !== undefined")
+    browser.wait_for(f"document.body.dataset.charts === '{charts}'", timeout=90)  # Plotly parsed, every chart drawn
+    browser.wait_for("+document.body.dataset.thumbsDrawn > 0 || document.querySelector('.noimg') !== null")
+
+
+@pytest.mark.slow
+def test_report_renders_in_a_headless_browser(small_experiment, tmp_path):
+    _require_browser()
     out = tmp_path / "report"
     build_report(small_experiment.uri, out=str(out))
-    url = (out / "index.html").as_uri()
-    dom = _chromium(tmp_path / "profile-dom", "--virtual-time-budget=5000", "--dump-dom", url)
-    assert dom.returncode == 0, dom.stderr[-2000:]
-    body = re.search(r"<body([^>]*)>", dom.stdout).group(1)
-    # The page's own script counts images that loaded from disk (naturalWidth > 0) and those that failed.
-    assert f'data-images-loaded="{len(FIGURES)}"' in body and 'data-images-failed="0"' in body, body
-    assert 'id="degraded-accuracy-table"' in dom.stdout and 'src="latency_cdf.png"' in dom.stdout
-    for problem in ("Uncaught", "Failed to load resource"):
-        assert problem not in dom.stderr
+    loaded = analysis.load(small_experiment.uri)
+    differing = analysis.differing_decodes(loaded.predictions)
+    done = loaded.runs[loaded.runs["status"] == "COMPLETED"]["run_id"].tolist()
+    first = differing[differing["run_id"] == done[0]]
+    with Browser(CHROMIUM, tmp_path / "profile") as browser:
+        browser.open((out / "index.html").as_uri())
+        _ready(browser, CHARTS)
+        browser.screenshot(tmp_path / "report.png")
 
-    shot = tmp_path / "shot.png"
-    rendered = _chromium(tmp_path / "profile-shot", f"--screenshot={shot}", "--window-size=1280,2000",
-                         "--hide-scrollbars", url)
-    assert rendered.returncode == 0, rendered.stderr[-2000:]
-    assert shot.read_bytes().startswith(b"\x89PNG") and shot.stat().st_size > 50_000  # a page of figures, not blank
+        # The explorer lists the first run's differing decodes, with images drawn from the shared sheets.
+        assert _count(browser) == len(first)
+        data = json.loads(browser.evaluate("JSON.stringify(document.body.dataset)"))
+        assert int(data["sheetsLoaded"]) >= 2 and data["sheetsFailed"] == "0", data
+        cards = browser.evaluate("document.querySelectorAll('#ex-list .card').length")
+        assert cards == min(len(first), 60)
+        drawn = browser.evaluate("document.querySelectorAll('#ex-list canvas[data-drawn]').length")
+        assert drawn >= 3 * cards  # k=2 group images + r=1 coded query per decode
+        # A drawn thumbnail shows the image (grey levels of a digit), not a blank canvas.
+        thumb = Image.open(io.BytesIO(browser.element_png("#ex-list canvas[data-drawn]"))).convert("L")
+        assert thumb.size[0] >= 56 and len(thumb.getcolors(maxcolors=1 << 16)) > 3
+        assert "worker 2" in browser.evaluate("document.querySelector('#ex-list .card').textContent")
+
+        # Filters: each one narrows the visible count to what pandas counts.
+        _set(browser, "ex-outcome", "fixed_by_decoding")
+        assert _count(browser) == int((first["outcome"] == "fixed_by_decoding").sum()) != len(first)
+        _set(browser, "ex-outcome", "")
+        label = int(first["label"].value_counts().index[0])
+        _set(browser, "ex-class", label)
+        assert _count(browser) == int((first["label"] == label).sum()) < len(first)
+        _set(browser, "ex-kl-min", 2)
+        assert _count(browser) == int(((first["label"] == label) & (first["kl_base_decoded"] >= 2)).sum())
+        browser.screenshot(tmp_path / "explorer-filtered.png", full_page=False)
+        browser.evaluate("document.getElementById('ex-reset').click()")
+        _set(browser, "ex-position", 1)
+        assert _count(browser) == int((first["position"] == 1).sum())
+        shown = browser.evaluate("document.getElementById('ex-status').textContent")
+        assert f"{_count(browser)} of the {len(first)} differing decodes" in shown
+
+        # The lineage tree links each run to its explorer.
+        browser.evaluate("document.querySelectorAll('#lineage-tree a.explore')[1].click()")
+        browser.wait_for(f"document.body.dataset.explorerCount === '{int((differing['run_id'] == done[1]).sum())}'")
+        assert browser.evaluate("document.getElementById('ex-run').value") == "1"
+
+        # Run vs run: the four outcomes add up to the test set; the flips are listed.
+        comparison = analysis.compare_runs(loaded.predictions, done[0], done[1]).table.set_index("outcome")["instances"]
+        cells = browser.evaluate("JSON.stringify(Array.from(document.querySelectorAll('#comparison-table td'))"
+                                 ".map(function (td) { return [td.dataset.outcome, td.textContent]; }))")
+        for outcome, text in json.loads(cells):
+            assert text.startswith(f"{comparison[outcome]} (")
+        assert _count(browser, "compareCount") == comparison["only_a"] + comparison["only_b"]
+        _set(browser, "cmp-side", "only_b")
+        assert _count(browser, "compareCount") == comparison["only_b"]
+        browser.evaluate("document.getElementById('compare').scrollIntoView()")
+        browser.screenshot(tmp_path / "compare.png", full_page=False)
+
+        # Interactive charts: Plotly drew every one, with a legend (click toggles a series) that covers no data.
+        legend = browser.evaluate("document.querySelectorAll('#chart-curves .legend .traces').length")
+        assert legend == 4  # two runs x (val reconstruction, test degraded-mode)
+        overlaps = browser.evaluate("""Array.from(document.querySelectorAll('.chart')).filter(function (chart) {
+            var plot = chart.querySelector('.nsewdrag'), legend = chart.querySelector('.legend');
+            if (!plot || !legend) return false;
+            var a = plot.getBoundingClientRect(), b = legend.getBoundingClientRect();
+            return a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+        }).map(function (chart) { return chart.id; })""")
+        assert overlaps == []
+        # Nothing is wider than the page, on a wide screen or a narrow one: wide tables scroll in their box.
+        for width in (1280, 700):
+            browser.call("Emulation.setDeviceMetricsOverride", width=width, height=1000, deviceScaleFactor=1, mobile=False)
+            browser.settle(1.0)
+            assert browser.evaluate("document.documentElement.scrollWidth") <= width
+        browser.screenshot(tmp_path / "narrow.png", full_page=False)
+        assert browser.errors() == []
+    for name in ("report.png", "explorer-filtered.png", "compare.png"):
+        shot = tmp_path / name
+        assert shot.read_bytes().startswith(b"\x89PNG") and shot.stat().st_size > 30_000, name
+
+
+@pytest.mark.slow
+def test_explorer_without_the_test_images_still_lists_the_decodes(small_experiment, tmp_path, monkeypatch):
+    _require_browser()
+
+    def unavailable(run, data_root=None):
+        raise instances.ImagesUnavailable("test images of 'digits' are not available here: no data root")
+
+    monkeypatch.setattr(instances, "run_inputs", unavailable)
+    out = tmp_path / "report"
+    summary = build_report(small_experiment.uri, out=str(out))
+    assert summary["thumbnail_sheets"] == 0 and not (out / "images").exists()
+    with Browser(CHROMIUM, tmp_path / "profile") as browser:
+        browser.open((out / "index.html").as_uri())
+        _ready(browser, CHARTS)
+        note = browser.evaluate("(function (n) { return n.hidden ? '' : n.textContent; })(document.getElementById('ex-images-note'))")
+        assert "Images are not shown for this run" in note and "no data root" in note
+        assert browser.evaluate("document.querySelectorAll('#ex-list .noimg').length") > 0
+        assert _count(browser) > 0
+        browser.evaluate("document.getElementById('explorer').scrollIntoView()")
+        browser.screenshot(tmp_path / "no-images.png", full_page=False)
+        assert browser.errors() == []
+
+
+@pytest.mark.slow
+def test_report_of_a_72_run_grid_opens_in_seconds(tmp_path, data_root):
+    """72 runs x 10,000 MNIST test images: the page is usable within seconds; run data load on demand."""
+    _require_browser()
+    from parity_ray.data import load_data
+    from tests.analysis.synthetic import write_grid
+
+    labels = load_data("mnist", data_root=data_root).test_y.numpy()
+    write_grid(tmp_path / "grid", labels, data_root=data_root)
+    started = time.perf_counter()
+    summary = build_report(str(tmp_path / "grid"), out=str(tmp_path / "report"))
+    build_seconds = time.perf_counter() - started
+    out = tmp_path / "report"
+    assert summary["runs"] == summary["explorer_runs"] == 72
+    assert (out / "index.html").stat().st_size < 2_000_000  # instance data stay out of the page
+    assert max(f.stat().st_size for f in (out / "data").iterdir()) < 2_000_000
+    # Thumbnails are shared: one set of sheets for the MNIST test images, one per code (k, r, encoder).
+    assert len(list((out / "images").iterdir())) == 1 + 3 * 2 * 2
+    with Browser(CHROMIUM, tmp_path / "profile") as browser:
+        browser.open((out / "index.html").as_uri())
+        browser.wait_for("document.body.dataset.explorerMs !== undefined")
+        explorer_ms = int(browser.evaluate("document.body.dataset.explorerMs"))
+        _ready(browser, 6)
+        loaded_scripts = browser.evaluate("document.querySelectorAll('script[src^=\"data/\"]').length")
+        assert loaded_scripts <= 3  # the explorer's run and the pair compared: not all 72
+        before = _count(browser)
+        _set(browser, "ex-outcome", "fixed_by_decoding")
+        assert 0 < _count(browser) < before
+        browser.screenshot(tmp_path / "grid.png", full_page=False)
+        assert browser.errors() == []
+    print(f"72-run report: built in {build_seconds:.1f} s, explorer usable {explorer_ms} ms after navigation")
+    assert explorer_ms < 8000
 
 
 @pytest.mark.slow
@@ -113,13 +267,19 @@ def test_report_of_an_s3_experiment_goes_to_its_report_prefix(small_experiment, 
 
     summary = build_report(uri)
     assert summary["report"] == f"{uri}/report/index.html"
-    assert storage.list_dir(f"{uri}/report") == sorted(FIGURES + ["index.html"])
+    assert storage.list_dir(f"{uri}/report") == sorted(FIGURES + STATIC + ["data", "images"])
+    assert storage.list_dir(f"{uri}/report/data") == ["run-0.js", "run-1.js"]
     page = storage.read_bytes(summary["report"]).decode()
-    assert _image_sources(page) == FIGURES and 'id="latency-table"' in page
+    assert _png_links(page) == FIGURES and 'id="latency-table"' in page
     assert storage.read_bytes(f"{uri}/report/latency_cdf.png").startswith(b"\x89PNG")
 
 
 # --------------------------------------------------------------------------- bad input
+
+
+def test_report_refuses_a_negative_thumbnail_bound(tmp_path):
+    assert_usage_error(cli("report", str(tmp_path), "--max-thumbnails", "-1"), "--max-thumbnails must be 0 or more")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_report_of_a_folder_without_an_experiment(tmp_path):
