@@ -209,7 +209,7 @@ def test_lineage_hangs_every_run_under_its_base_model(tables):
     assert len(tree) == len(tables.runs)
     done = tree[tree["status"] == "COMPLETED"]
     assert done["base_model_id"].notna().all() and done["base_test_accuracy"].between(0.5, 1).all()
-    assert done["code_family"].tolist() == done["encoder"].tolist()  # before schema v2: the encoder names the code
+    assert (done["code_family"] == "parity-models").all()  # addition and concatenation with trained parity models
     assert tree[tree["status"] == "UNAVAILABLE"]["base_model_id"].isna().all()
 
 
