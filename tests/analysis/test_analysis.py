@@ -226,8 +226,11 @@ def test_instance_figure_shows_the_group_the_coded_query_and_the_scores(tables):
 
 
 def _as_schema_v2(predictions: pd.DataFrame) -> pd.DataFrame:
-    """The v1 table in the v2 shape (as the generalised codes will write it), plus made-up e=2 rows."""
-    v2 = predictions.drop(columns=["parity"]).assign(erasures=np.int16(1), pattern=predictions["position"].astype(str))
+    """The single-erasure rows in the v2 shape (a v1 table converted), plus made-up e=2 rows."""
+    if "parity" in predictions:
+        v2 = predictions.drop(columns=["parity"]).assign(erasures=np.int16(1), pattern=predictions["position"].astype(str))
+    else:
+        v2 = predictions[predictions["erasures"] == 1].reset_index(drop=True)
     top5 = lambda first: [np.array([c, (c + 1) % 10, (c + 2) % 10, (c + 3) % 10, (c + 4) % 10], dtype="int16") for c in first]
     probs = [np.array([0.6, 0.2, 0.1, 0.06, 0.04], dtype="float32")] * len(v2)
     v2 = v2.assign(base_top5=top5(v2["base_prediction"]), decoded_top5=top5(v2["decoded_prediction"]),
