@@ -1,9 +1,10 @@
-"""``parity-ray simulate``: serve a trained run on Ray Serve in degraded mode and measure it.
+"""``parity-ray simulate``: serve a trained run in each serving mode and measure it.
 
-For each mode (coded, replication, hedged, none) the same replicas are deployed behind the
-same frontend, the same straggler models are applied, and the same seeded load of real
-test-set queries is sent; every answer is scored against the true label and the base
-model's own prediction. Rows go to ``tables/queries.parquet`` and ``tables/simulations.parquet``.
+For each mode the app of ``actors.app.build_app`` (the one ``parity-ray serve`` runs) is deployed,
+the same straggler models are applied, and the same seeded load of real test-set images (pixels
+in [0, 1], normalised by the app as for an HTTP client) is sent through the app's handle; every
+answer is scored against the true label and the base model's own prediction. Each simulation
+writes its own files under ``tables/queries/`` and ``tables/simulations/``.
 """
 
 from __future__ import annotations
@@ -13,18 +14,18 @@ import gc
 import json
 import sys
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
 import numpy as np
 import pandas as pd
 
-from . import storage
-from .errors import UsageError, choices_hint
-from .results import SCHEMA_VERSION, VERSION_KEY, tables_uri
-from .utils import library_versions, stable_hash, stderr_log
+from parity_ray.errors import UsageError, choices_hint
+from parity_ray.results import SCHEMA_VERSION, write_simulation
+from parity_ray.utils import library_versions, stable_hash, stderr_log
 
-MODES = ("coded", "replication", "hedged", "none")
+DEFAULT_MODES = ("coded", "replication", "hedged", "none")
 
 
 @dataclass
@@ -34,13 +35,14 @@ class SimulationOptions:
     dataset: Optional[str] = None
     model: Optional[str] = None
     k: Optional[int] = None
-    modes: List[str] = field(default_factory=lambda: list(MODES))
+    modes: List[str] = field(default_factory=lambda: list(DEFAULT_MODES))
     straggler: str = "none"  # actors.stragglers spec, e.g. "slow:replica=0,p=0.3,delay_ms=100"
     rate: float = 50.0  # open-loop Poisson queries per second
     clients: Optional[int] = None  # closed loop with N clients instead of a rate
     queries: int = 1000  # measured queries per mode
     warmup: int = 100  # queries sent first and left out of the statistics
     deadline_ms: float = 50.0  # coded: decode after this; hedged: duplicate after this
+    hedge_deadline_ms: Optional[float] = None  # coded-hedged: duplicate after this (default 2 x deadline)
     group_wait_ms: float = 5.0  # coded: flush a partial group after this
     timeout_s: float = 10.0  # a query not answered by then fails
     max_batch_size: int = 16
@@ -53,6 +55,14 @@ class SimulationOptions:
     resource_check: bool = True  # refuse replicas no current node can hold (turn off for autoscaling clusters)
     progress: bool = True
 
+    def app_options(self, mode: str):
+        from actors.app import AppOptions
+
+        return AppOptions(mode=mode, deadline_ms=self.deadline_ms, hedge_deadline_ms=self.hedge_deadline_ms,
+                          group_wait_ms=self.group_wait_ms, timeout_s=self.timeout_s,
+                          max_batch_size=self.max_batch_size, batch_wait_ms=self.batch_wait_ms,
+                          cpus_per_replica=self.cpus_per_replica, gpus_per_replica=self.gpus_per_replica,
+                          straggler=self.straggler, seed=self.seed)
 
 
 # --------------------------------------------------------------------------- validation
@@ -60,79 +70,46 @@ class SimulationOptions:
 
 def validate(options: SimulationOptions):
     """Everything checkable before a replica is deployed; returns (run, straggler models)."""
+    from actors.app import check_options, plan
+    from actors.modes import list_modes
     from actors.stragglers import parse_spec
+    from parity_ray.serving import resolve_run
 
-    from .serving import resolve_run
-
-    bad = [m for m in options.modes if m not in MODES]
+    modes = list_modes()
+    bad = [m for m in options.modes if m not in modes]
     if bad or not options.modes:
-        raise UsageError(f"unknown mode '{bad[0] if bad else ''}'; {choices_hint(bad[0] if bad else '', MODES)}")
-    for name in ("rate", "queries", "deadline_ms", "timeout_s", "cpus_per_replica"):
+        raise UsageError(f"unknown mode '{bad[0] if bad else ''}'; {choices_hint(bad[0] if bad else '', modes)}")
+    for name in ("rate", "queries"):
         if getattr(options, name) <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be > 0")
-    if options.warmup < 0 or options.gpus_per_replica < 0:
-        raise UsageError("--warmup and --gpus-per-replica must be >= 0")
+    if options.warmup < 0:
+        raise UsageError("--warmup must be >= 0")
+    for mode in options.modes:
+        check_options(options.app_options(mode))
     stragglers = parse_spec(options.straggler)
     run = resolve_run(options.experiment, options.run, dataset=options.dataset, model=options.model, k=options.k)
-    if "coded" in options.modes and not (run.parity_checkpoint_uri and storage.exists(run.parity_checkpoint_uri)):
-        raise UsageError(f"mode 'coded' needs a parity model, and run '{run.run_id}' has none; valid modes here: replication, hedged, none")
+    for mode in options.modes:
+        plan(run, mode)  # the mode can serve this run's code
     return run, stragglers
 
 
 def check_resources(options: SimulationOptions, run) -> None:
     import ray
 
+    from actors.app import plan
+
     if not options.resource_check:
         return
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     total_cpu = sum(n["Resources"].get("CPU", 0) for n in nodes)
     best_gpu = max((n["Resources"].get("GPU", 0) for n in nodes), default=0)
-    needed = (run.k + run.r) * options.cpus_per_replica
+    replicas = max(sum(len(w) for w in plan(run, mode).values()) for mode in options.modes)
+    needed = replicas * options.cpus_per_replica
     if needed > total_cpu or options.gpus_per_replica > best_gpu:
         raise UsageError(
-            f"{run.k + run.r} replicas x ({options.cpus_per_replica:g} CPU, {options.gpus_per_replica:g} GPU) do not fit "
+            f"{replicas} replicas x ({options.cpus_per_replica:g} CPU, {options.gpus_per_replica:g} GPU) do not fit "
             f"this cluster ({total_cpu:g} CPUs, largest node {best_gpu:g} GPUs); lower --cpus-per-replica/--gpus-per-replica"
         )
-
-
-# --------------------------------------------------------------------------- deployment
-
-
-def placement(n_slots: int) -> List[Optional[Dict[str, str]]]:
-    """One label selector per slot: different nodes (failure domains) when the cluster has several."""
-    import ray
-
-    nodes = sorted(n["NodeID"] for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU", 0) > 0)
-    if len(nodes) < 2:
-        return [None] * n_slots
-    return [{"ray.io/node-id": nodes[i % len(nodes)]} for i in range(n_slots)]
-
-
-def build_app(mode: str, run, options: SimulationOptions, stragglers: List[dict]):
-    from actors.frontend import CodedFrontend
-    from actors.replica import ModelReplica
-
-    k, r = run.k, run.r
-    roles = [("base", 0)] * k + ([("parity", j) for j in range(r)] if mode == "coded" else [("base", 0)] * r)
-    if mode == "none":
-        roles = roles[:k]
-    selectors = placement(len(roles))
-    user_config = {"stragglers": stragglers, "seed": options.seed}
-    handles = []
-    for index, ((role, parity_index), selector) in enumerate(zip(roles, selectors)):
-        actor_options: Dict[str, Any] = {"num_cpus": options.cpus_per_replica, "num_gpus": options.gpus_per_replica}
-        if selector:
-            actor_options["label_selector"] = selector
-        handles.append(
-            ModelReplica.options(name=f"{role}-{index}", user_config=user_config, ray_actor_options=actor_options).bind(
-                run.as_dict(), role, index, len(roles), parity_index, options.max_batch_size, options.batch_wait_ms / 1000.0
-            )
-        )
-    data = handles[:k] if mode == "coded" else handles
-    parities = handles[k:] if mode == "coded" else []
-    return CodedFrontend.options(name="frontend", ray_actor_options={"num_cpus": 0.1}).bind(
-        mode, run.as_dict(), data, parities, options.deadline_ms / 1000.0, options.group_wait_ms / 1000.0, options.timeout_s
-    )
 
 
 # --------------------------------------------------------------------------- load
@@ -162,11 +139,12 @@ async def _load(handle, inputs: np.ndarray, options: SimulationOptions, label: s
     rng = np.random.default_rng(options.seed)
     records: List[Optional[Dict[str, Any]]] = [None] * total
     origin = time.perf_counter()
+    query = handle.query
 
     async def send(i: int) -> None:
         sent = time.perf_counter()
         try:
-            answer = await handle.remote(i, inputs[i])
+            answer = await query.remote(i, inputs[i])
         except Exception as exc:  # the frontend itself failed: still accounted for
             answer = {"query_id": i, "path": "failed", "reason": f"frontend error: {type(exc).__name__}: {exc}"[:300]}
         records[i] = {**answer, "send_s": sent - origin, "receive_s": time.perf_counter() - origin}
@@ -197,53 +175,69 @@ async def _load(handle, inputs: np.ndarray, options: SimulationOptions, label: s
 # --------------------------------------------------------------------------- run
 
 
+def load_queries(run, options: SimulationOptions):
+    """The seeded queries: test-set pixels in [0, 1], their labels, and the base model's predictions."""
+    import torch
+
+    from parity_ray.data import load_data
+    from parity_ray.serving import load_model
+
+    config = run.config
+    data = load_data(config["dataset"], data_root=options.data_root or config.get("data_root"), download=False,
+                     val_size=config["val_size"], split_seed=config["seed"], input_norm="none")
+    total = options.warmup + options.queries
+    rng = np.random.default_rng(options.seed)
+    indices = rng.choice(len(data.test_y), size=total, replace=total > len(data.test_y))
+    pixels = data.test_x[indices].numpy().astype(np.float32)
+    labels = data.test_y[indices].numpy()
+    with torch.no_grad():
+        base_pred = load_model(run, "base")(torch.from_numpy(normalise(pixels, run.input_norm))).argmax(1).numpy()
+    return indices, pixels, labels, base_pred
+
+
+def normalise(pixels: np.ndarray, norm: Dict[str, Any]) -> np.ndarray:
+    """The run's own normalisation (what the app applies to every query), for a batch (B, C, H, W)."""
+    mean = np.asarray(norm["mean"], dtype=np.float32).reshape(1, -1, 1, 1)
+    std = np.asarray(norm["std"], dtype=np.float32).reshape(1, -1, 1, 1)
+    return ((pixels - mean) * (1.0 / std)).astype(np.float32)
+
+
 def run_simulation(options: SimulationOptions, log=stderr_log) -> Dict[str, Any]:
+    import logging
+
     import ray
     from ray import serve
 
-    from .data import load_data
-    from .serving import load_model
-
-    import logging
+    from actors.app import build_app
+    from parity_ray.experiment import init_ray
 
     logging.getLogger("ray.serve").setLevel(logging.WARNING)  # one line per mode from us, not Serve's INFO stream
-    from .experiment import init_ray
-
     run, stragglers = validate(options)
     owns_ray = not ray.is_initialized()
     if owns_ray:
         init_ray(options.address)
     try:
         check_resources(options, run)
-        config = run.config
-        norm = run.input_norm
-        input_norm = "/".join(",".join(str(v) for v in norm[key]) for key in ("mean", "std"))
-        data = load_data(config["dataset"], data_root=options.data_root or config.get("data_root"), download=False,
-                         val_size=config["val_size"], split_seed=config["seed"], input_norm=input_norm)
-        total = options.warmup + options.queries
-        rng = np.random.default_rng(options.seed)
-        indices = rng.choice(len(data.test_y), size=total, replace=total > len(data.test_y))
-        inputs = data.test_x[indices].numpy().astype(np.float32)
-        labels = data.test_y[indices].numpy()
-        import torch
-
-        with torch.no_grad():
-            base_pred = load_model(run, "base")(torch.from_numpy(inputs)).argmax(1).numpy()
-
-        simulation_id = f"sim-{time.strftime('%Y%m%d-%H%M%S')}-{stable_hash(asdict(options), 6)}"
+        indices, pixels, labels, base_pred = load_queries(run, options)
+        total = len(indices)
+        simulation_id = f"sim-{time.strftime('%Y%m%d-%H%M%S')}-{stable_hash(asdict(options), 6)}-{uuid.uuid4().hex[:6]}"
         query_frames, summaries = [], []
         for mode in options.modes:
-            app_name = f"parity-sim-{mode}"
-            handle = serve.run(build_app(mode, run, options, stragglers), name=app_name, route_prefix=None,
+            app_name = f"parity-sim-{mode}-{simulation_id[-6:]}"
+            handle = serve.run(build_app(run, options.app_options(mode)), name=app_name, route_prefix=None,
                                logging_config={"log_level": "WARNING"})
-            nodes = handle.placement.remote().result()
-            log(f"{mode}: deployed on {len(set(nodes.values()))} node(s); sending {total} queries ({'closed loop, %d clients' % options.clients if options.clients else '%g qps' % options.rate})")
-            started = time.perf_counter()
-            records = generate_load(handle, inputs, options, mode)
-            wall = time.perf_counter() - started
-            serve.delete(app_name)
+            try:
+                nodes = handle.placement.remote().result()
+                load = f"closed loop, {options.clients} clients" if options.clients else f"{options.rate:g} qps"
+                log(f"{mode}: deployed on {len(set(nodes.values()))} node(s); sending {total} queries ({load})")
+                started = time.perf_counter()
+                records = generate_load(handle, pixels, options, mode)
+                wall = time.perf_counter() - started
+                stats = handle.stats.remote().result()
+            finally:
+                serve.delete(app_name)
             frame = queries_frame(records, simulation_id, mode, run.run_id, indices, labels, base_pred, options.warmup)
-            summary = summarize_mode(frame, options, mode, run, simulation_id, stragglers, wall)
+            summary = summarize_mode(frame, options, mode, run, simulation_id, stragglers, wall, stats)
             summary["replica_nodes"] = json.dumps(nodes, sort_keys=True)
             log(format_mode(summary))
             query_frames.append(frame)
@@ -251,7 +245,7 @@ def run_simulation(options: SimulationOptions, log=stderr_log) -> Dict[str, Any]
     finally:
         if owns_ray:
             ray.shutdown()
-    append_tables(options.experiment, pd.concat(query_frames, ignore_index=True), pd.DataFrame(summaries))
+    write_simulation(options.experiment, simulation_id, pd.concat(query_frames, ignore_index=True), pd.DataFrame(summaries))
     return {"simulation_id": simulation_id, "experiment": options.experiment, "run_id": run.run_id, "modes": summaries}
 
 
@@ -284,10 +278,11 @@ def queries_frame(records, simulation_id, mode, run_id, indices, labels, base_pr
     frame["agrees_with_base"] = answered & (frame.prediction == frame.base_prediction)
     for column in ("group_id", "position", "prediction"):
         frame[column] = frame[column].astype("Int64")
+    frame["coder_seconds"] = frame["coder_seconds"].astype("float64")
     return frame
 
 
-def summarize_mode(frame, options, mode, run, simulation_id, stragglers, wall) -> Dict[str, Any]:
+def summarize_mode(frame, options, mode, run, simulation_id, stragglers, wall, stats=None) -> Dict[str, Any]:
     measured = frame[~frame.warmup]
     answered = measured[measured.path != "failed"]
     decoded = measured[measured.path == "decoded"]
@@ -296,6 +291,11 @@ def summarize_mode(frame, options, mode, run, simulation_id, stragglers, wall) -
     send_span = (measured.send_s.max() - measured.send_s.min()) if len(measured) > 1 else float("nan")
     counts = measured.path.value_counts().to_dict()
     pct = lambda q: float(np.percentile(latency, q)) if len(latency) else None  # noqa: E731
+    stats = stats or {}
+    coder_ms = None
+    if "encode_s" in stats and stats.get("queries"):
+        # the frontend's whole encode + decode work over every query it served (warm-up included)
+        coder_ms = 1000.0 * (stats["encode_s"] + stats["decode_s"]) / stats["queries"]
     return {
         "simulation_id": simulation_id,
         "mode": mode,
@@ -304,9 +304,9 @@ def summarize_mode(frame, options, mode, run, simulation_id, stragglers, wall) -
         "config": json.dumps({**{k: v for k, v in asdict(options).items() if k != "progress"}, "stragglers": stragglers,
                               "k": run.k, "r": run.r}, sort_keys=True, default=str),
         "straggler": options.straggler,
-        "rate": options.rate if not options.clients else None,
+        "rate": float(options.rate) if not options.clients else None,
         "clients": options.clients,
-        "deadline_ms": options.deadline_ms,
+        "deadline_ms": float(options.deadline_ms),
         "sent": int(len(frame)),
         "measured": int(len(measured)),
         "direct": int(counts.get("direct", 0)),
@@ -324,7 +324,7 @@ def summarize_mode(frame, options, mode, run, simulation_id, stragglers, wall) -
         "agreement_with_base": float(measured.agrees_with_base.mean()) if len(measured) else None,
         "decoded_accuracy": float(decoded.correct.mean()) if len(decoded) else None,
         "decoded_agreement_with_base": float(decoded.agrees_with_base.mean()) if len(decoded) else None,
-        "frontend_coder_ms": float(measured.coder_seconds.dropna().mean() * 1000.0) if measured.coder_seconds.notna().any() else None,
+        "frontend_coder_ms": coder_ms,
         "wall_seconds": wall,
         "versions": json.dumps(library_versions(), sort_keys=True),
         "schema_version": SCHEMA_VERSION,
@@ -336,13 +336,3 @@ def format_mode(s: Dict[str, Any]) -> str:
     acc = "n/a" if s["accuracy"] is None else f"{s['accuracy']:.4f}"
     return (f"{s['mode']:<12} p50 {f(s['p50_ms'])}  p99 {f(s['p99_ms'])}  p99.9 {f(s['p999_ms'])} ms  "
             f"{s['throughput_qps'] or 0:6.1f} qps  accuracy {acc}  direct {s['direct']} decoded {s['decoded']} failed {s['failed']}")
-
-
-def append_tables(experiment: str, queries: pd.DataFrame, simulations: pd.DataFrame) -> None:
-    """Add this simulation's rows to the experiment's tables, each file rewritten atomically."""
-    for name, new in (("queries", queries), ("simulations", simulations)):
-        uri = storage.join(tables_uri(experiment), f"{name}.parquet")
-        if storage.exists(uri):
-            old = storage.read_parquet(uri).to_pandas()
-            new = pd.concat([old, new], ignore_index=True)
-        storage.write_parquet(new, uri, {VERSION_KEY: SCHEMA_VERSION, "parity_ray.table": name})
