@@ -61,19 +61,18 @@ def _run_dict(run) -> Dict[str, Any]:
 
 
 def _build_coders(run, load_weights: bool = True):
-    from parity_ray.coders import create_decoder, create_encoder
+    from parity_ray.coders import DECODERS, ENCODERS
     from parity_ray.data import get_dataset_spec
-    from parity_ray.registry import call_with_accepted
 
     run = _run_dict(run)
     config = run["config"]
     k, r = int(config["k"]), int(config["r"])
     spec = get_dataset_spec(config["dataset"])
+    # The registries hand each constructor only the arguments it takes.
     context = {"k": k, "r": r, "input_shape": tuple(spec.input_shape), "num_classes": spec.num_classes}
-    encoder = call_with_accepted(create_encoder, {"spec": config["encoder"], **context})
-    decoder_context = {**context, "systematic": bool(getattr(encoder, "systematic", True)),
-                       "num_coded": getattr(encoder, "num_coded", r)}
-    decoder = call_with_accepted(create_decoder, {"spec": config["decoder"], **decoder_context})
+    encoder = ENCODERS.create(config["encoder"], **context)
+    decoder = DECODERS.create(config["decoder"], **context, systematic=bool(getattr(encoder, "systematic", True)),
+                              num_coded=int(getattr(encoder, "num_coded", r)))
     if load_weights:
         state = _coder_states(run)
         for name, module in (("encoder_state", encoder), ("decoder_state", decoder)):
