@@ -11,22 +11,17 @@ import torch
 from actors.app import AppOptions, build_app
 from actors.simulation import SimulationOptions, normalise, run_simulation
 from parity_ray import results
-from parity_ray.experiment import TuneOptions, run_experiment
 from parity_ray.serving import load_model, resolve_run
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def experiment(tmp_path_factory, local_ray):
-    """A real experiment: digits, k=2, addition/subtraction, trained through Tune."""
+def experiment(trained_experiment, local_ray):
+    """The shared digits k=2 experiment, served on this module's Ray."""
     from ray import serve
 
-    storage = tmp_path_factory.mktemp("serve-results")
-    opts = TuneOptions(space="quick", name="served", storage=str(storage), progress=False,
-                       overrides=["dataset=digits", "base_epochs=20", "encoder=addition", "k=2", "epochs=40"])
-    run_experiment(opts, log=lambda _m: None)
-    yield opts.uri
+    yield trained_experiment
     serve.shutdown()
 
 
