@@ -7,6 +7,7 @@ the same image gets the same class through HTTP as through ``parity-ray simulate
 
 from __future__ import annotations
 
+import contextlib
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -44,11 +45,16 @@ def pixels(run):
     return data.test_x.numpy(), data.test_y.numpy()
 
 
+@contextlib.contextmanager
 def _app(server, run, name, **options):
+    """An app at ``/<name>`` for the duration of a test (2 CPUs hold one app's replicas at a time)."""
     from ray import serve
 
     serve.run(build_app(run, AppOptions(**options)), name=name, route_prefix=f"/{name}")
-    return f"{server}/{name}"
+    try:
+        yield f"{server}/{name}"
+    finally:
+        serve.delete(name)
 
 
 def _hammer(url, images, per_request=1, workers=24):
@@ -58,8 +64,8 @@ def _hammer(url, images, per_request=1, workers=24):
 
 
 def test_a_request_is_answered_in_the_kserve_v1_shape(server, run, pixels):
-    url = _app(server, run, "shape", mode="coded")
-    status, body = post(url, instances(pixels[0][:3]))
+    with _app(server, run, "shape", mode="coded") as url:
+        status, body = post(url, instances(pixels[0][:3]))
     assert status == 200, body
     assert len(body["predictions"]) == 3
     for entry in body["predictions"]:
@@ -68,40 +74,37 @@ def test_a_request_is_answered_in_the_kserve_v1_shape(server, run, pixels):
         assert entry["path"] in ("direct", "decoded") and entry["latency_ms"] > 0
 
 
-@pytest.mark.parametrize(
-    "body,fragment",
-    [
-        (b"{not json", "body is not valid JSON"),
-        ({"inputs": []}, "'instances' list"),
-        ([1, 2], "'instances' list"),
-        ({"instances": []}, "non-empty list"),
-        ({"instances": [[[0.5] * 8] * 8]}, "instance 0 has shape 8x8; expected 1x8x8"),
-        ({"instances": [[[[0.5] * 8] * 7]]}, "instance 0 has shape 1x7x8; expected 1x8x8"),
-        ({"instances": [[[[0.5] * 8, [0.5] * 3]]]}, "instance 0 is not a numeric array of shape 1x8x8"),
-        ({"instances": [[[["a"] * 8] * 8]]}, "instance 0 is not a numeric array"),
-        ({"instances": [[[[2.0] * 8] * 8]]}, "values outside [0, 1]"),
-        ({"instances": [[[[0.1] * 8] * 8]] * 65}, "65 instances in one request; at most 64"),
-    ],
-)
-def test_bad_requests_get_400_with_one_line(server, run, pixels, body, fragment):
-    url = f"{server}/bad"
-    if not getattr(test_bad_requests_get_400_with_one_line, "deployed", False):
-        _app(server, run, "bad", mode="coded")
-        test_bad_requests_get_400_with_one_line.deployed = True
-    status, answer = post(url, body, raw=isinstance(body, bytes))
-    assert status == 400, answer
-    assert fragment in answer["error"] and "\n" not in answer["error"]
-    # and the app goes on answering (nothing stuck behind the bad request)
-    status, answer = post(url, instances(pixels[0][:1]))
-    assert status == 200, answer
+BAD_REQUESTS = [
+    (b"{not json", "body is not valid JSON"),
+    ({"inputs": []}, "'instances' list"),
+    ([1, 2], "'instances' list"),
+    ({"instances": []}, "non-empty list"),
+    ({"instances": [[[0.5] * 8] * 8]}, "instance 0 has shape 8x8; expected 1x8x8"),
+    ({"instances": [[[[0.5] * 8] * 7]]}, "instance 0 has shape 1x7x8; expected 1x8x8"),
+    ({"instances": [[[[0.5] * 8, [0.5] * 3]]]}, "instance 0 is not a numeric array of shape 1x8x8"),
+    ({"instances": [[[["a"] * 8] * 8]]}, "instance 0 is not a numeric array"),
+    ({"instances": [[[[2.0] * 8] * 8]]}, "values outside [0, 1]"),
+    ({"instances": [[[[0.1] * 8] * 8]] * 65}, "65 instances in one request; at most 64"),
+]
+
+
+def test_bad_requests_get_400_with_one_line(server, run, pixels):
+    with _app(server, run, "bad", mode="coded") as url:
+        for body, fragment in BAD_REQUESTS:
+            status, answer = post(url, body, raw=isinstance(body, bytes))
+            assert status == 400, (body, answer)
+            assert fragment in answer["error"] and "\n" not in answer["error"], answer
+        # and the app goes on answering (nothing stuck behind the bad requests)
+        status, answer = post(url, instances(pixels[0][:1]))
+        assert status == 200, answer
 
 
 @pytest.mark.parametrize("mode", ["coded", "coded-hedged", "replication"])
 def test_concurrent_clients_with_a_slow_replica_lose_nothing(server, run, pixels, mode):
-    url = _app(server, run, f"slow-{mode}", mode=mode, deadline_ms=40, timeout_s=20,
-               straggler="slow:replica=0,p=0.3,delay_ms=150")
     images, labels = pixels[0][:240], pixels[1][:240]
-    answers, bodies = _hammer(url, images, per_request=2)
+    with _app(server, run, f"slow-{mode}", mode=mode, deadline_ms=40, timeout_s=20,
+              straggler="slow:replica=0,p=0.3,delay_ms=150") as url:
+        answers, bodies = _hammer(url, images, per_request=2)
     assert len(answers) == len(bodies) == 120
     statuses = [status for status, _ in answers]
     assert statuses.count(200) == 120, [a for a in answers if a[0] != 200][:3]
@@ -117,10 +120,11 @@ def test_concurrent_clients_with_a_slow_replica_lose_nothing(server, run, pixels
 
 def test_concurrent_clients_with_a_crashing_replica_get_answers_or_reasons(server, run, pixels):
     """Replica 1 dies after 40 requests (Serve restarts it): every request comes back, 200 or 503 with a reason."""
-    url = _app(server, run, "crash", mode="coded", deadline_ms=40, timeout_s=15,
-               straggler="crash:replica=1,after=40")
     images = pixels[0][:200]
-    answers, bodies = _hammer(url, images, per_request=1, workers=16)
+    with _app(server, run, "crash", mode="coded", deadline_ms=40, timeout_s=15,
+              straggler="crash:replica=1,after=40") as url:
+        answers, bodies = _hammer(url, images, per_request=1, workers=16)
+        wait_until_serving(url, images[0], timeout=120)  # after the crash the app serves again
     assert len(answers) == 200
     for status, body in answers:
         assert status in (200, 503), (status, body)
@@ -130,8 +134,6 @@ def test_concurrent_clients_with_a_crashing_replica_get_answers_or_reasons(serve
             assert body["predictions"][0]["path"] in ("direct", "decoded")
     assert sum(status == 200 for status, _ in answers) >= 150
     assert any(body["predictions"][0]["path"] == "decoded" for status, body in answers if status == 200)
-    # after the crash the app serves again
-    wait_until_serving(url, images[0], timeout=120)
 
 
 def test_the_same_image_gets_the_same_class_through_http_and_simulate(server, run, pixels, trained_experiment):
@@ -141,8 +143,8 @@ def test_the_same_image_gets_the_same_class_through_http_and_simulate(server, ru
     queries = results.load(trained_experiment).queries
     queries = queries[queries.simulation_id == summary["simulation_id"]]
     assert (queries.path == "direct").all()
-    url = _app(server, run, "same", mode="coded", deadline_ms=2000)
     images = pixels[0][queries.test_index.to_numpy()]
-    answers, _ = _hammer(url, images, per_request=4, workers=4)
+    with _app(server, run, "same", mode="coded", deadline_ms=2000) as url:
+        answers, _ = _hammer(url, images, per_request=4, workers=4)
     classes = [entry["class"] for status, body in answers for entry in body["predictions"]]
     assert classes == list(queries.prediction) == list(queries.base_prediction)
