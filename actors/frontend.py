@@ -23,6 +23,7 @@ import asyncio
 import gc
 import itertools
 import json
+import os
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -71,6 +72,12 @@ class Frontend:
         self.mode = mode_cls(self, options)
         self.query_ids = itertools.count()
         self.served = 0
+        self.profiler = None
+        if os.environ.get("PARITY_RAY_PROFILE_DIR"):  # a cProfile of this frontend, written by stats()
+            import cProfile
+
+            self.profiler = cProfile.Profile()
+            self.profiler.enable()
         gc.freeze()  # the start-up heap (torch, the coders) stays out of every later collection pause
 
     # ------------------------------------------------------------------ routing (what modes call)
@@ -106,6 +113,11 @@ class Frontend:
 
     async def stats(self) -> Dict[str, Any]:
         """The mode's own counters (coded: encode/decode seconds, groups, decodes) and queries served."""
+        if self.profiler is not None:
+            self.profiler.disable()
+            path = os.path.join(os.environ["PARITY_RAY_PROFILE_DIR"], f"frontend-{self.mode_name}-{os.getpid()}.prof")
+            self.profiler.dump_stats(path)
+            self.profiler.enable()
         return {"mode": self.mode_name, "queries": self.served, **self.mode.stats()}
 
     async def placement(self) -> Dict[str, str]:
