@@ -27,7 +27,7 @@ class AppOptions:
     mode: str = "coded"
     deadline_ms: float = 50.0  # coded: decode after this; hedged: duplicate after this
     hedge_deadline_ms: Optional[float] = None  # coded-hedged: duplicate after this (default 2 x deadline)
-    group_wait_ms: float = 5.0  # coded: encode a partial group after this
+    group_wait_ms: Optional[float] = None  # coded: seal a group this long after its first query (default: deadline / 2)
     timeout_s: float = 10.0  # a query not answered by then fails
     max_batch_size: int = 16
     batch_wait_ms: float = 2.0
@@ -52,7 +52,7 @@ def check_options(options: AppOptions) -> None:
     for name in ("deadline_ms", "timeout_s", "cpus_per_replica", "max_instances"):
         if getattr(options, name) <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be > 0")
-    if options.gpus_per_replica < 0 or options.group_wait_ms < 0 or options.batch_wait_ms < 0:
+    if options.gpus_per_replica < 0 or (options.group_wait_ms or 0) < 0 or options.batch_wait_ms < 0:
         raise UsageError("--gpus-per-replica, --group-wait-ms and --batch-wait-ms must be >= 0")
     if options.hedge_deadline_ms is not None and options.hedge_deadline_ms <= 0:
         raise UsageError("--hedge-deadline-ms must be > 0")

@@ -43,7 +43,7 @@ class SimulationOptions:
     warmup: int = 100  # queries sent first and left out of the statistics
     deadline_ms: float = 50.0  # coded: decode after this; hedged: duplicate after this
     hedge_deadline_ms: Optional[float] = None  # coded-hedged: duplicate after this (default 2 x deadline)
-    group_wait_ms: float = 5.0  # coded: flush a partial group after this
+    group_wait_ms: Optional[float] = None  # coded: seal a group this long after its first query (default: deadline / 2)
     timeout_s: float = 10.0  # a query not answered by then fails
     max_batch_size: int = 16
     batch_wait_ms: float = 2.0
@@ -54,6 +54,10 @@ class SimulationOptions:
     address: Optional[str] = None  # Ray cluster address (e.g. "auto"); None = start a local Ray
     resource_check: bool = True  # refuse replicas no current node can hold (turn off for autoscaling clusters)
     progress: bool = True
+    # Open-loop only: deploy every mode's app at once and send each mode its load in turns of this many
+    # seconds (each mode the same seeded queries at the same times of its own clock; one mode loaded at a
+    # time), so that background load on a shared machine falls on every mode alike. None: one mode after another.
+    interleave_s: Optional[float] = None
 
     def app_options(self, mode: str):
         from actors.app import AppOptions
@@ -84,6 +88,8 @@ def validate(options: SimulationOptions):
             raise UsageError(f"--{name.replace('_', '-')} must be > 0")
     if options.warmup < 0:
         raise UsageError("--warmup must be >= 0")
+    if options.interleave_s is not None and (options.interleave_s <= 0 or options.clients):
+        raise UsageError("--interleave-s must be > 0 and needs an open-loop --rate (not --clients)")
     for mode in options.modes:
         check_options(options.app_options(mode))
     stragglers = parse_spec(options.straggler)
@@ -103,7 +109,8 @@ def check_resources(options: SimulationOptions, run) -> None:
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     total_cpu = sum(n["Resources"].get("CPU", 0) for n in nodes)
     best_gpu = max((n["Resources"].get("GPU", 0) for n in nodes), default=0)
-    replicas = max(sum(len(w) for w in plan(run, mode).values()) for mode in options.modes)
+    per_mode = [sum(len(w) for w in plan(run, mode).values()) for mode in options.modes]
+    replicas = sum(per_mode) if options.interleave_s else max(per_mode)  # interleaved: every app at once
     needed = replicas * options.cpus_per_replica
     if needed > total_cpu or options.gpus_per_replica > best_gpu:
         raise UsageError(
@@ -136,7 +143,6 @@ async def _load(handle, inputs: np.ndarray, options: SimulationOptions, label: s
 
     total = len(inputs)
     bar = tqdm(total=total, desc=label, unit="query", leave=False, file=sys.stderr, disable=not options.progress)
-    rng = np.random.default_rng(options.seed)
     records: List[Optional[Dict[str, Any]]] = [None] * total
     origin = time.perf_counter()
     query = handle.query
@@ -159,9 +165,8 @@ async def _load(handle, inputs: np.ndarray, options: SimulationOptions, label: s
 
         await asyncio.gather(*(client() for _ in range(options.clients)))
     else:
-        gaps = rng.exponential(1.0 / options.rate, size=total)
         tasks = []
-        for i, send_at in enumerate(np.cumsum(gaps)):
+        for i, send_at in enumerate(send_times(total, options)):
             delay = origin + send_at - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -169,6 +174,64 @@ async def _load(handle, inputs: np.ndarray, options: SimulationOptions, label: s
         await asyncio.gather(*tasks)
     bar.close()
     assert all(r is not None for r in records)
+    return records  # type: ignore[return-value]
+
+
+def send_times(total: int, options: SimulationOptions) -> np.ndarray:
+    """The seeded Poisson send times (seconds from the load's start) of an open-loop load."""
+    return np.cumsum(np.random.default_rng(options.seed).exponential(1.0 / options.rate, size=total))
+
+
+def generate_interleaved_load(handles: Dict[str, Any], inputs: np.ndarray, options: SimulationOptions,
+                              log=stderr_log) -> Dict[str, List[Dict[str, Any]]]:
+    """Every mode the same open-loop load, in turns of ``interleave_s`` seconds, one mode at a time.
+
+    Turn t sends, to each mode in a rotating order, the queries whose send times fall in
+    ``[t * interleave_s, (t + 1) * interleave_s)`` at those times of the mode's own clock, and waits
+    for all of them before the next mode's turn. A mode's ``send_s``/``receive_s`` are on its own
+    clock (the turns of the other modes and the drains left out), so its throughput and latency
+    read as in an uninterrupted run.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        return asyncio.run(_interleaved(handles, inputs, options, log))
+    finally:
+        gc.enable()
+        gc.unfreeze()
+
+
+async def _interleaved(handles, inputs, options, log):
+    times = send_times(len(inputs), options)
+    turn_s = float(options.interleave_s)
+    turns = int(np.ceil(times[-1] / turn_s)) if len(times) else 0
+    records: Dict[str, List[Optional[Dict[str, Any]]]] = {mode: [None] * len(inputs) for mode in handles}
+    modes = list(handles)
+    for turn in range(turns):
+        start, end = turn * turn_s, (turn + 1) * turn_s
+        chosen = np.flatnonzero((times >= start) & (times < end)) if turn < turns - 1 else np.flatnonzero(times >= start)
+        for mode in modes[turn % len(modes):] + modes[: turn % len(modes)]:
+            query = handles[mode].query
+            origin = time.perf_counter()
+
+            async def send(i: int, mode=mode, query=query, origin=origin) -> None:
+                delay = origin + times[i] - start - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                sent = time.perf_counter()
+                try:
+                    answer = await query.remote(int(i), inputs[i])
+                except Exception as exc:  # the frontend itself failed: still accounted for
+                    answer = {"query_id": int(i), "path": "failed",
+                              "reason": f"frontend error: {type(exc).__name__}: {exc}"[:300]}
+                records[mode][i] = {**answer, "send_s": start + sent - origin,
+                                    "receive_s": start + time.perf_counter() - origin}
+
+            await asyncio.gather(*(send(i) for i in chosen))
+        if options.progress and turn % 10 == 9:
+            log(f"  interleaved load: turn {turn + 1} of {turns}")
+    assert all(r is not None for mode in records for r in records[mode])
     return records  # type: ignore[return-value]
 
 
@@ -221,21 +284,45 @@ def run_simulation(options: SimulationOptions, log=stderr_log) -> Dict[str, Any]
         indices, pixels, labels, base_pred = load_queries(run, options)
         total = len(indices)
         simulation_id = f"sim-{time.strftime('%Y%m%d-%H%M%S')}-{stable_hash(asdict(options), 6)}-{uuid.uuid4().hex[:6]}"
-        query_frames, summaries = [], []
-        for mode in options.modes:
+        load = f"closed loop, {options.clients} clients" if options.clients else f"{options.rate:g} qps"
+        results: Dict[str, tuple] = {}
+
+        def deploy(mode):
             app_name = f"parity-sim-{mode}-{simulation_id[-6:]}"
             handle = serve.run(build_app(run, options.app_options(mode)), name=app_name, route_prefix=None,
                                logging_config={"log_level": "WARNING"})
+            nodes = handle.placement.remote().result()
+            log(f"{mode}: deployed on {len(set(nodes.values()))} node(s)")
+            return app_name, handle, nodes
+
+        if options.interleave_s:
+            deployed = {}
             try:
-                nodes = handle.placement.remote().result()
-                load = f"closed loop, {options.clients} clients" if options.clients else f"{options.rate:g} qps"
-                log(f"{mode}: deployed on {len(set(nodes.values()))} node(s); sending {total} queries ({load})")
+                for mode in options.modes:
+                    deployed[mode] = deploy(mode)
+                log(f"sending {total} queries to each mode ({load}), in turns of {options.interleave_s:g} s")
                 started = time.perf_counter()
-                records = generate_load(handle, pixels, options, mode)
+                records = generate_interleaved_load({m: d[1] for m, d in deployed.items()}, pixels, options, log)
                 wall = time.perf_counter() - started
-                stats = handle.stats.remote().result()
+                for mode, (app_name, handle, nodes) in deployed.items():
+                    results[mode] = (records[mode], wall, handle.stats.remote().result(), nodes)
             finally:
-                serve.delete(app_name)
+                for app_name, _handle, _nodes in deployed.values():
+                    serve.delete(app_name)
+        else:
+            for mode in options.modes:
+                app_name, handle, nodes = deploy(mode)
+                try:
+                    log(f"{mode}: sending {total} queries ({load})")
+                    started = time.perf_counter()
+                    records = generate_load(handle, pixels, options, mode)
+                    wall = time.perf_counter() - started
+                    results[mode] = (records, wall, handle.stats.remote().result(), nodes)
+                finally:
+                    serve.delete(app_name)
+        query_frames, summaries = [], []
+        for mode in options.modes:
+            records, wall, stats, nodes = results[mode]
             frame = queries_frame(records, simulation_id, mode, run.run_id, indices, labels, base_pred, options.warmup)
             summary = summarize_mode(frame, options, mode, run, simulation_id, stragglers, wall, stats)
             summary["replica_nodes"] = json.dumps(nodes, sort_keys=True)
@@ -292,10 +379,11 @@ def summarize_mode(frame, options, mode, run, simulation_id, stragglers, wall, s
     counts = measured.path.value_counts().to_dict()
     pct = lambda q: float(np.percentile(latency, q)) if len(latency) else None  # noqa: E731
     stats = stats or {}
-    coder_ms = None
+    coder_ms = coder_cpu_ms = None
     if "encode_s" in stats and stats.get("queries"):
         # the frontend's whole encode + decode work over every query it served (warm-up included)
         coder_ms = 1000.0 * (stats["encode_s"] + stats["decode_s"]) / stats["queries"]
+        coder_cpu_ms = 1000.0 * (stats["encode_cpu_s"] + stats["decode_cpu_s"]) / stats["queries"]
     return {
         "simulation_id": simulation_id,
         "mode": mode,
@@ -325,6 +413,9 @@ def summarize_mode(frame, options, mode, run, simulation_id, stragglers, wall, s
         "decoded_accuracy": float(decoded.correct.mean()) if len(decoded) else None,
         "decoded_agreement_with_base": float(decoded.agrees_with_base.mean()) if len(decoded) else None,
         "frontend_coder_ms": coder_ms,
+        "frontend_coder_cpu_ms": coder_cpu_ms,
+        "groups_encoded": stats.get("groups"),
+        "groups_skipped": stats.get("groups_without_coded_requests"),
         "wall_seconds": wall,
         "versions": json.dumps(library_versions(), sort_keys=True),
         "schema_version": SCHEMA_VERSION,

@@ -178,6 +178,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         clients=args.clients,
         queries=args.queries,
         warmup=args.warmup,
+        interleave_s=args.interleave_s,
         deadline_ms=args.deadline_ms,
         hedge_deadline_ms=args.hedge_deadline_ms,
         group_wait_ms=args.group_wait_ms,
@@ -298,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--clients", type=int, help="closed loop with N clients instead of --rate")
     sim.add_argument("--queries", type=int, default=1000)
     sim.add_argument("--warmup", type=int, default=100)
+    sim.add_argument("--interleave-s", type=float,
+                     help="deploy every mode at once and send each its load in turns of this many seconds "
+                          "(background load then falls on every mode alike); default: one mode after another")
     _serving_flags(sim, straggler=True)
     sim.add_argument("--data-root")
     sim.add_argument("--address", help="Ray cluster address (e.g. auto); default: start a local Ray")
@@ -344,7 +348,8 @@ def _serving_flags(parser: argparse.ArgumentParser, straggler: bool = True) -> N
         parser.add_argument("--straggler", default="none", help="e.g. slow:replica=0,p=0.3,delay_ms=100 (join models with +)")
     parser.add_argument("--deadline-ms", type=float, default=50.0, help="coded: decode after this; hedged: duplicate after this")
     parser.add_argument("--hedge-deadline-ms", type=float, help="coded-hedged: duplicate after this (default 2 x deadline)")
-    parser.add_argument("--group-wait-ms", type=float, default=5.0, help="coded: encode a partial group after this")
+    parser.add_argument("--group-wait-ms", type=float,
+                        help="coded: seal a group this long after its first query (default: half the deadline)")
     parser.add_argument("--timeout-s", type=float, default=10.0)
     parser.add_argument("--max-batch-size", type=int, default=16)
     parser.add_argument("--batch-wait-ms", type=float, default=2.0)

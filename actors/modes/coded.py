@@ -1,18 +1,22 @@
 """``coded``: the run's code, served.
 
-Systematic codes (k base replicas + one replica per coded query): each query goes to a base
-replica the moment it arrives; consecutive queries fill k-groups, and a group's queries sit on k
-different replicas. When a group is full (or ``group_wait_ms`` after its first query) the encoder
-makes its coded queries, one for each coded worker. A query is answered with its own output, or,
-once ``deadline_ms`` after its arrival has passed and any k of the group's n = k + r outputs are
-in, with the decoded output. A partial group's empty slots are filled with recently answered
-queries whose base outputs the frontend already holds, so its coded queries stay in the
-distribution the workers were trained on and its real queries stay decodable, at no extra base
-request.
+Systematic codes (k base replicas + one replica per coded query): each query goes at once to the
+base replica with the fewest requests in flight (routing as in every other mode), then joins the
+oldest open k-group that has no query on that replica yet (or opens one), so a group's queries sit
+on k different replicas without the grouping ever steering a query onto a busy replica.
+``group_wait_ms`` after a group's first query (default: half the deadline) the group is sealed:
+the encoder makes its coded queries, one for each coded worker, unless every query of the group
+has already been answered, in which case no coded request is needed and none is sent. A query is
+answered with its own output, or, once ``deadline_ms`` after its arrival has passed and any k of
+the group's n = k + r outputs are in, with the decoded output. A partial group's empty slots are
+filled with recently answered queries whose base outputs the frontend already holds, so its coded
+queries stay in the distribution the workers were trained on and its real queries stay decodable,
+at no extra base request.
 
-Non-systematic codes (one replica per coded query, n = k + r of them, no base replicas): every
-answer is decoded, from all n outputs as soon as they are in, or from the first k once the
-deadline has passed. Partial groups are padded with recent queries.
+Non-systematic codes (one replica per coded query, n = k + r of them, no base replicas): a group
+is sealed as soon as it is full (or ``group_wait_ms`` after its first query), and every answer is
+decoded, from all n outputs as soon as they are in, or from the first k once the deadline has
+passed. Partial groups are padded with recent queries.
 
 A coded worker runs a trained parity model, or the deployed model F itself when the run's
 ``parity_model`` is ``base``. Up to r slow or failed workers at once are covered.
@@ -39,7 +43,7 @@ class Group:
     """A k-group in flight: its queries' data requests, and its coded requests once sealed."""
 
     __slots__ = ("id", "queries", "replica_of", "data", "fillers", "coded", "sealed", "sealed_future",
-                 "flush", "encode_s", "decoded")
+                 "flush", "encode_s", "decoded", "skipped")
 
     def __init__(self, group_id: int):
         self.id = group_id
@@ -53,6 +57,7 @@ class Group:
         self.flush: Optional[asyncio.TimerHandle] = None
         self.encode_s = 0.0
         self.decoded: Dict[bytes, np.ndarray] = {}  # availability pattern -> the decoded (k, C)
+        self.skipped = False  # sealed with every query already answered: no coded request sent
 
 
 @register_mode("coded")
@@ -66,13 +71,15 @@ class Coded(ServingMode):
         self.layout = self.code.layout
         self.k, self.n = self.layout.k, self.layout.n
         self.systematic = self.layout.systematic
-        self.group_wait_s = float(options.get("group_wait_ms", 5.0)) / 1000.0
-        self.open_group: Optional[Group] = None
+        group_wait_ms = options.get("group_wait_ms")
+        self.group_wait_s = self.deadline_s / 2 if group_wait_ms is None else float(group_wait_ms) / 1000.0
+        self.open_groups: List[Group] = []  # oldest first
         self.group_ids = itertools.count()
         # Recent (query, base output) pairs: fillers for partial groups.
         self.recent: collections.deque = collections.deque(maxlen=4 * self.k)
-        self.encode_s = self.decode_s = 0.0
-        self.groups = self.decodes = 0
+        self.encode_s = self.decode_s = 0.0  # wall time
+        self.encode_cpu_s = self.decode_cpu_s = 0.0  # this thread's CPU time
+        self.groups = self.decodes = self.skipped_groups = 0
 
     @classmethod
     def workers(cls, layout, has_parity):
@@ -82,7 +89,9 @@ class Coded(ServingMode):
         return {"coded": coded_pool}
 
     def stats(self) -> Dict[str, Any]:
-        return {"encode_s": self.encode_s, "decode_s": self.decode_s, "groups": self.groups, "decodes": self.decodes}
+        return {"encode_s": self.encode_s, "decode_s": self.decode_s, "encode_cpu_s": self.encode_cpu_s,
+                "decode_cpu_s": self.decode_cpu_s, "groups": self.groups, "decodes": self.decodes,
+                "groups_without_coded_requests": self.skipped_groups}
 
     # ------------------------------------------------------------------ entry point
     async def answer(self, query_id, query):
@@ -97,41 +106,50 @@ class Coded(ServingMode):
 
     # ------------------------------------------------------------------ groups
     def _join(self, query: np.ndarray):
-        """Place the query in the open group; a systematic code sends it to a base replica at once.
-
-        Only the coded queries wait for the group: they are encoded when the group is full, or
-        after ``group_wait_ms`` for a partial group.
-        """
-        group = self.open_group
+        """Send the query to a base replica at once (systematic codes) and place it in an open group."""
+        frontend = self.frontend
+        if self.systematic:
+            replica = frontend.pick("base")
+            group = next((g for g in self.open_groups if replica not in g.replica_of), None)
+        else:
+            replica, group = None, (self.open_groups[0] if self.open_groups else None)
         if group is None:
-            group = self.open_group = Group(next(self.group_ids))
+            group = Group(next(self.group_ids))
             group.flush = asyncio.get_running_loop().call_later(self.group_wait_s, self._seal, group)
+            self.open_groups.append(group)
         position = len(group.queries)
         group.queries.append(query)
         if self.systematic:
-            replica = self.frontend.pick("base", exclude=group.replica_of)
             group.replica_of.append(replica)
-            group.data.append(self.frontend.send("base", replica, query))
+            group.data.append(frontend.send("base", replica, query))
         if len(group.queries) == self.k:
-            self._seal(group)
+            self.open_groups.remove(group)
+            if not self.systematic:
+                self._seal(group)  # every answer waits for it
         return group, position
 
     def _seal(self, group: Group) -> None:
+        """Encode the group and send its coded queries (not needed when all its queries are answered)."""
         if group.sealed:
             return
         group.sealed = True
-        if self.open_group is group:
-            self.open_group = None
+        if group in self.open_groups:
+            self.open_groups.remove(group)
         if group.flush is not None:
             group.flush.cancel()
-        started = time.perf_counter()
+        group.sealed_future.set_result(True)
+        if self.systematic and all(_ok(request) for request in group.data):
+            group.skipped = True
+            self.skipped_groups += 1
+            return
+        started, cpu = time.perf_counter(), time.thread_time()
         coded_queries = self.code.encode_group(np.stack(group.queries + self._fill(group)))
         group.encode_s = time.perf_counter() - started
         self.encode_s += group.encode_s
+        self.encode_cpu_s += time.thread_time() - cpu
         self.groups += 1
         send = self.frontend.send
         group.coded = [send("coded", j, coded_queries[j]) for j in range(self.layout.num_coded)]
-        group.sealed_future.set_result(True)
         if not self.systematic:  # pads for later partial groups (their outputs are never needed)
             self.recent.extend((q, None) for q in group.queries)
 
@@ -179,10 +197,10 @@ class Coded(ServingMode):
         key = available.tobytes()
         decoded = group.decoded.get(key)
         if decoded is None:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.thread_time()
             decoded = group.decoded[key] = self.code.decode_group(outputs, available)
-            spent = time.perf_counter() - started
-            self.decode_s += spent
+            self.decode_s += time.perf_counter() - started
+            self.decode_cpu_s += time.thread_time() - cpu
             self.decodes += 1
         return decoded
 
