@@ -53,7 +53,7 @@ def test_decoded_answer_equals_offline_decoding(experiment):
 
     run = resolve_run(experiment, "best")
     # position 0 always misses the deadline
-    options = AppOptions(mode="coded", deadline_ms=30, timeout_s=5, straggler="slow:replica=0,p=1,delay_ms=400")
+    options = AppOptions(mode="coded", deadline_ms=30, timeout_s=5, straggler="slow:replica=0,p=1,delay_ms=2000")
     handle = serve.run(build_app(run, options), name="offline-check", route_prefix=None)
     data = load_data("digits", val_size=run.config["val_size"], split_seed=run.config["seed"], input_norm="none")
     pixels = data.test_x[:2].numpy()
@@ -144,6 +144,7 @@ def test_queries_avoid_a_replica_stuck_in_a_slow_batch(experiment, mode):
 
     first, later = asyncio.run(one_stuck_then_four())
     serve.delete(app)
-    assert first["replica"] == "base:0" and first["path"] == "direct"  # nothing could stand in for it
+    # The stuck query waits for its replica, or is decoded: query 1 joined its group (on replica 1).
+    assert (first["path"], first["replica"]) in (("direct", "base:0"), ("decoded", "parity:[0]"))
     assert len(later) == 4 and all(a["replica"] != "base:0" for a in later)
     assert all(a["path"] == "direct" for a in later)
