@@ -1,4 +1,6 @@
-"""``parity-ray`` command line: train, quickstart, tune, simulate, report, list.
+"""``parity-ray`` command line: train, quickstart, tune, simulate, serve, report, list.
+
+The CLI is the one part of ``parity_ray`` that reaches into the Serve layer (``actors``).
 
 Bad input ends in one line ``parity-ray: error: ...`` and exit code 2.
 """
@@ -120,11 +122,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
+    from actors.simulation import SimulationOptions, run_simulation
+
     from .quickstart import QuickstartOptions, format_summary, run_quickstart
 
     options = QuickstartOptions(storage=args.storage, name=args.name, data_root=args.data_root,
                                 smoke_test=args.smoke_test, progress=not args.no_progress)
-    summary = run_quickstart(options)
+    summary = run_quickstart(options, simulate=lambda log, **kw: run_simulation(SimulationOptions(**kw), log=log))
     print(format_summary(summary))
     if args.json:
         print(json.dumps(summary, sort_keys=True, default=str))
@@ -168,9 +172,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from .simulate import SimulationOptions, run_simulation
+    from actors.modes import list_modes
+    from actors.simulation import SimulationOptions, format_mode, run_simulation
 
     modes = "coded,replication" if args.smoke_test else args.mode
+    if modes == "all":
+        modes = ",".join(list_modes())
     if args.smoke_test:
         args.queries, args.warmup = 8, 2
     options = SimulationOptions(
@@ -185,7 +192,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         clients=args.clients,
         queries=args.queries,
         warmup=args.warmup,
+        interleave_s=args.interleave_s,
         deadline_ms=args.deadline_ms,
+        hedge_deadline_ms=args.hedge_deadline_ms,
         group_wait_ms=args.group_wait_ms,
         timeout_s=args.timeout_s,
         max_batch_size=args.max_batch_size,
@@ -199,7 +208,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     summary = run_simulation(options)
-    from .simulate import format_mode
 
     print(f"simulation {summary['simulation_id']}  run {summary['run_id']}")
     for mode in summary["modes"]:
@@ -207,6 +215,20 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, sort_keys=True, default=str))
     return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from actors.serve import ServeOptions, run_serve
+
+    options = ServeOptions(
+        experiment=args.experiment, run=args.run, dataset=args.dataset, model=args.model, k=args.k,
+        mode=args.mode, host=args.host, port=args.port, route_prefix=args.route_prefix,
+        deadline_ms=args.deadline_ms, hedge_deadline_ms=args.hedge_deadline_ms, group_wait_ms=args.group_wait_ms,
+        timeout_s=args.timeout_s, max_batch_size=args.max_batch_size, batch_wait_ms=args.batch_wait_ms,
+        cpus_per_replica=args.cpus_per_replica, gpus_per_replica=args.gpus_per_replica, straggler=args.straggler,
+        seed=args.seed, max_instances=args.max_instances, address=args.address, write_config=args.write_config,
+    )
+    return run_serve(options)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -285,25 +307,41 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--dataset")
     sim.add_argument("--model")
     sim.add_argument("--k", type=int)
-    sim.add_argument("--mode", default="coded,replication,hedged,none", help="comma-separated: coded, replication, hedged, none")
-    sim.add_argument("--straggler", default="none", help="e.g. slow:replica=0,p=0.3,delay_ms=100 (join models with +)")
+    sim.add_argument("--mode", default="coded,replication,hedged,none",
+                     help="comma-separated serving modes (coded, coded-hedged, replication, hedged, none), or all")
     sim.add_argument("--rate", type=float, default=50.0, help="open-loop Poisson queries/s")
     sim.add_argument("--clients", type=int, help="closed loop with N clients instead of --rate")
     sim.add_argument("--queries", type=int, default=1000)
     sim.add_argument("--warmup", type=int, default=100)
-    sim.add_argument("--deadline-ms", type=float, default=50.0)
-    sim.add_argument("--group-wait-ms", type=float, default=5.0)
-    sim.add_argument("--timeout-s", type=float, default=10.0)
-    sim.add_argument("--max-batch-size", type=int, default=16)
-    sim.add_argument("--batch-wait-ms", type=float, default=2.0)
-    sim.add_argument("--cpus-per-replica", type=float, default=0.25)
-    sim.add_argument("--gpus-per-replica", type=float, default=0.0)
+    sim.add_argument("--interleave-s", type=float,
+                     help="deploy every mode at once and send each its load in turns of this many seconds "
+                          "(background load then falls on every mode alike); default: one mode after another")
+    _serving_flags(sim, straggler=True)
     sim.add_argument("--data-root")
-    sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--address", help="Ray cluster address (e.g. auto); default: start a local Ray")
     sim.add_argument("--no-resource-check", action="store_true", help="allow resources no current node has (autoscaling)")
     _common(sim)
     sim.set_defaults(func=cmd_simulate)
+
+    srv = commands.add_parser("serve", help="serve a trained run over HTTP on Ray Serve (foreground; Ctrl-C stops)",
+                              description="Serve a run's app: POST / {\"instances\": [...]} -> {\"predictions\": [...]}. "
+                                          "With --write-config, write the Serve config file that runs the same app "
+                                          "(serve run FILE / serve deploy FILE) instead.")
+    srv.add_argument("--experiment", required=True, help="experiment folder or s3:// URI (from parity-ray tune)")
+    srv.add_argument("--run", default="best", help="a run id, or best (filtered by --dataset/--model/--k)")
+    srv.add_argument("--dataset")
+    srv.add_argument("--model")
+    srv.add_argument("--k", type=int)
+    srv.add_argument("--mode", default="coded", help="serving mode: coded, coded-hedged, replication, hedged, none")
+    srv.add_argument("--host", default="127.0.0.1", help="HTTP host (0.0.0.0 for every interface)")
+    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("--route-prefix", default="/")
+    srv.add_argument("--straggler", default="none", help="straggler models for a demo, as in simulate")
+    _serving_flags(srv, straggler=False)
+    srv.add_argument("--max-instances", type=int, default=64, help="instances per HTTP request")
+    srv.add_argument("--address", help="Ray cluster address (e.g. auto); default: start a local Ray")
+    srv.add_argument("--write-config", metavar="FILE", help="write a Serve config file for this app and exit")
+    srv.set_defaults(func=cmd_serve)
 
     report = commands.add_parser("report", help="write a static HTML report of an experiment (tables, charts, instance explorer)",
                                  description="Write <PATH>/report/index.html with its charts, instance explorer and data "
@@ -321,6 +359,22 @@ def build_parser() -> argparse.ArgumentParser:
     lister.add_argument("--json", action="store_true", help="print one JSON object")
     lister.set_defaults(func=cmd_list)
     return parser
+
+
+def _serving_flags(parser: argparse.ArgumentParser, straggler: bool = True) -> None:
+    """The app's flags, shared by simulate and serve."""
+    if straggler:
+        parser.add_argument("--straggler", default="none", help="e.g. slow:replica=0,p=0.3,delay_ms=100 (join models with +)")
+    parser.add_argument("--deadline-ms", type=float, default=50.0, help="coded: decode after this; hedged: duplicate after this")
+    parser.add_argument("--hedge-deadline-ms", type=float, help="coded-hedged: duplicate after this (default 2 x deadline)")
+    parser.add_argument("--group-wait-ms", type=float,
+                        help="coded: seal a group this long after its first query (default: half the deadline)")
+    parser.add_argument("--timeout-s", type=float, default=10.0)
+    parser.add_argument("--max-batch-size", type=int, default=16)
+    parser.add_argument("--batch-wait-ms", type=float, default=2.0)
+    parser.add_argument("--cpus-per-replica", type=float, default=0.25)
+    parser.add_argument("--gpus-per-replica", type=float, default=0.0)
+    parser.add_argument("--seed", type=int, default=0)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

@@ -31,12 +31,16 @@ class QuickstartOptions:
     progress: bool = True
 
 
-def run_quickstart(options: QuickstartOptions, log: Callable[[str], None] = stderr_log) -> Dict[str, Any]:
-    """Tune the quick grid, simulate its best run, write the report; return what each step made."""
+def run_quickstart(options: QuickstartOptions, simulate: Callable[..., Dict[str, Any]],
+                   log: Callable[[str], None] = stderr_log) -> Dict[str, Any]:
+    """Tune the quick grid, simulate its best run, write the report; return what each step made.
+
+    ``simulate(log, **simulation options)`` is the Serve layer's simulation driver
+    (``actors.simulation``), passed in by the CLI: the library itself never imports Serve.
+    """
     from analysis.report import build_report
 
     from .experiment import TuneOptions, init_ray, run_experiment
-    from .simulate import SimulationOptions, run_simulation
 
     import ray
 
@@ -59,14 +63,14 @@ def run_quickstart(options: QuickstartOptions, log: Callable[[str], None] = stde
         if not tuned["best_run"]:
             raise RuntimeError(f"no trial of the quick grid completed: {tuned['status']}; see {tuned['tables']}")
         log(f"2/3 simulate: {tuned['best_run']} with '{STRAGGLER}' at {options.rate:g} qps")
-        sim_options = SimulationOptions(
+        sim_options = dict(
             experiment=tune_options.uri, run=tuned["best_run"], straggler=STRAGGLER, rate=options.rate,
             queries=8 if options.smoke_test else options.queries, warmup=2 if options.smoke_test else options.queries // 10,
             deadline_ms=options.deadline_ms, data_root=options.data_root,
             modes=["coded", "replication"] if options.smoke_test else ["coded", "replication", "hedged", "none"],
             progress=options.progress)
         clock = time.perf_counter()
-        simulated = run_simulation(sim_options, log=log)
+        simulated = simulate(log, **sim_options)
         steps["simulate"] = time.perf_counter() - clock
     finally:
         ray.shutdown()  # our local Ray, Serve's apps with it

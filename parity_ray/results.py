@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import pandas as pd
 
@@ -18,7 +18,7 @@ from .errors import UsageError
 
 SCHEMA_VERSION = 2  # 2: codes of every family, erasure patterns up to r (predictions, per-e accuracies)
 TABLES = ("runs", "epochs", "predictions", "base_models")  # written by parity-ray tune
-SIMULATION_TABLES = ("queries", "simulations")  # appended by parity-ray simulate
+SIMULATION_TABLES = ("queries", "simulations")  # one file per simulation (tables/<name>/<simulation_id>.parquet)
 VERSION_KEY = "parity_ray.schema_version"
 
 
@@ -54,6 +54,45 @@ def write_tables(experiment: str, tables: Dict[str, pd.DataFrame]) -> None:
         )
 
 
+def write_simulation(experiment: str, simulation_id: str, queries: pd.DataFrame, simulations: pd.DataFrame) -> List[str]:
+    """Write one simulation's rows as its own files: ``tables/queries/<id>.parquet`` and
+    ``tables/simulations/<id>.parquet``.
+
+    No file is read or rewritten, so simulations running at once lose no row and a new one never
+    touches the old ones. Each file is written atomically; returns their URIs.
+    """
+    written = []
+    for name, frame in (("queries", queries), ("simulations", simulations)):
+        uri = storage.join(tables_uri(experiment), name, f"{simulation_id}.parquet")
+        storage.write_parquet(frame, uri, {VERSION_KEY: SCHEMA_VERSION, "parity_ray.table": name})
+        written.append(uri)
+    return written
+
+
+def _read_versioned(uri: str) -> pd.DataFrame:
+    table = storage.read_parquet(uri)
+    version = (table.schema.metadata or {}).get(VERSION_KEY.encode(), b"?").decode()
+    if version != str(SCHEMA_VERSION):
+        raise UsageError(f"table '{uri}' has schema version {version}; this parity_ray reads version {SCHEMA_VERSION}")
+    return table.to_pandas()
+
+
+def _read_simulation_table(folder: str, name: str) -> Optional[pd.DataFrame]:
+    """Both layouts: the single file ``<name>.parquet`` of earlier versions (appended to by
+    rewriting) and the folder ``<name>/`` of one file per simulation; rows of both, oldest first."""
+    frames = []
+    single = storage.join(folder, f"{name}.parquet")
+    if storage.exists(single):
+        frames.append(_read_versioned(single))
+    for entry in storage.list_dir(storage.join(folder, name)):
+        if entry.endswith(".parquet") and not entry.startswith("."):
+            frames.append(_read_versioned(storage.join(folder, name, entry)))
+    frames = [f for f in frames if len(f.columns)]
+    if not frames:
+        return None
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
 def _locate(path: str) -> str:
     """Accept the experiment folder or its ``tables/`` folder."""
     for candidate in (tables_uri(path), str(path)):
@@ -66,19 +105,15 @@ def load(path: str) -> Tables:
     """Load an experiment's tables (local path or ``s3://`` URI) as DataFrames."""
     folder = _locate(str(path))
     frames = {}
-    for name in TABLES + SIMULATION_TABLES:
+    for name in TABLES:
         uri = storage.join(folder, f"{name}.parquet")
         if not storage.exists(uri):
-            if name in SIMULATION_TABLES:
-                continue
             raise UsageError(f"experiment table '{uri}' is missing; the experiment did not finish writing its tables")
-        table = storage.read_parquet(uri)
-        version = (table.schema.metadata or {}).get(VERSION_KEY.encode(), b"?").decode()
-        if version != str(SCHEMA_VERSION):
-            raise UsageError(
-                f"table '{uri}' has schema version {version}; this parity_ray reads version {SCHEMA_VERSION}"
-            )
-        frames[name] = table.to_pandas()
+        frames[name] = _read_versioned(uri)
+    for name in SIMULATION_TABLES:
+        frame = _read_simulation_table(folder, name)
+        if frame is not None:
+            frames[name] = frame
     return Tables(**frames)
 
 

@@ -93,13 +93,20 @@ def _float(value) -> Optional[float]:
 
 
 def load_model(run: ServedRun, role: str, parity_index: int = 0, device: str = "cpu") -> nn.Module:
-    """The base model (``role="base"``) or parity model ``parity_index`` (``role="parity"``), in eval mode."""
+    """The base model (``role="base"``) or coded worker ``parity_index``'s model (``role="parity"``), in eval mode.
+
+    A coded worker runs the trained parity model ``models.<parity_index>.`` of the run's best.pt, or
+    the deployed model F itself when the run's ``parity_model`` is ``base``.
+    """
     from .data import get_dataset_spec
 
     spec = get_dataset_spec(run.config["dataset"])
     if role == "base":
         model = create_model(run.config["model"], input_shape=spec.input_shape, num_classes=spec.num_classes)
         state = torch.load(io.BytesIO(storage.read_bytes(run.base_weights_uri)), map_location="cpu", weights_only=True)
+    elif role == "parity" and run.config.get("parity_model") == "base":
+        # F as the coded worker (e.g. Berrut codes): the deployed model itself, frozen base weights
+        return load_model(run, "base", device=device)
     elif role == "parity":
         if not run.parity_checkpoint_uri:
             raise UsageError(f"run '{run.run_id}' has no parity model checkpoint")

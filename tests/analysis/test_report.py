@@ -260,10 +260,12 @@ def test_report_of_a_72_run_grid_opens_in_seconds(tmp_path, data_root):
 @pytest.mark.slow
 def test_report_of_an_s3_experiment_goes_to_its_report_prefix(small_experiment, s3_server, tmp_path):  # noqa: F811
     uri = "s3://parity-bucket/analysis/small"
-    for name in os.listdir(Path(small_experiment.uri, "tables")):
-        storage.write_bytes(storage.join(uri, "tables", name), Path(small_experiment.uri, "tables", name).read_bytes())
+    tables = Path(small_experiment.uri, "tables")
+    for path in sorted(p for p in tables.rglob("*") if p.is_file()):  # the partitioned tables' folders too
+        storage.write_bytes(storage.join(uri, "tables", *path.relative_to(tables).parts), path.read_bytes())
     loaded = results.load(uri)
     pd.testing.assert_frame_equal(loaded.runs, results.load(small_experiment.uri).runs)
+    assert len(loaded.queries) == len(results.load(small_experiment.uri).queries) > 0  # partitioned, on S3
 
     summary = build_report(uri)
     assert summary["report"] == f"{uri}/report/index.html"

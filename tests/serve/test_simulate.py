@@ -8,29 +8,25 @@ import numpy as np
 import pytest
 import torch
 
+from actors.app import AppOptions, build_app
+from actors.simulation import SimulationOptions, normalise, run_simulation
 from parity_ray import results
-from parity_ray.experiment import TuneOptions, run_experiment
-from parity_ray.simulate import SimulationOptions, build_app, run_simulation
 from parity_ray.serving import load_model, resolve_run
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def experiment(tmp_path_factory, local_ray):
-    """A real experiment: digits, k=2, addition/subtraction, trained through Tune."""
+def experiment(trained_experiment, local_ray):
+    """The shared digits k=2 experiment, served on this module's Ray."""
     from ray import serve
 
-    storage = tmp_path_factory.mktemp("serve-results")
-    opts = TuneOptions(space="quick", name="served", storage=str(storage), progress=False,
-                       overrides=["dataset=digits", "base_epochs=20", "encoder=addition", "k=2", "epochs=40"])
-    run_experiment(opts, log=lambda _m: None)
-    yield opts.uri
+    yield trained_experiment
     serve.shutdown()
 
 
 def test_every_query_is_accounted_for_even_when_a_replica_crashes(experiment):
-    options = SimulationOptions(experiment=experiment, modes=["coded", "replication", "hedged", "none"],
+    options = SimulationOptions(experiment=experiment, modes=["coded", "coded-hedged", "replication", "hedged", "none"],
                                 straggler="slow:replica=0,p=0.3,delay_ms=80+crash:replica=1,after=60",
                                 rate=40, queries=160, warmup=20, deadline_ms=40, timeout_s=5, progress=False)
     summary = run_simulation(options, log=lambda _m: None)
@@ -45,7 +41,7 @@ def test_every_query_is_accounted_for_even_when_a_replica_crashes(experiment):
     assert set(queries.path) <= {"direct", "decoded", "failed"}
     assert queries[queries.path == "failed"].reason.notna().all()
     sims = tables.simulations
-    assert set(sims[sims.simulation_id == summary["simulation_id"]]["mode"]) == {"coded", "replication", "hedged", "none"}
+    assert set(sims[sims.simulation_id == summary["simulation_id"]]["mode"]) == {"coded", "coded-hedged", "replication", "hedged", "none"}
     assert {"p50_ms", "p90_ms", "p99_ms", "p999_ms", "mean_ms", "throughput_qps", "accuracy", "decoded_accuracy"} <= set(sims.columns)
 
 
@@ -56,14 +52,15 @@ def test_decoded_answer_equals_offline_decoding(experiment):
     from parity_ray.data import load_data
 
     run = resolve_run(experiment, "best")
-    options = SimulationOptions(experiment=experiment, deadline_ms=30, timeout_s=5)
-    stragglers = [{"kind": "slow", "replica": 0, "p": 1.0, "delay_ms": 400}]  # position 0 always misses the deadline
-    handle = serve.run(build_app("coded", run, options, stragglers), name="offline-check", route_prefix=None)
-    data = load_data("digits", val_size=run.config["val_size"], split_seed=run.config["seed"], input_norm="dataset")
-    queries = data.test_x[:2].numpy()
+    # position 0 always misses the deadline
+    options = AppOptions(mode="coded", deadline_ms=30, timeout_s=5, straggler="slow:replica=0,p=1,delay_ms=2000")
+    handle = serve.run(build_app(run, options), name="offline-check", route_prefix=None)
+    data = load_data("digits", val_size=run.config["val_size"], split_seed=run.config["seed"], input_norm="none")
+    pixels = data.test_x[:2].numpy()
+    queries = normalise(pixels, run.input_norm)
 
     async def send_group():
-        return await asyncio.gather(handle.remote(0, queries[0]), handle.remote(1, queries[1]))
+        return await asyncio.gather(handle.query.remote(0, pixels[0]), handle.query.remote(1, pixels[1]))
 
     answers = asyncio.run(send_group())
     serve.delete("offline-check")
@@ -93,14 +90,15 @@ def test_a_partial_group_is_decodable_through_a_recently_answered_filler(experim
 
     run = resolve_run(experiment, "best")
     # A generous deadline so that replica 1's first (cold) answer still comes back direct.
-    options = SimulationOptions(experiment=experiment, deadline_ms=250, group_wait_ms=1, timeout_s=10)
-    stragglers = [{"kind": "slow", "replica": 0, "p": 1.0, "delay_ms": 1500}]
-    handle = serve.run(build_app("coded", run, options, stragglers), name="partial-check", route_prefix=None)
-    data = load_data("digits", val_size=run.config["val_size"], split_seed=run.config["seed"], input_norm="dataset")
-    queries = data.test_x[:4].numpy()
+    options = AppOptions(mode="coded", deadline_ms=250, group_wait_ms=1, timeout_s=10,
+                         straggler="slow:replica=0,p=1,delay_ms=1500")
+    handle = serve.run(build_app(run, options), name="partial-check", route_prefix=None)
+    data = load_data("digits", val_size=run.config["val_size"], split_seed=run.config["seed"], input_norm="none")
+    pixels = data.test_x[:4].numpy()
+    queries = normalise(pixels, run.input_norm)
 
     async def one_at_a_time():
-        return [await handle.remote(i, queries[i]) for i in range(4)]
+        return [await handle.query.remote(i, pixels[i]) for i in range(4)]
 
     answers = asyncio.run(one_at_a_time())
     serve.delete("partial-check")
@@ -122,7 +120,7 @@ def test_a_partial_group_is_decodable_through_a_recently_answered_filler(experim
     assert np.allclose(answers[2]["output"], offline.numpy(), atol=1e-4)
 
 
-@pytest.mark.parametrize("mode", ["coded", "replication", "none"])
+@pytest.mark.parametrize("mode", ["coded", "coded-hedged", "replication", "none"])
 def test_queries_avoid_a_replica_stuck_in_a_slow_batch(experiment, mode):
     """Every mode routes to the replica with the fewest requests in flight, so a stuck one is left alone."""
     from ray import serve
@@ -130,21 +128,23 @@ def test_queries_avoid_a_replica_stuck_in_a_slow_batch(experiment, mode):
     from parity_ray.data import load_data
 
     run = resolve_run(experiment, "best")
-    options = SimulationOptions(experiment=experiment, deadline_ms=250, timeout_s=10)
-    stragglers = [{"kind": "slow", "replica": 0, "p": 1.0, "delay_ms": 2000}]
+    # a hedge later than the stuck batch: coded-hedged routes like coded
+    options = AppOptions(mode=mode, deadline_ms=250, hedge_deadline_ms=5000, timeout_s=10,
+                         straggler="slow:replica=0,p=1,delay_ms=2000")
     app = f"routing-{mode}"
-    handle = serve.run(build_app(mode, run, options, stragglers), name=app, route_prefix=None)
-    data = load_data("digits", val_size=run.config["val_size"], split_seed=run.config["seed"], input_norm="dataset")
+    handle = serve.run(build_app(run, options), name=app, route_prefix=None)
+    data = load_data("digits", val_size=run.config["val_size"], split_seed=run.config["seed"], input_norm="none")
     queries = data.test_x[:5].numpy()
 
     async def one_stuck_then_four():
-        stuck = asyncio.ensure_future(handle.remote(0, queries[0]))
+        stuck = asyncio.ensure_future(handle.query.remote(0, queries[0]))
         await asyncio.sleep(0.1)  # query 0 is now inside replica 0's slow batch
-        later = [await handle.remote(i, queries[i]) for i in range(1, 5)]
+        later = [await handle.query.remote(i, queries[i]) for i in range(1, 5)]
         return await stuck, later
 
     first, later = asyncio.run(one_stuck_then_four())
     serve.delete(app)
-    assert first["replica"] == "base:0" and first["path"] == "direct"  # nothing could stand in for it
+    # The stuck query waits for its replica, or is decoded: query 1 joined its group (on replica 1).
+    assert (first["path"], first["replica"]) in (("direct", "base:0"), ("decoded", "parity:[0]"))
     assert len(later) == 4 and all(a["replica"] != "base:0" for a in later)
     assert all(a["path"] == "direct" for a in later)

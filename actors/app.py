@@ -1,0 +1,163 @@
+"""The app builder: one Ray Serve application for an experiment's run and a serving mode.
+
+``build_app(run, AppOptions(mode="coded"))`` gives the application (replicas + the frontend, which
+is also the HTTP ingress); ``parity-ray serve`` runs it in the foreground and ``parity-ray
+simulate`` drives it through its handle. ``app_builder(args)`` is the same builder as Serve's
+config files name it (``import_path: actors.app:app_builder``), so ``serve run serve.yaml`` and
+``serve deploy serve.yaml`` start the same app; ``serve_config(...)`` writes such a file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Dict, List, Optional, Tuple
+
+from parity_ray import storage
+from parity_ray.errors import UsageError, choices_hint
+from parity_ray.serving import ServedRun, resolve_run
+
+APP_NAME = "parity-ray"
+IMPORT_PATH = "actors.app:app_builder"
+
+
+@dataclass
+class AppOptions:
+    """Everything the app needs besides the run; also the ``args`` of a Serve config file."""
+
+    mode: str = "coded"
+    deadline_ms: float = 50.0  # coded: decode after this; hedged: duplicate after this
+    hedge_deadline_ms: Optional[float] = None  # coded-hedged: duplicate after this (default 2 x deadline)
+    group_wait_ms: Optional[float] = None  # coded: seal a group this long after its first query (default: deadline / 2)
+    timeout_s: float = 10.0  # a query not answered by then fails
+    max_batch_size: int = 16
+    batch_wait_ms: float = 2.0
+    cpus_per_replica: float = 0.25
+    gpus_per_replica: float = 0.0
+    frontend_cpus: float = 0.1
+    straggler: str = "none"  # actors.stragglers spec (for demos and simulations)
+    seed: int = 0
+    max_instances: int = 64  # instances per HTTP request
+
+    def frontend_options(self) -> Dict[str, Any]:
+        keys = ("deadline_ms", "hedge_deadline_ms", "group_wait_ms", "timeout_s", "max_instances")
+        return {key: getattr(self, key) for key in keys}
+
+
+def check_options(options: AppOptions) -> None:
+    from actors.modes import list_modes
+    from actors.stragglers import parse_spec
+
+    if options.mode not in list_modes():
+        raise UsageError(f"unknown mode '{options.mode}'; {choices_hint(options.mode, list_modes())}")
+    for name in ("deadline_ms", "timeout_s", "cpus_per_replica", "max_instances"):
+        if getattr(options, name) <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be > 0")
+    if options.gpus_per_replica < 0 or (options.group_wait_ms or 0) < 0 or options.batch_wait_ms < 0:
+        raise UsageError("--gpus-per-replica, --group-wait-ms and --batch-wait-ms must be >= 0")
+    if options.hedge_deadline_ms is not None and options.hedge_deadline_ms <= 0:
+        raise UsageError("--hedge-deadline-ms must be > 0")
+    if options.max_batch_size < 1:
+        raise UsageError("--max-batch-size must be >= 1")
+    parse_spec(options.straggler)
+
+
+def has_coded_workers(run: ServedRun) -> bool:
+    """The run can serve coded queries: trained parity models, or F itself as the coded worker."""
+    if run.config.get("parity_model") == "base":
+        return True
+    return bool(run.parity_checkpoint_uri) and storage.exists(run.parity_checkpoint_uri)
+
+
+def plan(run: ServedRun, mode: str) -> Dict[str, List[Tuple[str, int]]]:
+    """The replica pools ``mode`` needs for ``run`` (checked: a UsageError when it cannot serve it)."""
+    from actors.codes import code_layout
+    from actors.modes import get_mode
+
+    mode_cls = get_mode(mode)
+    layout = code_layout(run)
+    coded = has_coded_workers(run)
+    mode_cls.check(layout, coded)
+    return mode_cls.workers(layout, coded)
+
+
+def placement(n_slots: int) -> List[Optional[Dict[str, str]]]:
+    """One label selector per replica: different nodes (failure domains) when the cluster has several."""
+    import ray
+
+    if not ray.is_initialized():
+        return [None] * n_slots
+    nodes = sorted(n["NodeID"] for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU", 0) > 0)
+    if len(nodes) < 2:
+        return [None] * n_slots
+    return [{"ray.io/node-id": nodes[i % len(nodes)]} for i in range(n_slots)]
+
+
+def build_app(run: ServedRun, options: AppOptions):
+    """The Serve application: the mode's replicas behind one ``Frontend`` (the HTTP ingress)."""
+    from actors.frontend import Frontend
+    from actors.replica import ModelReplica
+    from actors.stragglers import parse_spec
+
+    check_options(options)
+    pools = plan(run, options.mode)
+    roles = [(pool, role, parity_index) for pool, workers in pools.items() for role, parity_index in workers]
+    selectors = placement(len(roles))
+    user_config = {"stragglers": parse_spec(options.straggler), "seed": options.seed}
+    bound: Dict[str, List[Any]] = {pool: [] for pool in pools}
+    for index, ((pool, role, parity_index), selector) in enumerate(zip(roles, selectors)):
+        actor_options: Dict[str, Any] = {"num_cpus": options.cpus_per_replica, "num_gpus": options.gpus_per_replica}
+        if selector:
+            actor_options["label_selector"] = selector
+        name = f"{role}-{index}"
+        bound[pool].append(
+            ModelReplica.options(name=name, user_config=user_config, ray_actor_options=actor_options).bind(
+                run.as_dict(), role, index, len(roles), parity_index, options.max_batch_size,
+                options.batch_wait_ms / 1000.0
+            )
+        )
+    return Frontend.options(name="frontend", ray_actor_options={"num_cpus": options.frontend_cpus}).bind(
+        options.mode, run.as_dict(), bound, options.frontend_options()
+    )
+
+
+# --------------------------------------------------------------------------- Serve config files
+
+
+def app_builder(args: Dict[str, Any]):
+    """Serve's entry point (``import_path: actors.app:app_builder``): ``args`` = experiment, run, and
+    any :class:`AppOptions` field."""
+    args = dict(args or {})
+    experiment = args.pop("experiment", None)
+    if not experiment:
+        raise UsageError("the app's args need 'experiment' (an experiment folder or s3:// URI)")
+    run_id = args.pop("run", "best")
+    filters = {key: args.pop(key, None) for key in ("dataset", "model", "k")}
+    known = {f.name for f in fields(AppOptions)}
+    unknown = sorted(set(args) - known)
+    if unknown:
+        raise UsageError(f"unknown app args {unknown}; valid: experiment, run, dataset, model, k, {', '.join(sorted(known))}")
+    run = resolve_run(experiment, run_id, **filters)
+    return build_app(run, AppOptions(**args))
+
+
+def serve_config(run: ServedRun, options: AppOptions, host: str = "0.0.0.0", port: int = 8000,
+                 name: str = APP_NAME, route_prefix: str = "/") -> Dict[str, Any]:
+    """A Serve config file's content that runs the same app (``serve run FILE`` / ``serve deploy FILE``)."""
+    defaults = AppOptions()
+    args: Dict[str, Any] = {"experiment": storage.canonical(run.experiment), "run": run.run_id}
+    args.update({key: value for key, value in asdict(options).items() if value != getattr(defaults, key) or key == "mode"})
+    return {
+        "proxy_location": "EveryNode",
+        "http_options": {"host": host, "port": int(port)},
+        "applications": [{"name": name, "route_prefix": route_prefix, "import_path": IMPORT_PATH, "args": args}],
+    }
+
+
+def write_serve_config(path: str, config: Dict[str, Any]) -> None:
+    import yaml
+
+    from parity_ray.utils import atomic_write_text
+
+    header = ("# Ray Serve config for parity-ray (written by `parity-ray serve --write-config`).\n"
+              "# Start it with `serve run <this file>` (local) or `serve deploy <this file>` (a running cluster).\n")
+    atomic_write_text(path, header + yaml.safe_dump(config, sort_keys=False))

@@ -1,0 +1,100 @@
+"""Serving modes: a registry. Each mode declares the replicas it needs and how it answers a query.
+
+A mode is one file in this package::
+
+    @register_mode("my-mode")
+    class MyMode(ServingMode):
+        @classmethod
+        def workers(cls, layout, has_parity):       # which replicas the app deploys
+            return {"base": [BASE] * layout.n}
+        async def answer(self, query_id, query):   # one query's answer (a dict, see `answer_record`)
+            ...
+
+The frontend (``actors.frontend.Frontend``) owns the replicas' handles and the routing; a mode asks
+it for a replica (:meth:`~actors.frontend.Routing.pick`) and sends queries through it
+(:meth:`~actors.frontend.Routing.send`). Every answer ends as ``direct``, ``decoded`` or ``failed``
+(with a reason). Built in: ``none``, ``replication``, ``hedged``, ``coded``, ``coded-hedged``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from parity_ray.errors import UsageError
+from parity_ray.registry import Registry
+
+MODES: Registry = Registry("serving mode")
+register_mode = MODES.register
+
+BASE: Tuple[str, int] = ("base", 0)  # a replica running the deployed model F
+
+
+def coded(j: int) -> Tuple[str, int]:
+    """A replica running coded worker j's model (a trained parity model, or F itself)."""
+    return ("parity", j)
+
+
+class ServingMode:
+    """Base class. ``frontend`` is the routing the mode sends through; ``options`` the app's options."""
+
+    needs_code = False  # True: the frontend builds the run's encoder/decoder (actors.codes.GroupCode)
+    requires_parity = False  # True: the run must have coded workers' models
+
+    def __init__(self, frontend, options: Dict[str, Any]):
+        self.frontend = frontend
+        self.options = options
+        self.deadline_s = float(options.get("deadline_ms", 50.0)) / 1000.0
+        self.timeout_s = float(options.get("timeout_s", 10.0))
+
+    @classmethod
+    def workers(cls, layout, has_parity: bool) -> Dict[str, List[Tuple[str, int]]]:
+        """Replica pools: pool name -> one ``(role, parity index)`` per replica."""
+        raise NotImplementedError
+
+    @classmethod
+    def check(cls, layout, has_parity: bool) -> None:
+        """Raise :class:`UsageError` when this mode cannot serve a run with this code."""
+        if cls.requires_parity and not has_parity:
+            raise UsageError(f"mode '{cls.registry_name}' needs coded workers' models, and this run has none; "
+                             f"valid modes here: {', '.join(m for m in list_modes() if not MODES.get(m).requires_parity)}")
+
+    async def answer(self, query_id: int, query: np.ndarray) -> Dict[str, Any]:
+        raise NotImplementedError
+
+    def stats(self) -> Dict[str, Any]:
+        return {}
+
+
+def answer_record(path: str, replica: Optional[str], output=None, reason: Optional[str] = None, **extra) -> Dict[str, Any]:
+    """One answer: ``path`` (direct/decoded/failed), what answered, the output and its class."""
+    record: Dict[str, Any] = {"path": path, "replica": replica, "output": None, "prediction": None, "reason": reason,
+                              "group_id": None, "position": None, "hedged": False, "coder_seconds": None}
+    if output is not None:
+        output = np.asarray(output, dtype=np.float32)
+        record["output"], record["prediction"] = output, int(output.argmax())
+    record.update(extra)
+    return record
+
+
+BUILTIN = ("none", "replication", "hedged", "coded", "coded_hedged")
+
+
+def _load_builtins() -> None:
+    for module in BUILTIN:
+        importlib.import_module(f"actors.modes.{module}")
+
+
+def list_modes() -> List[str]:
+    _load_builtins()
+    return MODES.names()
+
+
+def get_mode(name: str):
+    _load_builtins()
+    return MODES.get(name)
+
+
+__all__ = ["BASE", "MODES", "ServingMode", "answer_record", "coded", "get_mode", "list_modes", "register_mode"]

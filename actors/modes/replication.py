@@ -1,0 +1,14 @@
+"""``replication``: the k + r instances of coded serving all run the base model and share the load
+(the published "equal resources" baseline)."""
+
+from __future__ import annotations
+
+from actors.modes import BASE, register_mode
+from actors.modes.none import NoRedundancy
+
+
+@register_mode("replication")
+class Replication(NoRedundancy):
+    @classmethod
+    def workers(cls, layout, has_parity):
+        return {"base": [BASE] * layout.n}

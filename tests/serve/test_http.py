@@ -1,0 +1,150 @@
+"""Real HTTP clients against the running app on loopback.
+
+Many concurrent requests with a slow replica and with a crashing one: every request is answered
+(200) or failed with a reason (503), none is lost or stuck; bad requests get 400 with one line;
+the same image gets the same class through HTTP as through ``parity-ray simulate``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from actors.app import AppOptions, build_app
+from actors.simulation import SimulationOptions, run_simulation
+from parity_ray import results
+from parity_ray.data import load_data
+from parity_ray.serving import resolve_run
+from tests.serve.http_client import free_port, instances, post, wait_until_serving
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def server(trained_experiment, local_ray):
+    """Serve on a free loopback port; apps are added under their own route prefixes."""
+    from ray import serve
+
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    yield f"http://127.0.0.1:{port}"
+    serve.shutdown()
+
+
+@pytest.fixture(scope="module")
+def run(trained_experiment):
+    return resolve_run(trained_experiment, "best")
+
+
+@pytest.fixture(scope="module")
+def pixels(run):
+    data = load_data("digits", val_size=run.config["val_size"], split_seed=run.config["seed"], input_norm="none")
+    return data.test_x.numpy(), data.test_y.numpy()
+
+
+@contextlib.contextmanager
+def _app(server, run, name, **options):
+    """An app at ``/<name>`` for the duration of a test (2 CPUs hold one app's replicas at a time)."""
+    from ray import serve
+
+    serve.run(build_app(run, AppOptions(**options)), name=name, route_prefix=f"/{name}")
+    try:
+        yield f"{server}/{name}"
+    finally:
+        serve.delete(name)
+
+
+def _hammer(url, images, per_request=1, workers=24):
+    bodies = [instances(images[i:i + per_request]) for i in range(0, len(images), per_request)]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(lambda body: post(url, body, timeout=60), bodies)), bodies
+
+
+def test_a_request_is_answered_in_the_kserve_v1_shape(server, run, pixels):
+    with _app(server, run, "shape", mode="coded") as url:
+        status, body = post(url, instances(pixels[0][:3]))
+    assert status == 200, body
+    assert len(body["predictions"]) == 3
+    for entry in body["predictions"]:
+        assert set(entry) == {"class", "path", "latency_ms"}
+        assert isinstance(entry["class"], int) and 0 <= entry["class"] < 10
+        assert entry["path"] in ("direct", "decoded") and entry["latency_ms"] > 0
+
+
+BAD_REQUESTS = [
+    (b"{not json", "body is not valid JSON"),
+    ({"inputs": []}, "'instances' list"),
+    ([1, 2], "'instances' list"),
+    ({"instances": []}, "non-empty list"),
+    ({"instances": [[[0.5] * 8] * 8]}, "instance 0 has shape 8x8; expected 1x8x8"),
+    ({"instances": [[[[0.5] * 8] * 7]]}, "instance 0 has shape 1x7x8; expected 1x8x8"),
+    ({"instances": [[[[0.5] * 8, [0.5] * 3]]]}, "instance 0 is not a numeric array of shape 1x8x8"),
+    ({"instances": [[[["a"] * 8] * 8]]}, "instance 0 is not a numeric array"),
+    ({"instances": [[[[2.0] * 8] * 8]]}, "values outside [0, 1]"),
+    ({"instances": [[[[0.1] * 8] * 8]] * 65}, "65 instances in one request; at most 64"),
+]
+
+
+def test_bad_requests_get_400_with_one_line(server, run, pixels):
+    with _app(server, run, "bad", mode="coded") as url:
+        for body, fragment in BAD_REQUESTS:
+            status, answer = post(url, body, raw=isinstance(body, bytes))
+            assert status == 400, (body, answer)
+            assert fragment in answer["error"] and "\n" not in answer["error"], answer
+        # and the app goes on answering (nothing stuck behind the bad requests)
+        status, answer = post(url, instances(pixels[0][:1]))
+        assert status == 200, answer
+
+
+@pytest.mark.parametrize("mode", ["coded", "coded-hedged", "replication"])
+def test_concurrent_clients_with_a_slow_replica_lose_nothing(server, run, pixels, mode):
+    images, labels = pixels[0][:240], pixels[1][:240]
+    with _app(server, run, f"slow-{mode}", mode=mode, deadline_ms=40, timeout_s=20,
+              straggler="slow:replica=0,p=0.3,delay_ms=150") as url:
+        answers, bodies = _hammer(url, images, per_request=2)
+    assert len(answers) == len(bodies) == 120
+    statuses = [status for status, _ in answers]
+    assert statuses.count(200) == 120, [a for a in answers if a[0] != 200][:3]
+    predictions = [entry for _status, body in answers for entry in body["predictions"]]
+    assert len(predictions) == 240
+    paths = {entry["path"] for entry in predictions}
+    assert paths <= {"direct", "decoded"}
+    if mode.startswith("coded"):
+        assert "decoded" in paths  # the slow replica's queries were decoded
+    accuracy = np.mean([entry["class"] == label for entry, label in zip(predictions, labels)])
+    assert accuracy > 0.7
+
+
+def test_concurrent_clients_with_a_crashing_replica_get_answers_or_reasons(server, run, pixels):
+    """Replica 1 dies after 40 requests (Serve restarts it): every request comes back, 200 or 503 with a reason."""
+    images = pixels[0][:200]
+    with _app(server, run, "crash", mode="coded", deadline_ms=40, timeout_s=15,
+              straggler="crash:replica=1,after=40") as url:
+        answers, bodies = _hammer(url, images, per_request=1, workers=16)
+        wait_until_serving(url, images[0], timeout=120)  # after the crash the app serves again
+    assert len(answers) == 200
+    for status, body in answers:
+        assert status in (200, 503), (status, body)
+        if status == 503:
+            assert body["error"] and body["predictions"][0]["path"] == "failed" and body["predictions"][0]["reason"]
+        else:
+            assert body["predictions"][0]["path"] in ("direct", "decoded")
+    assert sum(status == 200 for status, _ in answers) >= 150
+    assert any(body["predictions"][0]["path"] == "decoded" for status, body in answers if status == 200)
+
+
+def test_the_same_image_gets_the_same_class_through_http_and_simulate(server, run, pixels, trained_experiment):
+    summary = run_simulation(SimulationOptions(experiment=trained_experiment, modes=["coded"], rate=40, queries=60,
+                                               warmup=0, deadline_ms=2000, timeout_s=20, progress=False),
+                             log=lambda _m: None)
+    queries = results.load(trained_experiment).queries
+    queries = queries[queries.simulation_id == summary["simulation_id"]]
+    assert (queries.path == "direct").all()
+    images = pixels[0][queries.test_index.to_numpy()]
+    with _app(server, run, "same", mode="coded", deadline_ms=2000) as url:
+        answers, _ = _hammer(url, images, per_request=4, workers=4)
+    classes = [entry["class"] for status, body in answers for entry in body["predictions"]]
+    assert classes == list(queries.prediction) == list(queries.base_prediction)
