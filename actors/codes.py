@@ -61,18 +61,15 @@ def _run_dict(run) -> Dict[str, Any]:
 
 
 def _build_coders(run, load_weights: bool = True):
-    from parity_ray.coders import DECODERS, ENCODERS
+    from parity_ray.coders import create_code
+    from parity_ray.config import TrainConfig
     from parity_ray.data import get_dataset_spec
 
     run = _run_dict(run)
-    config = run["config"]
-    k, r = int(config["k"]), int(config["r"])
-    spec = get_dataset_spec(config["dataset"])
-    # The registries hand each constructor only the arguments it takes.
-    context = {"k": k, "r": r, "input_shape": tuple(spec.input_shape), "num_classes": spec.num_classes}
-    encoder = ENCODERS.create(config["encoder"], **context)
-    decoder = DECODERS.create(config["decoder"], **context, systematic=bool(getattr(encoder, "systematic", True)),
-                              num_coded=int(getattr(encoder, "num_coded", r)))
+    config = TrainConfig.from_dict(run["config"]).resolved()
+    spec = get_dataset_spec(config.dataset)
+    # The same builder as the trainer's: systematic or not, Byzantine count, learned decoder sizes.
+    encoder, decoder = create_code(config, spec.input_shape, spec.num_classes)
     if load_weights:
         state = _coder_states(run)
         for name, module in (("encoder_state", encoder), ("decoder_state", decoder)):
@@ -88,7 +85,7 @@ def _coder_states(run: Dict[str, Any]) -> Dict[str, Any]:
     uri = run.get("parity_checkpoint_uri")
     if not uri or not storage.exists(uri):
         return {}
-    checkpoint = torch.load(io.BytesIO(storage.read_bytes(uri)), map_location="cpu", weights_only=False)
+    checkpoint = torch.load(io.BytesIO(storage.read_bytes(uri)), map_location="cpu", weights_only=True)
     return {key: checkpoint.get(key) for key in ("encoder_state", "decoder_state")}
 
 

@@ -275,7 +275,7 @@ def run_inputs(run: pd.Series, data_root: Optional[str] = None) -> RunInputs:
         # A learned encoder: its trained weights are in the run's checkpoint.
         uri = storage.join(run["checkpoint_uri"], "checkpoints", "best.pt")
         try:
-            checkpoint = torch.load(io.BytesIO(storage.read_bytes(uri)), map_location="cpu", weights_only=False)
+            checkpoint = torch.load(io.BytesIO(storage.read_bytes(uri)), map_location="cpu", weights_only=True)
         except (OSError, FileNotFoundError) as exc:
             raise ImagesUnavailable(f"checkpoint '{uri}' of the learned encoder cannot be read: {exc}") from None
         state = checkpoint.get("encoder_state") or {}

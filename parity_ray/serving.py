@@ -111,7 +111,7 @@ def load_model(run: ServedRun, role: str, parity_index: int = 0, device: str = "
         if not run.parity_checkpoint_uri:
             raise UsageError(f"run '{run.run_id}' has no parity model checkpoint")
         model = create_model(run.config["parity_model"], input_shape=spec.input_shape, num_classes=spec.num_classes)
-        checkpoint = torch.load(io.BytesIO(storage.read_bytes(run.parity_checkpoint_uri)), map_location="cpu", weights_only=False)
+        checkpoint = torch.load(io.BytesIO(storage.read_bytes(run.parity_checkpoint_uri)), map_location="cpu", weights_only=True)
         prefix = f"models.{parity_index}."
         state = {k[len(prefix):]: v for k, v in checkpoint["parity_state"].items() if k.startswith(prefix)}
     else:

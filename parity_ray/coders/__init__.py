@@ -162,7 +162,7 @@ def create_decoder(spec: Spec, *, k: int, r: int, systematic: bool = True, input
                    num_outputs: Optional[int] = None, byzantine: int = 0) -> Decoder:
     context: Dict[str, Any] = {"k": k, "r": r, "systematic": systematic, "input_shape": tuple(input_shape)}
     if num_outputs is not None:
-        context["num_outputs"] = num_outputs
+        context["num_outputs"] = context["num_classes"] = num_outputs  # class-spec decoders may use either name
     if byzantine:
         context["byzantine"] = byzantine
     decoder = DECODERS.create(spec, **context)
@@ -174,9 +174,12 @@ def create_decoder(spec: Spec, *, k: int, r: int, systematic: bool = True, input
 def create_code(config, input_shape: Sequence[int], num_outputs: int):
     """The encoder and decoder a (resolved) :class:`~parity_ray.config.TrainConfig` asks for, checked together."""
     encoder = create_encoder(config.encoder, k=config.k, r=config.r, input_shape=input_shape, systematic=config.systematic)
-    decoder = create_decoder(config.decoder, k=config.k, r=config.r, systematic=encoder.systematic,
+    systematic = bool(getattr(encoder, "systematic", True))  # a class-spec encoder may not say: systematic
+    decoder = create_decoder(config.decoder, k=config.k, r=config.r, systematic=systematic,
                              input_shape=input_shape, num_outputs=num_outputs, byzantine=config.byzantine)
-    decoder.check_encoder(encoder)
+    check = getattr(decoder, "check_encoder", None)
+    if check is not None:
+        check(encoder)
     return encoder, decoder
 
 

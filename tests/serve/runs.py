@@ -57,7 +57,7 @@ def reference_coders(run: ServedRun):
     context = {"k": run.k, "r": run.r, "input_shape": tuple(data.input_shape), "num_classes": data.num_classes}
     enc = ENCODERS.create(run.config["encoder"], **context).eval()
     dec = DECODERS.create(run.config["decoder"], **context).eval()
-    state = torch.load(run.parity_checkpoint_uri, weights_only=False)
+    state = torch.load(run.parity_checkpoint_uri, weights_only=True)
     enc.load_state_dict(state["encoder_state"])
     dec.load_state_dict(state["decoder_state"])
     return enc, dec
