@@ -20,7 +20,7 @@ setup(
     long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["parity_ray", "parity_ray.*", "search_spaces", "actors", "analysis"]),
+    packages=find_packages(include=["parity_ray", "parity_ray.*", "search_spaces", "actors", "actors.*", "analysis", "analysis.*"]),
     package_data={"analysis": ["assets/*.js", "assets/*.css"]},
     install_requires=[
         *TORCH_STACK,
