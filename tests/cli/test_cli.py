@@ -86,7 +86,7 @@ def test_quickstart_runs_the_whole_workflow_offline(tmp_path):
     assert summary["experiment"] == str(experiment) and summary["report"] == str(experiment / "report" / "index.html")
     runs = pd.read_parquet(experiment / "tables" / "runs.parquet")
     assert set(runs.status) == {"COMPLETED"} and set(runs.dataset) == {"digits"} and len(runs) == 4
-    simulations = pd.read_parquet(experiment / "tables" / "simulations.parquet")
+    simulations = pd.read_parquet(experiment / "tables" / "simulations")  # one file per simulation in the folder
     assert list(simulations["mode"]) == ["coded", "replication"]
     assert (simulations.sent == simulations.measured + 2).all()
     assert (simulations.direct + simulations.decoded + simulations.failed == simulations.measured).all()
