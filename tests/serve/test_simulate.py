@@ -76,7 +76,7 @@ def test_decoded_answer_equals_offline_decoding(experiment):
         x = torch.from_numpy(queries)
         outputs = base(x).unsqueeze(0)  # (1, k, n)
         parity_out = parity(encoder(x.unsqueeze(0))[:, 0]).unsqueeze(1)
-        offline = decoder.decode(outputs, parity_out, torch.tensor([[True, False]]))[0, 0]
+        offline = decoder.decode(torch.cat([outputs, parity_out], 1), torch.tensor([[False, True, True]]))[0, 0]  # slot 0 unavailable
     assert np.allclose(by_position[0]["output"], offline.numpy(), atol=1e-4)
     assert np.allclose(by_position[1]["output"], outputs[0, 1].numpy(), atol=1e-5)
 
@@ -116,7 +116,7 @@ def test_a_partial_group_is_decodable_through_a_recently_answered_filler(experim
         group = torch.from_numpy(queries[[2, 1]])  # slot 0: the query, slot 1: the filler (query 1)
         outputs = base(group).unsqueeze(0)
         parity_out = parity(encoder(group.unsqueeze(0))[:, 0]).unsqueeze(1)
-        offline = decoder.decode(outputs, parity_out, torch.tensor([[True, False]]))[0, 0]
+        offline = decoder.decode(torch.cat([outputs, parity_out], 1), torch.tensor([[False, True, True]]))[0, 0]  # slot 0 unavailable
     assert np.allclose(answers[2]["output"], offline.numpy(), atol=1e-4)
 
 
