@@ -52,8 +52,10 @@ def test_decoded_answer_equals_offline_decoding(experiment):
     from parity_ray.data import load_data
 
     run = resolve_run(experiment, "best")
-    # position 0 always misses the deadline
-    options = AppOptions(mode="coded", deadline_ms=30, timeout_s=5, straggler="slow:replica=0,p=1,delay_ms=2000")
+    # Replica 0 always misses the deadline by far. The group stays open long enough (group_wait_ms)
+    # for the second query to join it even when a busy machine delays its arrival.
+    options = AppOptions(mode="coded", deadline_ms=30, group_wait_ms=500, timeout_s=10,
+                         straggler="slow:replica=0,p=1,delay_ms=5000")
     handle = serve.run(build_app(run, options), name="offline-check", route_prefix=None)
     data = load_data("digits", val_size=run.config["val_size"], split_seed=run.config["seed"], input_norm="none")
     pixels = data.test_x[:2].numpy()
@@ -85,10 +87,14 @@ def test_decoded_answer_equals_offline_decoding(experiment):
     assert np.allclose(by_position[1 - lost]["output"], outputs[0, 1 - lost].numpy(), atol=1e-5)
 
 
-@pytest.mark.xfail(strict=False, reason="its replica order assumes the routing before issue 11's route-first change; "
-                   "failed once on a loaded machine after the merge, not yet re-derived")
 def test_a_partial_group_is_decodable_through_a_recently_answered_filler(experiment):
-    """Queries arriving one at a time form partial groups; their parity borrows a recent answer."""
+    """Queries arriving one at a time form partial groups; their parity borrows a recent answer.
+
+    Routing (fewest in flight, ties in turn): query 0 -> replica 0 (slow), answered direct once its
+    replica is done (no filler exists yet); query 1 -> replica 1 (turn 1), direct; query 2 -> replica
+    0 (turn 2, both idle), decoded through query 1's answer; query 3 -> replica 1 (replica 0 still
+    holds query 2). The deadline is far above a busy machine's service time and far below the delay.
+    """
     from ray import serve
 
     from parity_ray.coders import create_decoder, create_encoder
@@ -96,8 +102,8 @@ def test_a_partial_group_is_decodable_through_a_recently_answered_filler(experim
 
     run = resolve_run(experiment, "best")
     # A generous deadline so that replica 1's first (cold) answer still comes back direct.
-    options = AppOptions(mode="coded", deadline_ms=250, group_wait_ms=1, timeout_s=10,
-                         straggler="slow:replica=0,p=1,delay_ms=1500")
+    options = AppOptions(mode="coded", deadline_ms=1000, group_wait_ms=1, timeout_s=15,
+                         straggler="slow:replica=0,p=1,delay_ms=4000")
     handle = serve.run(build_app(run, options), name="partial-check", route_prefix=None)
     data = load_data("digits", val_size=run.config["val_size"], split_seed=run.config["seed"], input_norm="none")
     pixels = data.test_x[:4].numpy()
