@@ -12,6 +12,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", ["codes.py"])
 def test_benchmark_smoke_test(script, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "PARITY_RAY_CACHE": str(tmp_path / "cache")}
@@ -20,3 +21,20 @@ def test_benchmark_smoke_test(script, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "berrut non-systematic (F)" in result.stdout and "learned mlp/mlp (F)" in result.stdout
     assert result.stdout.strip().splitlines()[-1].startswith("{")
+
+
+@pytest.mark.slow
+def test_serve_tail_smoke_test(tmp_path):
+    """The tail benchmark end to end on digits: every mode interleaved, the comparison printed, JSON last."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PARITY_RAY_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "serve_tail.py"), "--smoke-test", "--json"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert any(line.startswith("coded ") for line in lines) and "tail gap, replication / coded" in result.stdout
+    import json
+
+    summary = json.loads(lines[-1])
+    assert set(summary["comparisons"][0]["tail"]) == {"coded", "coded-hedged", "replication", "hedged", "none"}
+    for mode in summary["comparisons"][0]["tail"].values():
+        assert mode["sent"] == mode["direct"] + mode["decoded"] + mode["failed"] + (mode["sent"] - mode["measured"])
