@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Any, Dict, Optional, Sequence
 
-from .config import TrainConfig
+from .config import SMOKE_OVERRIDES, TrainConfig
 from .errors import UsageError
 
 EXIT_USAGE = 2
@@ -65,9 +65,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     config = TrainConfig.from_file(args.config) if args.config else TrainConfig()
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
     return TrainConfig.from_dict(overrides, base=config)
-
-
-SMOKE_OVERRIDES = {"epochs": 1, "max_train_batches": 2, "max_eval_groups": 64, "base_epochs": 1, "device": "cpu"}
 
 
 # --------------------------------------------------------------------------- output

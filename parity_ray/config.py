@@ -23,6 +23,9 @@ OPTIMIZERS = ("adam", "sgd")
 PARITY_INITS = ("random", "base")
 LR_SCHEDULES = ("none", "cosine", "step")
 
+# What ``--smoke-test`` means everywhere (train, tune, quickstart, benchmarks): one owner.
+SMOKE_OVERRIDES = {"epochs": 1, "max_train_batches": 2, "max_eval_groups": 64, "base_epochs": 1, "device": "cpu"}
+
 
 @dataclass
 class TrainConfig:

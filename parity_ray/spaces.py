@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .config import TrainConfig
+from .config import SMOKE_OVERRIDES, TrainConfig
 from .errors import UsageError, choices_hint
 from .registry import parse_spec, spec_name
 from .utils import stable_hash
@@ -148,8 +148,6 @@ def expand(space: str, overrides: Sequence[str] = (), smoke_test: bool = False) 
             axes[CELL_KEY] = _dedupe([{k: v for k, v in c.items() if k != key} for c in axes[CELL_KEY]])
 
     if smoke_test:
-        from .cli import SMOKE_OVERRIDES
-
         fixed.update(SMOKE_OVERRIDES)
         num_samples = 1
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from parity_ray import UsageError
-from parity_ray.cli import SMOKE_OVERRIDES
+from parity_ray.config import SMOKE_OVERRIDES
 from parity_ray.spaces import builtin_spaces, expand, parse_override
 
 
