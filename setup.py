@@ -36,8 +36,11 @@ setup(
         "pillow>=9",  # the report's thumbnail sheets
     ],
     extras_require={
-        "dev": ["pytest>=8", "pytest-timeout>=2.2", "moto[server]>=5", "nbformat>=5", "nbclient>=0.8", "ipykernel>=6"],
+        "dev": ["pytest>=8", "pytest-timeout>=2.2", "moto[server]>=5", "nbformat>=5", "nbclient>=0.8", "ipykernel>=6",
+                "mlflow-skinny>=2.10", "optuna>=3"],  # the tracking and search tests use the real packages
         "notebooks": ["jupyterlab>=4"],
+        "tracking": ["mlflow-skinny>=2.10"],  # --callback mlflow (Ray's MLflowLoggerCallback); W&B: pip install wandb
+        "search": ["optuna>=3"],  # search_alg = {"cls": "optuna"}; HyperOpt: pip install hyperopt
     },
     entry_points={"console_scripts": ["parity-ray=parity_ray.cli:main"]},
 )

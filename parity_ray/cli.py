@@ -154,13 +154,16 @@ def cmd_tune(args: argparse.Namespace) -> int:
         smoke_test=args.smoke_test,
         resource_check=not args.no_resource_check,
         progress=not args.no_progress,
+        callbacks=args.callback,
     )
     summary = run_experiment(options)
     width = 14
     print(f"{'experiment':<{width}}{summary['experiment']}  ({summary['uri']})")
     print(f"{'trials':<{width}}{summary['trials']}  " + ", ".join(f"{k.lower()} {v}" for k, v in sorted(summary["status"].items())))
     if summary["best_run"]:
-        print(f"{'best run':<{width}}{summary['best_run']}  degraded-mode accuracy {summary['best_degraded_accuracy']:.4f}")
+        val = summary.get("best_val_degraded_accuracy")
+        print(f"{'best run':<{width}}{summary['best_run']}  (chosen on validation"
+              f"{'' if val is None else f' {val:.4f}'}); test degraded-mode accuracy {summary['best_degraded_accuracy']:.4f}")
     print(f"{'tables':<{width}}{summary['tables']}")
     print(f"{'wall':<{width}}{summary['wall_seconds']:.1f} s")
     if args.json:
@@ -291,7 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--max-failures", type=int, default=2, help="retries of a failing trial from its checkpoint")
     tune.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoints")
     tune.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                      help="override a config key for every trial; a list makes it a grid axis (--set k=[2,3])")
+                      help="override a config key for every trial; a list makes it a grid axis (--set k=[2,3]); "
+                           "scheduler=<name|none>, scheduler.<setting>=V, search_alg=..., search_alg.<setting>=V "
+                           "change the space's Tune scheduler and search algorithm")
+    tune.add_argument("--callback", action="append", default=[], metavar="SPEC",
+                      help="add a Tune callback (repeatable): mlflow, wandb, tensorboard, csv, package.module.Class, or a "
+                           "JSON class-spec such as '{\"cls\": \"mlflow\", \"tracking_uri\": \"file:./mlruns\"}'")
     tune.add_argument("--resume", action="store_true", help="continue an interrupted experiment of the same space")
     tune.add_argument("--no-resource-check", action="store_true", help="allow resources no current node has (autoscaling)")
     _common(tune)

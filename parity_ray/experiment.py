@@ -32,7 +32,9 @@ from .coders import code_family, is_base_worker
 from .config import TrainConfig
 from .errors import UsageError
 from .registry import spec_name
-from .results import SCHEMA_VERSION, json_column, write_tables
+from .metrics import TUNE_METRIC, best_epoch_row
+from .tuning import SCHEDULERS, SEARCH_ALGS, build, build_callbacks
+from .results import SCHEMA_VERSION, best_run, json_column, write_tables
 from .spaces import Cell, ExpandedSpace, expand
 from .utils import cache_dir, library_versions, stable_hash, stderr_log
 
@@ -56,6 +58,7 @@ class TuneOptions:
     smoke_test: bool = False
     resource_check: bool = True  # refuse resources no node has (turn off for autoscaling clusters)
     progress: bool = True
+    callbacks: List[Any] = field(default_factory=list)  # --callback: Tune callbacks beside the space's own
 
     @property
     def uri(self) -> str:
@@ -281,8 +284,10 @@ def parity_trainable(params: Dict[str, Any], experiment: Dict[str, Any]) -> None
     every = int(experiment["checkpoint_every"])
 
     def on_epoch(report: EpochReport) -> None:
+        # Tune ranks and stops trials by TUNE_METRIC, a validation metric; test metrics travel along
+        # (test_*) to be recorded, never to be optimised on.
         metrics = {**where, "epoch": report.epoch, "epochs": config.epochs, "train_seconds": report.train_seconds,
-                   "degraded_accuracy": report.metrics["test"]["overall_top1"]}
+                   TUNE_METRIC: report.metrics["val"]["overall_top1"]}
         for split, values in report.metrics.items():
             metrics.update({f"{split}_{name}": value for name, value in values.items()})
         if report.epoch % every == 0 or report.epoch == config.epochs:
@@ -291,7 +296,9 @@ def parity_trainable(params: Dict[str, Any], experiment: Dict[str, Any]) -> None
             tune.report(metrics)
 
     try:
-        train(config, progress=False, log=lambda _m: None, on_epoch=on_epoch)
+        # A scheduler may stop the trial after any report: keep the best epoch's predictions current.
+        train(config, progress=False, log=lambda _m: None, on_epoch=on_epoch,
+              predictions_on_improvement=experiment["early_stopping"])
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -314,7 +321,7 @@ class ConciseProgress(tune.Callback):
             self.log(
                 f"{run_id:<48} epoch {result.get('epoch')}/{result.get('epochs')}  "
                 f"val recon {result.get('val_reconstruction_top1', float('nan')):.4f}  "
-                f"degraded {result.get('degraded_accuracy', float('nan')):.4f}"
+                f"val degraded {result.get(TUNE_METRIC, float('nan')):.4f}"
             )
 
     def on_trial_complete(self, iteration, trials, trial, **info):
@@ -377,6 +384,7 @@ def _fit(space: ExpandedSpace, options: TuneOptions, bases, base_errors, log: Lo
         "sampler_keys": sorted(space.samplers),
         "cpus_per_trial": options.cpus_per_trial,
         "checkpoint_every": options.checkpoint_every,
+        "early_stopping": space.scheduler is not None,
     }
     trials = [
         {"run_id": c.run_id, "config": c.config, "base_key": _base_key(c.config)}
@@ -397,17 +405,26 @@ def _fit(space: ExpandedSpace, options: TuneOptions, bases, base_errors, log: Lo
         failure_config=tune.FailureConfig(max_failures=options.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None),  # CheckpointPruner keeps 2, safely
         verbose=0,
-        callbacks=[CheckpointPruner()] + ([ConciseProgress(log)] if options.progress else []),
+        callbacks=[CheckpointPruner()] + ([ConciseProgress(log)] if options.progress else [])
+        + build_callbacks(list(space.callbacks) + list(options.callbacks)),
     )
     experiment_path = f"{path}/{options.name}" if storage.is_remote(options.storage) else str(Path(path, options.name))
     if options.resume and tune.Tuner.can_restore(experiment_path, storage_filesystem=fs):
         tuner = tune.Tuner.restore(experiment_path, trainable, resume_unfinished=True, resume_errored=False,
                                    restart_errored=False, storage_filesystem=fs)
     else:
+        scheduler, search_alg = build(SCHEDULERS, space.scheduler), build(SEARCH_ALGS, space.search_alg)
+        ranked = scheduler is not None or search_alg is not None
+        # A search algorithm samples one cell's hyperparameters (spaces.expand checks there is one).
+        trial_axis = trials[0] if search_alg is not None else tune.grid_search(trials)
         tuner = tune.Tuner(
             trainable,
-            param_space={"trial": tune.grid_search(trials), **space.samplers},
+            param_space={"trial": trial_axis, **space.samplers},
             tune_config=tune.TuneConfig(
+                metric=space.metric if ranked else None,
+                mode="max" if ranked else None,
+                scheduler=scheduler,
+                search_alg=search_alg,
                 num_samples=space.num_samples,
                 max_concurrent_trials=options.max_concurrent_trials,
                 trial_name_creator=trial_name,
@@ -478,8 +495,13 @@ def build_tables(options: TuneOptions, space: ExpandedSpace, results, bases, bas
             wanted = TrainConfig.from_dict(config).epochs
             if result.error is not None:
                 status, error = "ERROR", f"{type(result.error).__name__}: {str(result.error).strip().splitlines()[-1][:500]}"
+            elif history and epochs_done >= wanted:
+                status, error = "COMPLETED", None
+            elif history and space.scheduler is not None:
+                # Ended by the space's scheduler; its checkpoint holds the best epoch's predictions.
+                status, error = "EARLY_STOPPED", f"stopped by the {space.scheduler['cls']} scheduler after epoch {epochs_done}"
             else:
-                status, error = ("COMPLETED" if history and epochs_done >= wanted else "INCOMPLETE"), None
+                status, error = "INCOMPLETE", None
             run_rows.append(
                 _run_row(options, space, run_id, config, status, error, result, history, run["record"], bases.get(base_key), _checkpoint_uri(options, result))
             )
@@ -544,8 +566,7 @@ def _run_row(options, space, run_id, config, status, error, result, history, rec
     def split_row(epoch: int) -> Dict[str, float]:
         return next((r for r in history if r["epoch"] == epoch and r["split"] == "test"), {})
 
-    val_rows = [r for r in history if r["split"] == "val"]
-    best = max(val_rows, key=lambda r: (r["reconstruction_top1"], -r["epoch"]), default=None)
+    best = best_epoch_row([r for r in history if r["split"] == "val"])
     best_epoch = best["epoch"] if best else None
     final_epoch = max((r["epoch"] for r in history), default=None)
     metrics = (result.metrics or {}) if result is not None else {}
@@ -567,6 +588,7 @@ def _run_row(options, space, run_id, config, status, error, result, history, rec
         **_code_columns(config, best_test),
         "best_epoch": best_epoch,
         "best_val_reconstruction": best["reconstruction_top1"] if best else None,
+        "val_degraded_accuracy": best.get("overall_top1") if best else None,
         "final_degraded_accuracy": final_test.get("overall_top1"),
         "final_reconstruction_accuracy": final_test.get("reconstruction_top1"),
         "epochs_done": final_epoch or 0,
@@ -587,15 +609,19 @@ def _run_row(options, space, run_id, config, status, error, result, history, rec
 def summarize(options: TuneOptions, tables, seconds: float) -> Dict[str, Any]:
     runs = tables["runs"]
     counts = runs["status"].value_counts().to_dict() if len(runs) else {}
-    done = runs[runs["status"] == "COMPLETED"]
-    best = done.sort_values("degraded_accuracy", ascending=False).head(1)
+    best = best_run(runs) if len(runs) else None
     return {
         "experiment": options.name,
         "uri": options.uri,
         "tables": storage.join(options.uri, "tables"),
         "trials": int(len(runs)),
         "status": {k: int(v) for k, v in counts.items()},
-        "best_run": None if best.empty else best.iloc[0]["run_id"],
-        "best_degraded_accuracy": None if best.empty else float(best.iloc[0]["degraded_accuracy"]),
+        "best_run": None if best is None else best["run_id"],
+        "best_degraded_accuracy": None if best is None else float(best["degraded_accuracy"]),
+        "best_val_degraded_accuracy": None if best is None else _optional_float(best.get("val_degraded_accuracy")),
         "wall_seconds": round(seconds, 2),
     }
+
+
+def _optional_float(value) -> Optional[float]:
+    return None if value is None or value != value else float(value)

@@ -20,7 +20,7 @@ patterns each batch was trained on.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict
+from typing import Any, Dict, List, Optional
 
 import torch
 
@@ -34,6 +34,22 @@ METRIC_NAMES = (
     "overall_top5",
     "available_accuracy",
 )
+
+
+# Selection uses validation metrics only; test metrics are recorded, never optimised on.
+EPOCH_SELECTION_METRIC = "reconstruction_top1"  # a run's best epoch: its validation reconstruction accuracy
+TUNE_METRIC = "val_degraded_accuracy"  # what Tune's schedulers and search algorithms rank trials by
+
+
+def best_epoch_row(val_rows: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """A run's best epoch (its validation metrics row): the highest validation reconstruction
+    accuracy, the earliest epoch on ties. The trainer's checkpoints and the tables agree through it."""
+    return max(val_rows, key=lambda r: (r[EPOCH_SELECTION_METRIC], -r["epoch"]), default=None)
+
+
+def improves(val_metrics: Dict[str, Any], best_score: float) -> bool:
+    """Whether an epoch's validation metrics beat the best so far (the same rule as ``best_epoch_row``)."""
+    return val_metrics[EPOCH_SELECTION_METRIC] > best_score
 
 
 def per_erasure_metric_names(r: int) -> list:

@@ -119,3 +119,37 @@ def load(path: str) -> Tables:
 
 def json_column(value) -> str:
     return json.dumps(value, sort_keys=True, default=str)
+
+
+# The run columns "best" is chosen by, in order of preference: validation metrics only (test
+# metrics are recorded, never selected on). Tables written before ``val_degraded_accuracy``
+# existed fall back to the best epoch's validation reconstruction accuracy.
+RUN_SELECTION_COLUMNS = ("val_degraded_accuracy", "best_val_reconstruction")
+
+
+def selection_column(runs: pd.DataFrame) -> str:
+    """The validation column that ranks these runs (see ``RUN_SELECTION_COLUMNS``)."""
+    for column in RUN_SELECTION_COLUMNS:
+        if column in runs.columns and runs[column].notna().any():
+            return column
+    return RUN_SELECTION_COLUMNS[0]
+
+
+def rank_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Completed runs, best first: by validation accuracy, then run id (a stable tie-break).
+
+    The one definition of "best" for the CLI, the tables' summaries, the report and ``--run best``.
+    """
+    done = runs[runs["status"] == "COMPLETED"] if "status" in runs.columns else runs
+    if done.empty:
+        return done
+    column = selection_column(done)
+    if column not in done.columns:
+        return done.sort_values("run_id")
+    return done.sort_values([column, "run_id"], ascending=[False, True], na_position="last")
+
+
+def best_run(runs: pd.DataFrame) -> Optional[pd.Series]:
+    """The best completed run (``rank_runs``), or None when none completed."""
+    ranked = rank_runs(runs)
+    return None if ranked.empty else ranked.iloc[0]

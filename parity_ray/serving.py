@@ -48,8 +48,9 @@ class ServedRun:
 
 def resolve_run(experiment: str, run: str = "best", *, dataset: Optional[str] = None, model: Optional[str] = None,
                 k: Optional[int] = None) -> ServedRun:
-    """A run by id, or ``best``: the completed run with the highest degraded-mode accuracy (filtered)."""
-    from .results import load
+    """A run by id, or ``best``: the completed run with the highest validation accuracy (filtered;
+    ``results.rank_runs``), never chosen on test metrics."""
+    from .results import best_run, load
 
     tables = load(experiment)
     runs = tables.runs
@@ -63,7 +64,7 @@ def resolve_run(experiment: str, run: str = "best", *, dataset: Optional[str] = 
                 f"experiment '{experiment}' has no completed run matching "
                 f"dataset={dataset} model={model} k={k}; completed runs: {', '.join(runs[runs.status == 'COMPLETED'].run_id) or 'none'}"
             )
-        row = done.sort_values(["degraded_accuracy", "run_id"], ascending=[False, True]).iloc[0]
+        row = best_run(done)
     else:
         match = runs[runs.run_id == run]
         if match.empty:

@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .config import SMOKE_OVERRIDES, TrainConfig
+from .metrics import TUNE_METRIC
 from .errors import UsageError, choices_hint
 from .registry import parse_spec, spec_name
+from .tuning import PLUGIN_KEYS, apply_override, check_metric, normalise_spec
 from .utils import stable_hash
 
 CELL_KEY = "cell"
@@ -49,6 +51,10 @@ class ExpandedSpace:
     cells: List[Cell]
     samplers: Dict[str, Any] = field(default_factory=dict)  # Tune domains, sampled per trial
     num_samples: int = 1
+    scheduler: Optional[Dict[str, Any]] = None  # plug-in specs (parity_ray.tuning), after --set
+    search_alg: Optional[Dict[str, Any]] = None
+    callbacks: List[Any] = field(default_factory=list)
+    metric: str = TUNE_METRIC  # what the scheduler and search algorithm rank trials by (validation only)
 
     @property
     def runnable(self) -> List[Cell]:
@@ -57,7 +63,8 @@ class ExpandedSpace:
     def fingerprint(self) -> str:
         """Identifies the grid for --resume: same cells, same samplers."""
         return stable_hash({"cells": [(c.run_id, c.config) for c in self.cells], "samplers": sorted(self.samplers),
-                            "num_samples": self.num_samples}, 16)
+                            "num_samples": self.num_samples, "scheduler": self.scheduler, "search_alg": self.search_alg,
+                            "metric": self.metric}, 16)
 
 
 def load_space_module(space: str):
@@ -92,18 +99,25 @@ def builtin_spaces() -> List[str]:
     return sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_") and p.stem != "base")
 
 
-def parse_override(text: str) -> Tuple[str, Any]:
+def split_override(text: str) -> Tuple[str, Any]:
     """``key=value``: value as a Python/JSON literal (``[2,3]``, ``5``, ``'mnist'``) or a bare string."""
     if "=" not in text:
         raise UsageError(f"--set '{text}' must look like key=value (e.g. --set k=[2,3] --set epochs=5)")
     key, raw = (part.strip() for part in text.split("=", 1))
     key = key.replace("-", "_")
-    if key not in TrainConfig.keys():
-        raise UsageError(f"--set key '{key}' is not a config key; {choices_hint(key, TrainConfig.keys())}")
     try:
         value = ast.literal_eval(raw)
     except (ValueError, SyntaxError):
         value = {"true": True, "false": False, "null": None, "none": None}.get(raw.lower(), raw)
+    return key, value
+
+
+def parse_override(text: str) -> Tuple[str, Any]:
+    """A ``--set`` of a config key (see ``split_override``); anything else is refused with the choices."""
+    key, value = split_override(text)
+    if key not in TrainConfig.keys():
+        raise UsageError(f"--set key '{key}' is not a config key; {choices_hint(key, list(TrainConfig.keys()) + list(PLUGIN_KEYS))}"
+                         f" (or scheduler.<setting>, search_alg.<setting>)")
     return key, value
 
 
@@ -123,6 +137,9 @@ def expand(space: str, overrides: Sequence[str] = (), smoke_test: bool = False) 
     defaults = dict(getattr(module, "defaults", {}))
     param_space = dict(getattr(module, "param_space", {}))
     num_samples = int(getattr(module, "num_samples", 1))
+    plugins = {key: normalise_spec(getattr(module, key, None), key) for key in PLUGIN_KEYS}
+    callbacks = list(getattr(module, "callbacks", []) or [])
+    metric = check_metric(getattr(module, "metric", TUNE_METRIC))
 
     fixed, axes, samplers = dict(defaults), {}, {}
     for key, value in param_space.items():
@@ -136,6 +153,8 @@ def expand(space: str, overrides: Sequence[str] = (), smoke_test: bool = False) 
             fixed[key] = value
 
     for text in overrides:
+        if apply_override(plugins, *split_override(text)):
+            continue
         key, value = parse_override(text)
         axes.pop(key, None)
         samplers.pop(key, None)
@@ -169,7 +188,14 @@ def expand(space: str, overrides: Sequence[str] = (), smoke_test: bool = False) 
                 config["epochs"] = 0
         cells.append(_make_cell(config, space))
     cells = list({c.run_id: c for c in cells}.values())
-    return ExpandedSpace(Path(source).stem, source, list(overrides), cells, samplers, num_samples)
+    if plugins["search_alg"] is not None and len(cells) > 1:
+        raise UsageError(
+            f"search space '{space}' has a search_alg and {len(cells)} grid cells; a search algorithm samples "
+            f"one cell's hyperparameters: narrow the grid with --set (e.g. --set dataset=mnist --set k=2) "
+            f"or use a scheduler over the grid"
+        )
+    return ExpandedSpace(Path(source).stem, source, list(overrides), cells, samplers, num_samples,
+                         plugins["scheduler"], plugins["search_alg"], callbacks, metric)
 
 
 def _dedupe(items: List[dict]) -> List[dict]:

@@ -24,7 +24,7 @@ from .config import TrainConfig
 from .data import DataBundle, load_data
 from .errors import UsageError
 from .losses import LossInputs, create_loss
-from .metrics import MetricAccumulator
+from .metrics import EPOCH_SELECTION_METRIC, MetricAccumulator, improves
 from .models import create_model
 from .registry import spec_name
 from .utils import atomic_torch_save, atomic_write_json, atomic_write_text, library_versions, resolve_device, stderr_log
@@ -171,12 +171,15 @@ def train(
     progress: bool = True,
     log: Log = stderr_log,
     on_epoch: Optional[Callable[[EpochReport], None]] = None,
+    predictions_on_improvement: bool = False,
 ) -> RunResult:
     """Train (or resume) the run described by ``config``; return its summary.
 
     ``on_epoch`` is called after every saved epoch (Tune reports from it); it may
     raise :class:`StopTraining` to end the run early. With ``epochs=0`` the code is evaluated
-    once (as epoch 0) and saved like a trained one.
+    once (as epoch 0) and saved like a trained one. ``predictions_on_improvement`` writes the
+    predictions of every new best epoch at once (not only at the last epoch), so that a run a
+    Tune scheduler stops early still holds the predictions of its best checkpoint.
     """
     config = config.validate().resolved()
     run_dir = Path(config.out) / config.run_name()
@@ -235,11 +238,11 @@ def train(
         for split, metrics in results.items():
             state.history.append({"epoch": epoch, "split": split, **metrics, "available_accuracy": available[split]})
         state.epoch = epoch
-        improved = epoch == 0 or results["val"]["reconstruction_top1"] > state.best_score
+        improved = epoch == 0 or improves(results["val"], state.best_score)
         if improved:
-            state.best_epoch, state.best_score = epoch, results["val"]["reconstruction_top1"]
+            state.best_epoch, state.best_score = epoch, results["val"][EPOCH_SELECTION_METRIC]
         save_checkpoints(run_dir, config, state, code, optimizer, scheduler, base_info, data, improved)
-        if epoch == config.epochs:
+        if epoch == config.epochs or (improved and predictions_on_improvement):
             write_predictions(run_dir, code, eval_groups["test"], data, base_outputs["test"], config)
         if should_log(epoch, config.epochs, time.perf_counter() - epoch_started):
             loss = results.get("train", results["val"])["loss"]
@@ -610,6 +613,7 @@ def summarize(config, run_dir, state: RunState, base_info: BaseModelInfo, availa
         return next((r for r in state.history if r["epoch"] == epoch and r["split"] == split), {})
 
     best_test, final_test = row(state.best_epoch, "test"), row(state.epoch, "test")
+    best_val = row(state.best_epoch, "val")
     return {
         "run_dir": str(run_dir),
         "dataset": config.dataset,
@@ -632,6 +636,7 @@ def summarize(config, run_dir, state: RunState, base_info: BaseModelInfo, availa
         **erasure_summary(best_test, config.r),
         "best_epoch": state.best_epoch,
         "best_val_reconstruction": state.best_score,
+        "val_degraded_accuracy": best_val.get("overall_top1"),
         "final_degraded_accuracy": final_test.get("overall_top1"),
         "final_reconstruction_accuracy": final_test.get("reconstruction_top1"),
         "epochs": state.epoch,
