@@ -338,7 +338,7 @@ def _codes_section(loaded) -> str:
         "<p>Every code of each (dataset, model, k, r) cell side by side, grouped by redundancy r/k and code family. "
         "<b>Degraded</b> accuracy scores only the outputs the decoder rebuilt under e unavailable workers (a "
         "systematic code: the missing queries' outputs; a non-systematic code: all k); <b>all</b> scores every answer "
-        "of the group as a client receives it. <b>best</b> marks the winner of each cell (e = 1 degraded accuracy).</p>",
+        "of the group as a client receives it. <b>best</b> marks the winner of each cell, chosen on validation accuracy (the test figures are shown).</p>",
         _table(table.drop(columns=["run_id"]), "code-comparison-table"),
         "</section>",
     ])

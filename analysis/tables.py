@@ -91,8 +91,8 @@ def code_comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Every completed code at each (dataset, model, k, r), grouped by redundancy r/k and code family.
 
     Both measures for each e = 1..r (``degraded_accuracy_e<e>``: rebuilt outputs only;
-    ``all_accuracy_e<e>``: every answer as served) and ``best``: the code with the highest e = 1
-    degraded accuracy in its cell, so the winner per cell shows at a glance.
+    ``all_accuracy_e<e>``: every answer as served) and ``best``: the winner of its cell, chosen as
+    everywhere on validation (``results.selection_column``; the test measures are what is shown).
     """
     done = runs[runs["status"] == "COMPLETED"].copy()
     if done.empty:
@@ -107,8 +107,11 @@ def code_comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
     key = "degraded_accuracy_e1" if "degraded_accuracy_e1" in table else "degraded_accuracy"
     if key not in table:
         table = table.assign(**{key: done["degraded_accuracy"]})
-    best = table.groupby(CODE_CELL)[key].transform("max")
-    table = table.assign(best=np.where(table[key] == best, "best", ""))
+    chooser = results.selection_column(done)
+    score = done[chooser] if chooser in done else table[key]
+    table = table.assign(_score=score.to_numpy())
+    best = table.groupby(CODE_CELL)["_score"].transform("max")
+    table = table.assign(best=np.where(table["_score"] == best, "best", "")).drop(columns="_score")
     return table.sort_values(["dataset", "model", "redundancy", "k", "code_family", key],
                              ascending=[True, True, True, True, True, False], kind="stable").reset_index(drop=True)
 
