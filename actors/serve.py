@@ -54,7 +54,7 @@ def run_serve(options: ServeOptions, log=stderr_log, ready: Optional[threading.E
     import ray
     from ray import serve
 
-    from parity_ray.experiment import init_ray
+    from parity_ray.utils import init_ray
 
     owns_ray = not ray.is_initialized()
     if owns_ray:

@@ -272,7 +272,7 @@ def run_simulation(options: SimulationOptions, log=stderr_log) -> Dict[str, Any]
     from ray import serve
 
     from actors.app import build_app
-    from parity_ray.experiment import init_ray
+    from parity_ray.utils import init_ray
 
     logging.getLogger("ray.serve").setLevel(logging.WARNING)  # one line per mode from us, not Serve's INFO stream
     run, stragglers = validate(options)

@@ -23,6 +23,8 @@ OPTIMIZERS = ("adam", "sgd")
 PARITY_INITS = ("random", "base")
 LR_SCHEDULES = ("none", "cosine", "step")
 
+SUPPORTED_TASKS = ("classification",)  # dataset tasks the trainer runs (box regression: not yet)
+
 # What ``--smoke-test`` means everywhere (train, tune, quickstart, benchmarks): one owner.
 SMOKE_OVERRIDES = {"epochs": 1, "max_train_batches": 2, "max_eval_groups": 64, "base_epochs": 1, "device": "cpu"}
 
@@ -130,7 +132,6 @@ class TrainConfig:
         from .registry import parse_spec
 
         spec = get_dataset_spec(self.dataset)
-        from .trainer import SUPPORTED_TASKS  # noqa: PLC0415 - the trainer imports this module
 
         if getattr(spec, "task", "classification") not in SUPPORTED_TASKS:
             raise UsageError(f"dataset '{self.dataset}' is a {spec.task} task; the trainer runs {', '.join(SUPPORTED_TASKS)} "

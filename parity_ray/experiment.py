@@ -36,7 +36,7 @@ from .metrics import TUNE_METRIC, best_epoch_row
 from .tuning import SCHEDULERS, SEARCH_ALGS, build, build_callbacks
 from .results import SCHEMA_VERSION, best_run, json_column, write_tables
 from .spaces import Cell, ExpandedSpace, expand
-from .utils import cache_dir, library_versions, stable_hash, stderr_log
+from .utils import cache_dir, init_ray, library_versions, stable_hash, stderr_log
 
 Log = Callable[[str], None]
 
@@ -101,19 +101,6 @@ def run_experiment(options: TuneOptions, log: Log = stderr_log) -> Dict[str, Any
 def _check_name(name: str) -> None:
     if not name or "/" in name or name.startswith("."):
         raise UsageError(f"experiment name '{name}' must be a plain folder name (no '/', not hidden)")
-
-
-def init_ray(address: Optional[str]) -> None:
-    """Connect to the Ray cluster at ``address``, or start a local Ray when it is None."""
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=True, logging_level="warning")
-    try:
-        if address:
-            ray.init(address=address, **kwargs)
-        else:
-            ray.init(address="local", **kwargs)
-    except ConnectionError as exc:
-        raise UsageError(f"cannot connect to Ray at '{address}': {exc}") from None
 
 
 def _check_experiment_record(options: TuneOptions, space: ExpandedSpace) -> None:

@@ -40,7 +40,8 @@ def run_quickstart(options: QuickstartOptions, simulate: Callable[..., Dict[str,
     """
     from analysis.report import build_report
 
-    from .experiment import TuneOptions, init_ray, run_experiment
+    from .experiment import TuneOptions, run_experiment
+    from .utils import init_ray
 
     import ray
 

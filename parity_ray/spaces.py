@@ -234,10 +234,10 @@ def _describe(config: Dict[str, Any]) -> str:
 
 
 def trainer_tasks() -> Tuple[str, ...]:
-    """Dataset tasks the trainer runs: ``parity_ray.trainer.SUPPORTED_TASKS`` when it declares them."""
-    from . import trainer
+    """Dataset tasks the trainer runs (``parity_ray.config.SUPPORTED_TASKS``)."""
+    from .config import SUPPORTED_TASKS
 
-    return tuple(getattr(trainer, "SUPPORTED_TASKS", ("classification",)))
+    return tuple(SUPPORTED_TASKS)
 
 
 def unavailable_reason(config: Dict[str, Any]) -> Optional[str]:

@@ -20,7 +20,7 @@ from torch import nn
 
 from .base import BaseModelInfo, accuracy, compute_outputs, prepare_base_model
 from .coders import code_family, create_code, erasure_patterns, is_base_worker, rebuilt_slots, training_patterns
-from .config import TrainConfig
+from .config import SUPPORTED_TASKS, TrainConfig  # noqa: F401 - SUPPORTED_TASKS: the trainer's tasks, owned by config
 from .data import DataBundle, load_data
 from .errors import UsageError
 from .losses import LossInputs, create_loss
@@ -29,7 +29,6 @@ from .models import create_model
 from .registry import spec_name
 from .utils import atomic_torch_save, atomic_write_json, atomic_write_text, library_versions, resolve_device, stderr_log
 
-SUPPORTED_TASKS = ("classification",)  # dataset tasks the trainer runs (box regression: not yet)
 SPLITS = ("train", "val", "test")
 EVAL_SPLITS = ("val", "test")
 Log = Callable[[str], None]

@@ -10,7 +10,7 @@ import os
 import platform
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any, Iterator, Optional, Union
 
 import torch
 
@@ -125,3 +125,20 @@ def file_lock(path: PathLike) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def init_ray(address: Optional[str] = None) -> None:
+    """Connect to the Ray cluster at ``address``, or start a local Ray when it is None.
+
+    The one place the platform starts Ray (tune, simulate, serve, sweep): quiet logs, no dashboard.
+    """
+    import ray
+
+    from .errors import UsageError
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=True, logging_level="warning")
+    try:
+        ray.init(address=address or "local", **kwargs)
+    except ConnectionError as exc:
+        raise UsageError(f"cannot connect to Ray at '{address}': {exc}") from None

@@ -59,3 +59,105 @@ def test_no_import_cycles_between_packages():
     for path in sorted((REPO / "actors" / "modes").rglob("*.py")):
         bad = [m for m in _imports(path) if m.startswith(("actors.frontend", "actors.app", "actors.simulation", "actors.serve"))]
         assert not bad, (path, bad)
+
+
+# The three floors of the design card. A module imports its own floor's modules (within its own
+# engine) and the floors below, never a floor above; search-space modules belong to the Tune layer.
+CORE_MODULES = {"registry", "config", "data", "models", "coders", "losses", "metrics", "base", "trainer", "storage",
+                "results", "errors", "utils", "boxes", "serving"}
+TUNE_MODULES = {"experiment", "spaces", "tuning"}
+APP_MODULES = {"cli", "quickstart", "__main__"}
+SOURCE_PACKAGES = ("parity_ray", "actors", "analysis", "search_spaces")
+
+
+def floor_of(module: str):
+    """``(floor, engine)`` of a project module: 0 core, 1 an engine (tune, serve, analysis), 2 apps."""
+    parts = module.split(".")
+    if parts[0] == "parity_ray":
+        sub = parts[1] if len(parts) > 1 else "__init__"
+        if not ((REPO / "parity_ray" / f"{sub}.py").exists() or (REPO / "parity_ray" / sub).is_dir()):
+            sub = "__init__"  # an attribute of the package itself (parity_ray.__version__)
+        if sub in CORE_MODULES or sub == "__init__":
+            return 0, "core"
+        if sub in TUNE_MODULES:
+            return 1, "tune"
+        if sub in APP_MODULES:
+            return 2, "apps"
+        raise AssertionError(f"parity_ray.{sub} has no floor: add it to CORE_MODULES, TUNE_MODULES or APP_MODULES")
+    if parts[0] == "search_spaces":
+        return 1, "tune"
+    if parts[0] == "actors":
+        return 1, "serve"
+    if parts[0] == "analysis":
+        return 1, "analysis"
+    return None
+
+
+def project_modules():
+    for package in SOURCE_PACKAGES:
+        for path in sorted((REPO / package).rglob("*.py")):
+            name = ".".join(path.relative_to(REPO).with_suffix("").parts)
+            yield (name[: -len(".__init__")] if name.endswith(".__init__") else name), path
+
+
+def test_every_import_points_down_or_within_its_own_engine():
+    offenders = []
+    for module, path in project_modules():
+        mine = floor_of(module)
+        for imported in set(_imports(path)):
+            theirs = floor_of(imported)
+            if theirs is None or theirs == mine:
+                continue
+            if theirs[0] > mine[0] or (theirs[0] == mine[0] and theirs[1] != mine[1]):
+                offenders.append(f"{module} ({mine[1]}) imports {imported} ({theirs[1]})")
+    assert not offenders, "\n".join(sorted(offenders))
+
+
+def test_no_import_cycle_between_modules():
+    """Module-level and function-level imports alike: the import graph of the project is acyclic."""
+    modules = dict(project_modules())
+    graph = {}
+    for module, path in modules.items():
+        targets = set()
+        for imported in _imports(path):
+            # "a.b.c" may name a module or an attribute of module "a.b": keep the longest module prefix
+            parts = imported.split(".")
+            for end in range(len(parts), 0, -1):
+                candidate = ".".join(parts[:end])
+                if candidate in modules:
+                    if candidate != module and not module.startswith(candidate + "."):  # a package's own __init__
+                        targets.add(candidate)
+                    break
+        graph[module] = targets
+    # Tarjan's strongly connected components; any component larger than one module is a cycle
+    index, low, stack, on_stack, cycles, counter = {}, {}, [], set(), [], [0]
+
+    def visit(node):
+        index[node] = low[node] = counter[0]
+        counter[0] += 1
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in graph[node]:
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    import sys as _sys
+
+    _sys.setrecursionlimit(max(_sys.getrecursionlimit(), 10000))
+    for node in graph:
+        if node not in index:
+            visit(node)
+    assert not cycles, cycles
