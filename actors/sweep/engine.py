@@ -77,7 +77,7 @@ class Sampler:
 
 
 class Replica:
-    __slots__ = ("index", "inflight", "window", "window_id", "queue", "busy", "down_until", "state", "held")
+    __slots__ = ("index", "inflight", "window", "window_id", "queue", "busy", "down_until", "state", "held", "blocked_until")
 
     def __init__(self, index: int, state: StragglerState):
         self.index = index
@@ -89,6 +89,7 @@ class Replica:
         self.down_until = -INF
         self.state = state
         self.held: set = set()  # requests this replica holds (window, queue, running): a crash fails them
+        self.blocked_until = -INF  # its model run blocks its event loop: no window closes until then
 
 
 class Shard:
@@ -178,6 +179,7 @@ class Shard:
         batch = replica.queue.popleft()
         replica.busy = True
         flight = self.sampler.draw(len(batch))
+        replica.blocked_until = now + flight * self.busy_fraction
         delay = replica.state.extra_delay(flight * self.busy_fraction, now) if replica.state.models else 0.0
         self.push(now + flight * self.busy_fraction + delay, FREE, (replica, replica.down_until))
         self.push(now + flight + delay, REPLY, (replica, batch, replica.down_until))
@@ -191,8 +193,7 @@ class Shard:
         replica.down_until = now + self.restart_s
         replica.state = StragglerState(self.stragglers, replica.index, self.n_cluster, self.seed)
         self.push(replica.down_until, RESTART, replica)
-        for rid in failed:
-            self._finish(rid, now, False)
+        self.push(now, REPLY, (replica, failed, None))  # the frontend hears of it as an event, not inside a send
 
     def _finish(self, rid: int, now: float, ok: bool) -> None:
         if self.req_done[rid] != INF:
@@ -241,7 +242,10 @@ class Shard:
             elif kind == CLOSE:
                 replica, window_id = payload
                 if replica.window is not None and replica.window_id == window_id:
-                    self._close(replica, now)
+                    if now < replica.blocked_until:  # the model run holds the event loop: the timer fires after it
+                        self.push(replica.blocked_until, CLOSE, payload)
+                    else:
+                        self._close(replica, now)
             elif kind == FREE:
                 replica, incarnation = payload
                 if replica.busy and replica.down_until == incarnation:
@@ -250,6 +254,10 @@ class Shard:
                         self._start(replica, now)
             elif kind == REPLY:
                 replica, batch, incarnation = payload
+                if incarnation is None:  # a crash: every request it held failed
+                    for rid in batch:
+                        self._finish(rid, now, False)
+                    continue
                 if replica.down_until != incarnation:
                     continue  # the process that ran it died; its requests already failed
                 for rid in batch:
