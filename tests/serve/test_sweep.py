@@ -154,5 +154,10 @@ def test_sweep_rows_in_the_experiment(tmp_path):
     assert row.apps == 4 and row.replicas == 20 and row.measured == 1000
     assert json.loads(row.settings)["timings"]["group_wait_s"] == 0.025
     assert (sweeps.direct + sweeps.decoded + sweeps.failed == sweeps.measured).all()
+    from analysis.tables import cheapest_modes, sweep_tail
+
+    cheapest = cheapest_modes(sweeps, target_ms=1e6)  # every mode meets it: the fewest replicas wins
+    assert len(cheapest) == 2 * 2 * 2 and set(cheapest["mode"]) <= {"none", "replication"}  # one request a query
+    assert len(sweep_tail(sweeps)) == len(sweeps)
     again = run_sweep(options, log=lambda _m: None)  # seeded: the same numbers again
     assert [r["p999_ms"] for r in again["rows"]] == [r["p999_ms"] for r in summary["rows"]]
