@@ -161,3 +161,41 @@ def test_sweep_rows_in_the_experiment(tmp_path):
     assert len(sweep_tail(sweeps)) == len(sweeps)
     again = run_sweep(options, log=lambda _m: None)  # seeded: the same numbers again
     assert [r["p999_ms"] for r in again["rows"]] == [r["p999_ms"] for r in summary["rows"]]
+
+
+# --------------------------------------------------------------------------- validation against Serve
+
+VALIDATION_MODES = ["coded", "coded-hedged", "replication", "hedged", "none"]
+
+
+@pytest.mark.slow
+def test_sweep_matches_a_real_serve_run(trained_experiment, local_ray):
+    """At the settings of a Serve simulation on this machine (calibrated from that very run), the sweep's
+    p50, p99 and p99.9 per mode are within 15% of the measured ones."""
+    from ray import serve
+
+    from actors.simulation import SimulationOptions, run_simulation
+
+    straggler = "slow:replica=0,p=0.3,delay_ms=100"
+    sim = SimulationOptions(experiment=trained_experiment, modes=VALIDATION_MODES, straggler=straggler, rate=20,
+                            queries=200, warmup=30, deadline_ms=40, timeout_s=5, progress=False, interleave_s=2.0,
+                            cpus_per_replica=0.05)
+    try:
+        measured = run_simulation(sim, log=lambda _m: None)
+    finally:
+        serve.shutdown()
+    swept = run_sweep(SweepOptions(experiment=trained_experiment, modes=VALIDATION_MODES, rates=[20.0], stragglers=[straggler],
+                                   queries=4000, warmup=30, deadline_ms=40, timeout_s=5, workers=0, progress=False,
+                                   calibrate=f"{trained_experiment}:{measured['simulation_id']}"), log=lambda _m: None)
+    by_mode = {row["mode"]: row for row in swept["rows"]}
+    table, misses = [], []
+    for serve_row in measured["modes"]:
+        sweep_row = by_mode[serve_row["mode"]]
+        for key in ("p50_ms", "p99_ms", "p999_ms"):
+            error = abs(sweep_row[key] - serve_row[key]) / serve_row[key]
+            table.append(f"{serve_row['mode']:<13}{key:<8}{serve_row[key]:8.1f}{sweep_row[key]:8.1f}{error:7.1%}")
+            if error > 0.15:
+                misses.append(table[-1])
+        assert sweep_row["accuracy"] is not None
+    print("\n".join(["mode         stat       serve   sweep  error", *table]))
+    assert not misses, "\n".join(misses)
