@@ -30,6 +30,8 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 from ray import serve
 
+from actors.modes import pick_replica
+
 DEFAULT_MAX_INSTANCES = 64
 
 
@@ -84,15 +86,7 @@ class Frontend:
     # ------------------------------------------------------------------ routing (what modes call)
     def pick(self, pool: str, exclude: Sequence[int] = ()) -> int:
         """The replica of ``pool`` with the fewest outstanding requests (not in ``exclude``); ties in turn."""
-        counts = self.outstanding[pool]
-        n, turn = len(counts), next(self.turns[pool])
-        best, best_key = -1, None
-        for offset in range(n):
-            i = (turn + offset) % n
-            if i in exclude:
-                continue
-            if best_key is None or counts[i] < best_key:
-                best, best_key = i, counts[i]
+        best = pick_replica(self.outstanding[pool], next(self.turns[pool]), exclude)
         if best < 0:
             raise RuntimeError(f"no replica left in pool '{pool}' outside {list(exclude)}")
         return best

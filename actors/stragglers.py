@@ -165,7 +165,11 @@ def build(entry: Dict[str, Any]) -> StragglerModel:
 
 
 class StragglerState:
-    """The composed models of one replica, with its seeded generator and request count."""
+    """The composed models of one replica, with its seeded generator and request count.
+
+    A Serve replica (``actors.replica``) keeps the wall clock; the discrete-event model of
+    ``parity-ray sweep`` passes its simulated time as ``now`` and asks :meth:`should_crash`.
+    """
 
     def __init__(self, models: List[Dict[str, Any]], replica: int, n_replicas: int, seed: int):
         self.models = [m for m in (build(e) for e in models) if m.applies_to(replica)]
@@ -174,12 +178,17 @@ class StragglerState:
         self.requests = 0
         self.started = time.monotonic()
 
-    def before_request(self) -> None:
+    def should_crash(self) -> bool:
+        """Count one request; whether the replica dies on it."""
         self.requests += 1
-        for model in self.models:
-            if model.crash(self.requests, self.rng):
-                os._exit(17)  # a hard crash: the process dies, Serve's controller restarts the replica
+        return any(model.crash(self.requests, self.rng) for model in self.models)
 
-    def extra_delay(self, service_s: float) -> float:
-        now = time.monotonic() - self.started
+    def before_request(self) -> None:
+        if self.should_crash():
+            os._exit(17)  # a hard crash: the process dies, Serve's controller restarts the replica
+
+    def extra_delay(self, service_s: float, now: Optional[float] = None) -> float:
+        """One batch's extra delay (seconds); ``now``: seconds since the replica started (default: the wall clock)."""
+        if now is None:
+            now = time.monotonic() - self.started
         return sum(m.delay(self.rng, service_s, now, self.replica, self.n_replicas) for m in self.models)

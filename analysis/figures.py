@@ -216,3 +216,20 @@ def instance_figure(run: pd.Series, predictions: pd.DataFrame, decode: pd.Series
                title=f"{decode.get('outcome', '')} — KL(base ‖ decoded) {float(decode['kl_base_decoded']):.3g} nats".strip(" —"))
     _legend_below(fig, scores, 2)
     return fig
+
+
+def sweep_figure(tail: pd.DataFrame, target_ms: float) -> Figure:
+    """p99.9 vs offered rate per mode (one panel per sweep x k x r x straggler x cluster size, the first four)."""
+    keys = ["sweep_id", "k", "r", "straggler", "cluster_size"]
+    groups = list(tail.groupby(keys, sort=False))[:4]
+    fig, axes = _figure(6.4 * max(len(groups), 1), 4.2, max(len(groups), 1))
+    axes = list(np.atleast_1d(axes))
+    for ax, (key, part) in zip(axes, groups):
+        for mode, lines in part.groupby("mode", sort=False):
+            ax.plot(lines["rate"], lines["p999_ms"], marker="o", label=mode)
+        ax.axhline(target_ms, color="#999", linestyle="--", linewidth=1, label=f"target {target_ms:g} ms")
+        ax.set(xlabel="offered load (queries/s)", ylabel="p99.9 latency (ms)", yscale="log",
+               title=f"k={key[1]} r={key[2]}, {key[4]} replicas\n{key[3]}")
+        ax.title.set_fontsize(9)
+        ax.legend(fontsize=8)
+    return fig

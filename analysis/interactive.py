@@ -217,3 +217,24 @@ def latency_charts(cdf: pd.DataFrame) -> List[dict]:
                _layout("latency (ms)", "fraction of queries slower (1 - CDF)", legend=legend, names=names,
                        xaxis={"type": "log"}, yaxis={"type": "log", "dtick": 1})),
     ]
+
+
+def sweep_charts(tail: pd.DataFrame, target_ms: float) -> List[dict]:
+    """p99.9 vs rate, one line per mode (and per sweep x k x r x straggler x cluster size when several)."""
+    keys = ["sweep_id", "k", "r", "straggler", "cluster_size"]
+    several = tail.groupby(keys).ngroups > 1
+    data = []
+    for n, (key, part) in enumerate(tail.groupby(keys + ["mode"], sort=False)):
+        name = f"{key[-1]} (k={key[1]} r={key[2]}, {key[4]} replicas, {key[3]})" if several else key[-1]
+        data.append({"type": "scatter", "mode": "lines+markers", "name": name, "line": {"color": PALETTE[n % len(PALETTE)]},
+                     "x": part["rate"].round(3).tolist(), "y": part["p999_ms"].round(3).tolist(),
+                     "hovertemplate": f"{name}<br>%{{x:g}} qps: p99.9 %{{y:.1f}} ms<extra></extra>"})
+    if len(tail):
+        rates = tail["rate"]
+        data.append({"type": "scatter", "mode": "lines", "name": f"target {target_ms:g} ms",
+                     "line": {"color": "#999", "dash": "dash"}, "x": [float(rates.min()), float(rates.max())],
+                     "y": [target_ms, target_ms], "hoverinfo": "skip"})
+    names = [d["name"] for d in data]
+    return [_chart("chart-sweep-tail", "p99.9 vs rate per mode (simulated)", data,
+                   _layout("offered load (queries/s)", "p99.9 latency (ms)", legend="right" if len(names) > 6 else "top",
+                           names=names, yaxis={"type": "log"}))]

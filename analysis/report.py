@@ -205,8 +205,11 @@ def render(loaded, experiment: str, folder: Path, max_thumbnails: int = explorer
         _erasure_section(loaded, figure),
         _latency_section(loaded, experiment, figure),
     ]
+    if not loaded.sweeps.empty:
+        sections.append(_sweeps_section(loaded, figure))
     name = Path(_experiment_root(experiment).rstrip("/")).name or experiment
-    page = PAGE.format(title=html.escape(f"{name} — parity_ray report"), generator=GENERATOR, nav=NAV,
+    page = PAGE.format(title=html.escape(f"{name} — parity_ray report"), generator=GENERATOR,
+                       nav=NAV + (SWEEPS_NAV if not loaded.sweeps.empty else ""),
                        body="\n".join(sections), manifest=explorer.json_for_script(manifest),
                        charts=explorer.json_for_script(charts))
     (folder / "index.html").write_text(page, encoding="utf-8")
@@ -479,9 +482,28 @@ def _latency_section(loaded, experiment: str, figure) -> str:
     ])
 
 
+def _sweeps_section(loaded, figure) -> str:
+    """``parity-ray sweep`` results: p99.9 vs rate per mode, and the cheapest mode meeting a p99.9 target per rate."""
+    sweeps = loaded.sweeps
+    tail = tables.sweep_tail(sweeps)
+    target = tables.sweep_target(sweeps)
+    cheapest = tables.cheapest_modes(sweeps, target)
+    parts = ['<section id="sweeps"><h2>Sweeps at cluster scale (discrete-event simulation)</h2>',
+             f"<p>Simulated serving runs of <code>parity-ray sweep</code>: {sweeps['sweep_id'].nunique()} sweep(s), "
+             f"{len(sweeps)} cells. The cheapest mode at each rate is the one with the fewest replicas (then the fewest "
+             f"requests per query) whose p99.9 meets {target:g} ms with no query failed.</p>",
+             _table(cheapest, "sweep-cheapest-table")]
+    if len(tail):
+        parts.append(figure("sweep_p999.png", figures.sweep_figure(tail, target), interactive.sweep_charts(tail, target)))
+    parts.append(_table(tail, "sweep-table"))
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
 NAV = "".join(f'<a href="#{anchor}">{text}</a>' for anchor, text in [
     ("accuracy", "Accuracy"), ("lineage", "Lineage"), ("explorer", "Instance explorer"), ("compare", "Run vs run"),
     ("learning-curves", "Learning curves"), ("erasures", "Erasures"), ("latency", "Latency")])
+SWEEPS_NAV = '<a href="#sweeps">Sweeps</a>'  # only when the experiment has tables/sweeps/
 
 EXPLORER_SECTION = """<section id="explorer"><h2>Instance explorer</h2>
 <p>The test decodes whose answer differs from the base model's on the same image: <i>lost by decoding</i> (base right,

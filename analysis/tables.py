@@ -330,3 +330,52 @@ def latency_cdf(queries: pd.DataFrame, simulation_ids: Optional[Iterable[str]] =
             "latency_ms": answered, "fraction": np.arange(1, len(answered) + 1) / len(group),
         }))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+# --------------------------------------------------------------------------- sweeps (parity-ray sweep)
+
+SWEEP_KEYS = ["sweep_id", "k", "r", "straggler", "cluster_size"]
+DEFAULT_P999_TARGET_MS = 100.0
+
+
+def sweep_tail(sweeps: pd.DataFrame) -> pd.DataFrame:
+    """p99.9 (and p50, accuracy, cost) vs rate per mode, one line per sweep x k x r x straggler x cluster size."""
+    columns = SWEEP_KEYS + ["mode", "rate", "replicas", "requests_per_query", "p50_ms", "p99_ms", "p999_ms", "failed",
+                            "accuracy"]
+    if sweeps.empty:
+        return pd.DataFrame(columns=columns)
+    table = sweeps[sweeps["rate"].notna()][columns].copy()
+    return table.sort_values(SWEEP_KEYS + ["mode", "rate"], kind="stable").reset_index(drop=True)
+
+
+def sweep_target(sweeps: pd.DataFrame) -> float:
+    """The p99.9 target the sweeps asked for (``--target-p999-ms``), else ``DEFAULT_P999_TARGET_MS``."""
+    import json as _json
+
+    for text in sweeps.get("settings", pd.Series(dtype=str)).dropna():
+        value = _json.loads(text).get("target_p999_ms")
+        if value:
+            return float(value)
+    return DEFAULT_P999_TARGET_MS
+
+
+def cheapest_modes(sweeps: pd.DataFrame, target_ms: Optional[float] = None) -> pd.DataFrame:
+    """At each rate (per sweep x k x r x straggler x cluster size): the cheapest mode whose p99.9 meets the
+    target with nothing failed: fewest replicas, then fewest requests per query, then lowest p99.9."""
+    target = sweep_target(sweeps) if target_ms is None else float(target_ms)
+    tail = sweep_tail(sweeps)
+    columns = SWEEP_KEYS + ["rate", "target_ms", "mode", "replicas", "requests_per_query", "p999_ms", "meeting"]
+    rows = []
+    for key, part in tail.groupby(SWEEP_KEYS + ["rate"], sort=True):
+        ok = part[(part["p999_ms"] <= target) & (part["failed"] == 0)]
+        best = ok.sort_values(["replicas", "requests_per_query", "p999_ms"], kind="stable").head(1)
+        row = dict(zip(SWEEP_KEYS + ["rate"], key), target_ms=target)
+        if best.empty:
+            row.update(mode="none meets it", replicas=None, requests_per_query=None, p999_ms=float(part["p999_ms"].min()),
+                       meeting="")
+        else:
+            best = best.iloc[0]
+            row.update(mode=best["mode"], replicas=int(best["replicas"]), requests_per_query=float(best["requests_per_query"]),
+                       p999_ms=float(best["p999_ms"]), meeting=", ".join(sorted(ok["mode"])))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=columns)

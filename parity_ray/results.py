@@ -18,7 +18,17 @@ from .errors import UsageError
 
 SCHEMA_VERSION = 2  # 2: codes of every family, erasure patterns up to r (predictions, per-e accuracies)
 TABLES = ("runs", "epochs", "predictions", "base_models")  # written by parity-ray tune
-SIMULATION_TABLES = ("queries", "simulations")  # one file per simulation (tables/<name>/<simulation_id>.parquet)
+SIMULATION_TABLES = ("queries", "simulations", "sweeps")  # one file per simulation / sweep (tables/<name>/<id>.parquet)
+# tables/sweeps/<sweep_id>.parquet (parity-ray sweep): one row per grid cell x mode; the columns, in order
+# (documented in docs/tables.md). write_sweep refuses a frame with other columns.
+SWEEP_COLUMNS = (
+    "sweep_id", "cell", "mode", "rate", "clients", "k", "r", "systematic", "straggler", "cluster_size", "apps",
+    "replicas_per_app", "replicas", "deadline_ms", "hedge_deadline_ms", "group_wait_ms", "timeout_s", "max_batch_size",
+    "batch_wait_ms", "busy_fraction", "restart_s", "service", "seed", "sent", "measured", "direct", "decoded", "failed",
+    "hedged", "requests_per_query", "groups_encoded", "groups_skipped", "p50_ms", "p90_ms", "p99_ms", "p999_ms",
+    "mean_ms", "throughput_qps", "accuracy", "decoded_accuracy", "run_id", "experiment", "settings", "seconds",
+    "versions", "schema_version",
+)
 VERSION_KEY = "parity_ray.schema_version"
 
 
@@ -32,6 +42,7 @@ class Tables:
     base_models: pd.DataFrame
     queries: pd.DataFrame = field(default_factory=pd.DataFrame)  # empty until a simulation ran
     simulations: pd.DataFrame = field(default_factory=pd.DataFrame)
+    sweeps: pd.DataFrame = field(default_factory=pd.DataFrame)  # empty until a sweep ran
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         return getattr(self, name)
@@ -67,6 +78,15 @@ def write_simulation(experiment: str, simulation_id: str, queries: pd.DataFrame,
         storage.write_parquet(frame, uri, {VERSION_KEY: SCHEMA_VERSION, "parity_ray.table": name})
         written.append(uri)
     return written
+
+
+def write_sweep(experiment: str, sweep_id: str, sweeps: pd.DataFrame) -> str:
+    """Write one sweep's rows as its own file ``tables/sweeps/<sweep_id>.parquet`` (atomically); its URI."""
+    if tuple(sweeps.columns) != SWEEP_COLUMNS:
+        raise ValueError(f"sweep rows have columns {list(sweeps.columns)}; expected {list(SWEEP_COLUMNS)}")
+    uri = storage.join(tables_uri(experiment), "sweeps", f"{sweep_id}.parquet")
+    storage.write_parquet(sweeps, uri, {VERSION_KEY: SCHEMA_VERSION, "parity_ray.table": "sweeps"})
+    return uri
 
 
 def _read_versioned(uri: str) -> pd.DataFrame:

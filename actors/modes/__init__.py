@@ -19,7 +19,7 @@ it for a replica (:meth:`~actors.frontend.Routing.pick`) and sends queries throu
 from __future__ import annotations
 
 import importlib
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -46,8 +46,18 @@ class ServingMode:
     def __init__(self, frontend, options: Dict[str, Any]):
         self.frontend = frontend
         self.options = options
-        self.deadline_s = float(options.get("deadline_ms", 50.0)) / 1000.0
-        self.timeout_s = float(options.get("timeout_s", 10.0))
+        for name, value in type(self).timings(options).items():
+            setattr(self, name, value)
+
+    @classmethod
+    def timings(cls, options: Dict[str, Any]) -> Dict[str, float]:
+        """The mode's policy times in seconds from the app's options (``deadline_ms``, ``timeout_s``, ...).
+
+        One place for the defaults: the mode itself and the discrete-event model of ``parity-ray
+        sweep`` (``actors.sweep``) both read them from here.
+        """
+        return {"deadline_s": float(options.get("deadline_ms", 50.0)) / 1000.0,
+                "timeout_s": float(options.get("timeout_s", 10.0))}
 
     @classmethod
     def workers(cls, layout, has_parity: bool) -> Dict[str, List[Tuple[str, int]]]:
@@ -66,6 +76,24 @@ class ServingMode:
 
     def stats(self) -> Dict[str, Any]:
         return {}
+
+
+def pick_replica(counts: Sequence[int], turn: int, exclude: Sequence[int] = ()) -> int:
+    """The routing rule of every mode: the replica with the fewest requests in flight, ties in turn.
+
+    ``counts[i]`` is replica i's requests in flight, ``turn`` the pool's pick counter (the scan
+    starts at ``turn % n``, so ties rotate). -1 when every replica is excluded. The Serve frontend
+    (``Frontend.pick``) and the discrete-event model of ``parity-ray sweep`` both route with it.
+    """
+    n = len(counts)
+    best, best_count = -1, None
+    for offset in range(n):
+        i = (turn + offset) % n
+        if i in exclude:
+            continue
+        if best_count is None or counts[i] < best_count:
+            best, best_count = i, counts[i]
+    return best
 
 
 def answer_record(path: str, replica: Optional[str], output=None, reason: Optional[str] = None, **extra) -> Dict[str, Any]:
@@ -97,4 +125,4 @@ def get_mode(name: str):
     return MODES.get(name)
 
 
-__all__ = ["BASE", "MODES", "ServingMode", "answer_record", "coded", "get_mode", "list_modes", "register_mode"]
+__all__ = ["BASE", "MODES", "ServingMode", "answer_record", "coded", "get_mode", "list_modes", "pick_replica", "register_mode"]

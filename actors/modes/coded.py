@@ -71,8 +71,6 @@ class Coded(ServingMode):
         self.layout = self.code.layout
         self.k, self.n = self.layout.k, self.layout.n
         self.systematic = self.layout.systematic
-        group_wait_ms = options.get("group_wait_ms")
-        self.group_wait_s = self.deadline_s / 2 if group_wait_ms is None else float(group_wait_ms) / 1000.0
         self.open_groups: List[Group] = []  # oldest first
         self.group_ids = itertools.count()
         # Recent (query, base output) pairs: fillers for partial groups.
@@ -80,6 +78,13 @@ class Coded(ServingMode):
         self.encode_s = self.decode_s = 0.0  # wall time
         self.encode_cpu_s = self.decode_cpu_s = 0.0  # this thread's CPU time
         self.groups = self.decodes = self.skipped_groups = 0
+
+    @classmethod
+    def timings(cls, options):
+        timings = super().timings(options)
+        group_wait_ms = options.get("group_wait_ms")
+        timings["group_wait_s"] = timings["deadline_s"] / 2 if group_wait_ms is None else float(group_wait_ms) / 1000.0
+        return timings
 
     @classmethod
     def workers(cls, layout, has_parity):

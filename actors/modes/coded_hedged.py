@@ -20,9 +20,14 @@ from actors.modes.coded import Coded, _ok
 class CodedHedged(Coded):
     def __init__(self, frontend, options):
         super().__init__(frontend, options)
-        hedge_ms = options.get("hedge_deadline_ms")
-        self.hedge_s = (float(hedge_ms) / 1000.0) if hedge_ms else 2.0 * self.deadline_s
         self.hedges = 0
+
+    @classmethod
+    def timings(cls, options):
+        timings = super().timings(options)
+        hedge_ms = options.get("hedge_deadline_ms")
+        timings["hedge_s"] = (float(hedge_ms) / 1000.0) if hedge_ms else 2.0 * timings["deadline_s"]
+        return timings
 
     @classmethod
     def check(cls, layout, has_parity):

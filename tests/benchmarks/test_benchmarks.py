@@ -38,3 +38,13 @@ def test_serve_tail_smoke_test(tmp_path):
     assert set(summary["comparisons"][0]["tail"]) == {"coded", "coded-hedged", "replication", "hedged", "none"}
     for mode in summary["comparisons"][0]["tail"].values():
         assert mode["sent"] == mode["direct"] + mode["decoded"] + mode["failed"] + (mode["sent"] - mode["measured"])
+
+
+@pytest.mark.slow
+def test_sweep_benchmark_smoke_test(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PARITY_RAY_CACHE": str(tmp_path / "cache"), "RAY_AUTH_MODE": "disabled"}
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "sweep.py"), "--smoke-test", "--json"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "speed: 20,000 queries over 100 replicas" in result.stdout and "validation (" in result.stdout
+    assert result.stdout.strip().splitlines()[-1].startswith("{")

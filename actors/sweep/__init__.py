@@ -1,0 +1,383 @@
+"""``parity-ray sweep``: coded serving at cluster scale, by discrete-event simulation.
+
+A grid (rates x k x r x straggler specs x modes x cluster sizes) of simulated serving runs. Each
+cell deploys, on paper, as many copies of the mode's app (``ServingMode.workers``: its replica
+pools) as the cluster holds, splits the load evenly between them and simulates each app's
+frontend and replicas on a simulated clock (``actors.sweep.engine``). Service times come from a
+``parity-ray simulate`` run (``--calibrate``) or a distribution given by hand (``--service``); the
+accuracy of every answer is drawn from the served run's measured per-instance results (a direct
+answer is right when the base model was right on the drawn test image, a decoded one when the
+decoder was). Cells run as Ray tasks (on a cluster with ``--address auto``), or in this process
+with ``--workers 0``. One row per cell x mode lands in ``tables/sweeps/<sweep_id>.parquet``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import pandas as pd
+
+from parity_ray.errors import UsageError, choices_hint
+from parity_ray.results import SCHEMA_VERSION, SWEEP_COLUMNS, write_sweep
+from parity_ray.utils import library_versions, stable_hash, stderr_log
+
+DEFAULT_MODES = ("coded", "coded-hedged", "replication", "hedged", "none")
+
+
+@dataclass
+class SweepOptions:
+    experiment: str  # where the rows go (tables/sweeps/); its run gives the code and the accuracies
+    run: Optional[str] = "best"  # the served run whose per-instance results give accuracies (None: no accuracy)
+    modes: List[str] = field(default_factory=lambda: list(DEFAULT_MODES))
+    rates: List[float] = field(default_factory=lambda: [50.0])  # open-loop Poisson queries/s over the whole cluster
+    clients: Optional[int] = None  # closed loop with N clients (over the whole cluster) instead of rates
+    ks: Optional[List[int]] = None  # default: the run's k
+    rs: Optional[List[int]] = None  # default: the run's r
+    stragglers: List[str] = field(default_factory=lambda: ["none"])  # actors.stragglers specs
+    cluster_sizes: Optional[List[int]] = None  # replicas in the cluster; default: one app of each mode
+    queries: int = 10000  # measured queries per cell x mode
+    warmup: int = 100
+    service: Optional[str] = None  # by hand, e.g. lognormal:median_ms=3,sigma=0.3
+    calibrate: Optional[str] = None  # EXPERIMENT[:SIMULATION_ID] to fit the service times from
+    busy_fraction: Optional[float] = None  # override the service model's
+    deadline_ms: float = 50.0
+    hedge_deadline_ms: Optional[float] = None
+    group_wait_ms: Optional[float] = None
+    timeout_s: float = 10.0
+    max_batch_size: int = 16
+    batch_wait_ms: float = 2.0
+    restart_s: float = 3.0  # a crashed replica is back this long after
+    target_p999_ms: Optional[float] = None  # the report's "cheapest mode meeting it" (recorded in settings)
+    seed: int = 0
+    workers: Optional[int] = None  # Ray tasks at once; 0: run in this process; None: one per CPU of the cluster
+    address: Optional[str] = None
+    progress: bool = True
+
+    def mode_options(self) -> Dict[str, Any]:
+        return {"deadline_ms": self.deadline_ms, "hedge_deadline_ms": self.hedge_deadline_ms,
+                "group_wait_ms": self.group_wait_ms, "timeout_s": self.timeout_s}
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _layout(k: int, r: int, run_layout=None):
+    from actors.codes import CodeLayout
+
+    if run_layout is not None and run_layout.k == k and run_layout.r == r:
+        return run_layout
+    systematic = True if run_layout is None else run_layout.systematic
+    return CodeLayout(k=k, r=r, systematic=systematic, num_coded=r if systematic else k + r)
+
+
+def validate(options: SweepOptions):
+    """Everything checked before anything runs; returns (service model, run or None, run layout or None)."""
+    from actors.app import check_options, has_coded_workers
+    from actors.codes import code_layout
+    from actors.modes import get_mode, list_modes
+    from actors.stragglers import parse_spec
+    from actors.sweep.engine import POLICIES
+    from actors.sweep.service import calibrate, parse_service
+
+    known = list_modes()
+    bad = [m for m in options.modes if m not in known]
+    if bad or not options.modes:
+        name = bad[0] if bad else ""
+        raise UsageError(f"unknown mode '{name}'; {choices_hint(name, known)}")
+    missing = [m for m in options.modes if m not in POLICIES]
+    if missing:
+        raise UsageError(f"mode '{missing[0]}' has no simulation model in actors/sweep/engine.py (POLICIES); "
+                         f"valid choices: {', '.join(sorted(POLICIES))}")
+    if options.clients is not None and options.clients <= 0:
+        raise UsageError("--clients must be > 0")
+    if options.clients is None and (not options.rates or any(r <= 0 for r in options.rates)):
+        raise UsageError("--rate must be > 0")
+    if options.queries <= 0 or options.warmup < 0:
+        raise UsageError("--queries must be > 0 and --warmup >= 0")
+    for name in ("ks", "rs", "cluster_sizes"):
+        values = getattr(options, name)
+        if values is not None and (not values or any(v < 1 for v in values)):
+            raise UsageError(f"--{name.rstrip('s').replace('_', '-')} values must be >= 1")
+    if options.restart_s < 0 or (options.busy_fraction is not None and not 0 < options.busy_fraction <= 1):
+        raise UsageError("--restart-s must be >= 0 and --busy-fraction in (0, 1]")
+    from actors.app import AppOptions
+
+    for mode in options.modes:
+        check_options(AppOptions(mode=mode, deadline_ms=options.deadline_ms, hedge_deadline_ms=options.hedge_deadline_ms,
+                                 group_wait_ms=options.group_wait_ms, timeout_s=options.timeout_s,
+                                 max_batch_size=options.max_batch_size, batch_wait_ms=options.batch_wait_ms))
+    for spec in options.stragglers:
+        parse_spec(spec)
+    if bool(options.service) == bool(options.calibrate):
+        raise UsageError("give the service times either by hand (--service lognormal:median_ms=3,sigma=0.3) "
+                         "or fitted from a simulate run (--calibrate EXPERIMENT[:SIMULATION_ID]), one of the two")
+    service = parse_service(options.service, options.seed) if options.service else calibrate(options.calibrate, options.batch_wait_ms)
+    if options.busy_fraction is not None:
+        service.busy_fraction = float(options.busy_fraction)
+    run = run_layout = None
+    has_parity = True
+    if options.run:
+        from parity_ray.serving import resolve_run
+
+        run = resolve_run(options.experiment, options.run)
+        run_layout = code_layout(run)
+        has_parity = has_coded_workers(run)
+    else:
+        from parity_ray import results
+
+        results.load(options.experiment)  # the rows' home must be an experiment
+    for k, r in itertools.product(options.ks or [run_layout.k if run_layout else 2],
+                                  options.rs or [run_layout.r if run_layout else 1]):
+        layout = _layout(k, r, run_layout)
+        for mode in options.modes:
+            get_mode(mode).check(layout, has_parity)
+            size = app_size(mode, layout, has_parity)
+            for cluster in options.cluster_sizes or []:
+                if cluster < size:
+                    raise UsageError(f"--cluster-size {cluster} holds no app of mode '{mode}' at k={k}, r={r} "
+                                     f"({size} replicas each)")
+    return service, run, run_layout, has_parity
+
+
+def app_size(mode: str, layout, has_parity: bool) -> int:
+    from actors.modes import get_mode
+
+    return sum(len(w) for w in get_mode(mode).workers(layout, has_parity).values())
+
+
+# --------------------------------------------------------------------------- one cell
+
+
+def send_times(total: int, rate: float, seed) -> np.ndarray:
+    """Seeded Poisson send times; with an int seed the very times of ``actors.simulation.send_times``."""
+    return np.cumsum(np.random.default_rng(seed).exponential(1.0 / rate, size=total))
+
+
+def simulate_cell(cell: Dict[str, Any], service, shards: List[int]) -> List[Dict[str, np.ndarray]]:
+    """Simulate some of a cell's apps (``shards``); per app, its measured queries' arrays."""
+    from actors.stragglers import parse_spec
+    from actors.sweep.engine import Shard
+
+    layout = _layout(cell["k"], cell["r"], cell.get("run_layout"))
+    stragglers = parse_spec(cell["straggler"])
+    apps, size = cell["apps"], cell["replicas_per_app"]
+    out = []
+    for s in shards:
+        total = cell["per_app"][s]
+        warm = cell["warmup_per_app"][s]
+        shard = Shard(cell["mode"], layout, cell["has_parity"], cell["mode_options"], service, stragglers,
+                      first_replica=s * size, n_cluster=apps * size, seed=cell["seed"],
+                      max_batch_size=cell["max_batch_size"], batch_wait_s=cell["batch_wait_ms"] / 1000.0,
+                      busy_fraction=service.busy_fraction, restart_s=cell["restart_s"])
+        if cell["clients"]:
+            clients = cell["clients"] // apps + (1 if s < cell["clients"] % apps else 0)
+            result = shard.run(np.zeros(total), clients=max(clients, 1))
+        else:
+            seed = cell["seed"] if apps == 1 else [cell["seed"], s]
+            result = shard.run(send_times(total, cell["rate"] / apps, seed))
+        keep = slice(warm, None)
+        out.append({"send": result.send[keep], "answer": result.answer[keep], "path": result.path[keep],
+                    "hedged": result.hedged[keep], "requests": result.requests, "sent": total,
+                    "groups_encoded": result.groups_encoded, "groups_skipped": result.groups_skipped})
+    return out
+
+
+def _split(total: int, parts: int) -> List[int]:
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+def plan_cells(options: SweepOptions, run_layout, has_parity: bool) -> List[Dict[str, Any]]:
+    cells = []
+    loads = [("clients", options.clients)] if options.clients else [("rate", r) for r in options.rates]
+    for (load_kind, load), k, r, straggler, cluster, mode in itertools.product(
+            loads, options.ks or [run_layout.k if run_layout else 2], options.rs or [run_layout.r if run_layout else 1],
+            options.stragglers, options.cluster_sizes or [None], options.modes):
+        layout = _layout(k, r, run_layout)
+        size = app_size(mode, layout, has_parity)
+        apps = max((cluster or size) // size, 1)
+        per_app = _split(options.queries + options.warmup, apps)
+        warm = _split(options.warmup, apps)
+        cells.append({
+            "mode": mode, "k": k, "r": r, "systematic": layout.systematic, "straggler": straggler,
+            "rate": float(load) if load_kind == "rate" else None, "clients": int(load) if load_kind == "clients" else None,
+            "cluster_size": cluster or size, "apps": apps, "replicas_per_app": size, "per_app": per_app,
+            "warmup_per_app": warm, "mode_options": options.mode_options(), "max_batch_size": options.max_batch_size,
+            "batch_wait_ms": options.batch_wait_ms, "restart_s": options.restart_s, "has_parity": has_parity,
+            "run_layout": run_layout, "seed": options.seed,
+        })
+    return cells
+
+
+def _percentile(values: np.ndarray, q: float) -> Optional[float]:
+    return float(np.percentile(values, q)) if len(values) else None
+
+
+def summarize_cell(cell, parts, accuracy, rng) -> Dict[str, Any]:
+    send = np.concatenate([p["send"] for p in parts])
+    answer = np.concatenate([p["answer"] for p in parts])
+    path = np.concatenate([p["path"] for p in parts])
+    hedged = np.concatenate([p["hedged"] for p in parts])
+    answered = path != 2
+    latency = (answer - send)[answered] * 1000.0
+    measured = len(path)
+    span = np.max(answer) - np.min(send) if measured else 0.0
+    correct = decoded_correct = None
+    if accuracy is not None and (cell["k"], cell["r"]) == accuracy["kr"] and measured:
+        rows = rng.integers(0, len(accuracy["base"]), size=measured)
+        right = np.where(path == 0, accuracy["base"][rows], np.where(path == 1, accuracy["decoded"][rows], False))
+        correct = float(right.mean())
+        decoded_correct = float(right[path == 1].mean()) if (path == 1).any() else None
+    return {
+        "sent": int(sum(p["sent"] for p in parts)), "measured": measured,
+        "direct": int((path == 0).sum()), "decoded": int((path == 1).sum()), "failed": int((path == 2).sum()),
+        "hedged": int(hedged.sum()), "requests_per_query": float(sum(p["requests"] for p in parts) / max(sum(p["sent"] for p in parts), 1)),
+        "groups_encoded": int(sum(p["groups_encoded"] for p in parts)), "groups_skipped": int(sum(p["groups_skipped"] for p in parts)),
+        "p50_ms": _percentile(latency, 50), "p90_ms": _percentile(latency, 90), "p99_ms": _percentile(latency, 99),
+        "p999_ms": _percentile(latency, 99.9), "mean_ms": float(latency.mean()) if len(latency) else None,
+        "throughput_qps": float(answered.sum() / span) if span > 0 else None,
+        "accuracy": correct, "decoded_accuracy": decoded_correct,
+    }
+
+
+def load_accuracy(options: SweepOptions, run) -> Optional[Dict[str, Any]]:
+    """The run's per-instance results at one unavailable worker: base and decoded correctness per decode."""
+    if run is None:
+        return None
+    from parity_ray import results
+
+    predictions = results.load(options.experiment).predictions
+    rows = predictions[(predictions.run_id == run.run_id) & (predictions.erasures == 1)]
+    if rows.empty:
+        return None
+    return {"kr": (run.k, run.r), "base": (rows.label == rows.base_prediction).to_numpy(),
+            "decoded": (rows.label == rows.decoded_prediction).to_numpy()}
+
+
+# --------------------------------------------------------------------------- the sweep
+
+
+def _chunks(cell, workers: int) -> List[List[int]]:
+    apps = cell["apps"]
+    per = max(1, int(np.ceil(apps / max(workers, 1))))
+    return [list(range(i, min(i + per, apps))) for i in range(0, apps, per)]
+
+
+def run_sweep(options: SweepOptions, log=stderr_log) -> Dict[str, Any]:
+    service, run, run_layout, has_parity = validate(options)
+    accuracy = load_accuracy(options, run)
+    cells = plan_cells(options, run_layout, has_parity)
+    sweep_id = f"sweep-{time.strftime('%Y%m%d-%H%M%S')}-{stable_hash(asdict(options), 6)}-{uuid.uuid4().hex[:6]}"
+    started = time.perf_counter()
+    results: List[List[Dict[str, Any]]] = []
+    seconds: List[float] = []
+    if options.workers == 0:
+        for n, cell in enumerate(cells):
+            t0 = time.perf_counter()
+            results.append(simulate_cell(cell, service, list(range(cell["apps"]))))
+            seconds.append(time.perf_counter() - t0)
+            if options.progress:
+                log(f"  cell {n + 1}/{len(cells)}: {_cell_name(cell)} ({seconds[-1]:.1f} s)")
+    else:
+        results, seconds = _run_on_ray(options, cells, service, log)
+    rng = np.random.default_rng([options.seed, 99])
+    rows = []
+    settings_common = {key: value for key, value in asdict(options).items() if key not in ("progress", "address", "workers")}
+    versions = json.dumps(library_versions(), sort_keys=True)
+    service_json = json.dumps(service.describe(), sort_keys=True)
+    for n, (cell, parts) in enumerate(zip(cells, results)):
+        stats = summarize_cell(cell, parts, accuracy, rng)
+        settings = {**settings_common, **{k: v for k, v in cell.items() if k not in ("run_layout", "per_app", "warmup_per_app")},
+                    "timings": _timings(cell["mode"], options)}
+        rows.append({
+            "sweep_id": sweep_id, "cell": n, "mode": cell["mode"], "rate": cell["rate"], "clients": cell["clients"],
+            "k": cell["k"], "r": cell["r"], "systematic": bool(cell["systematic"]), "straggler": cell["straggler"],
+            "cluster_size": int(cell["cluster_size"]), "apps": int(cell["apps"]), "replicas_per_app": int(cell["replicas_per_app"]),
+            "replicas": int(cell["apps"] * cell["replicas_per_app"]), "deadline_ms": float(options.deadline_ms),
+            "hedge_deadline_ms": options.hedge_deadline_ms, "group_wait_ms": options.group_wait_ms,
+            "timeout_s": float(options.timeout_s), "max_batch_size": int(options.max_batch_size),
+            "batch_wait_ms": float(options.batch_wait_ms), "busy_fraction": float(service.busy_fraction),
+            "restart_s": float(options.restart_s), "service": service_json, "seed": int(options.seed), **stats,
+            "run_id": run.run_id if run is not None else None, "experiment": options.experiment,
+            "settings": json.dumps(settings, sort_keys=True, default=str), "seconds": float(seconds[n]),
+            "versions": versions, "schema_version": SCHEMA_VERSION,
+        })
+    frame = pd.DataFrame(rows, columns=list(SWEEP_COLUMNS))
+    for column in ("hedge_deadline_ms", "group_wait_ms", "rate", "accuracy", "decoded_accuracy", "p50_ms", "p90_ms",
+                   "p99_ms", "p999_ms", "mean_ms", "throughput_qps"):
+        frame[column] = frame[column].astype("float64")
+    frame["clients"] = frame["clients"].astype("Int64")
+    uri = write_sweep(options.experiment, sweep_id, frame)
+    return {"sweep_id": sweep_id, "experiment": options.experiment, "table": uri, "cells": len(cells),
+            "queries": int(frame.sent.sum()), "seconds": round(time.perf_counter() - started, 3),
+            "service": service.describe(), "rows": rows}
+
+
+def _timings(mode: str, options: SweepOptions) -> Dict[str, float]:
+    from actors.modes import get_mode
+
+    return get_mode(mode).timings(options.mode_options())
+
+
+def _cell_name(cell) -> str:
+    load = f"{cell['rate']:g} qps" if cell["rate"] is not None else f"{cell['clients']} clients"
+    return (f"{cell['mode']} k={cell['k']} r={cell['r']} {load} {cell['straggler']} "
+            f"{cell['apps']}x{cell['replicas_per_app']} replicas")
+
+
+def _run_on_ray(options: SweepOptions, cells, service, log):
+    import ray
+
+    from parity_ray.experiment import init_ray
+
+    owns = not ray.is_initialized()
+    if owns:
+        init_ray(options.address)
+    try:
+        workers = options.workers or max(int(ray.cluster_resources().get("CPU", 1)), 1)
+        task = ray.remote(num_cpus=1)(_timed_cell)
+        service_ref = ray.put(service)
+        pending = {}
+        for n, cell in enumerate(cells):
+            for chunk in _chunks(cell, workers):
+                pending[task.remote(cell, service_ref, chunk)] = n
+        parts: Dict[int, List] = {n: [] for n in range(len(cells))}
+        seconds = [0.0] * len(cells)
+        left = {n: sum(1 for v in pending.values() if v == n) for n in range(len(cells))}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            n = pending.pop(done[0])
+            chunk, spent = ray.get(done[0])
+            parts[n].append(chunk)
+            seconds[n] += spent
+            left[n] -= 1
+            if options.progress and not left[n]:
+                log(f"  cell {n + 1}/{len(cells)}: {_cell_name(cells[n])} ({seconds[n]:.1f} task-s)")
+        ordered = []
+        for n in range(len(cells)):
+            chunks = sorted(parts[n], key=lambda c: c[0])
+            ordered.append([app for _first, apps in chunks for app in apps])
+        return ordered, seconds
+    finally:
+        if owns:
+            ray.shutdown()
+
+
+def _timed_cell(cell, service, chunk):
+    started = time.perf_counter()
+    out = simulate_cell(cell, service, chunk)
+    return (chunk[0], out), time.perf_counter() - started
+
+
+def format_row(row: Dict[str, Any]) -> str:
+    f = lambda v: "   n/a" if v is None or v != v else f"{v:7.1f}"  # noqa: E731
+    acc = "n/a" if row["accuracy"] is None or row["accuracy"] != row["accuracy"] else f"{row['accuracy']:.4f}"
+    load = f"{row['rate']:g} qps" if row["rate"] is not None and row["rate"] == row["rate"] else f"{row['clients']} clients"
+    return (f"{row['mode']:<12} k={row['k']} r={row['r']} {load:>10} {row['replicas']:>4} replicas  p50 {f(row['p50_ms'])}  "
+            f"p99 {f(row['p99_ms'])}  p99.9 {f(row['p999_ms'])} ms  accuracy {acc}  direct {row['direct']} "
+            f"decoded {row['decoded']} failed {row['failed']}  [{row['straggler']}]")

@@ -1,0 +1,183 @@
+"""Service-time models of ``parity-ray sweep``: given by hand, or fitted from a ``parity-ray simulate`` run.
+
+A service model gives, per batch size b, the distribution of a batch's in-flight time T: from
+the moment the batch starts on its replica until its answers are back at the frontend (the model
+run, the calls there and back). The replica itself is occupied for ``busy_fraction`` x T (its
+model run; the rest is the calls, during which it can take the next batch).
+
+By hand (``--service``): ``lognormal:median_ms=3,sigma=0.3``, ``constant:ms=3``,
+``exponential:mean_ms=3``, ``gamma:mean_ms=3,cv=0.5``, each with optional ``per_item_ms`` (added per
+request beyond the first of a batch, default 0) and ``busy_fraction`` (default 1).
+
+Fitted (``--calibrate EXPERIMENT[:SIMULATION_ID]``): from ``tables/queries/`` of a simulate run,
+the direct, unhedged answers of ``none`` / ``replication`` on replicas that no straggler model
+names. Queries on one replica answered within ``BATCH_TOLERANCE_S`` of each other formed one
+batch; a batch that found its replica idle (nothing of the replica in flight when its first query
+was sent) gives ``T = receive - first send - batch wait`` for its size. Sizes with fewer than
+``MIN_SAMPLES`` batches borrow the smallest size's samples plus ``per_item_ms`` (the slope of the
+median per size, 0 when one size only). ``busy_fraction`` comes from queries that did find their
+replica busy: how much of the earlier request's remaining time they waited on top of T.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+from parity_ray.errors import UsageError
+
+DISTRIBUTIONS = {
+    "lognormal": ("median_ms", "sigma"),
+    "constant": ("ms",),
+    "exponential": ("mean_ms",),
+    "gamma": ("mean_ms", "cv"),
+}
+COMMON = ("per_item_ms", "busy_fraction")
+MIN_SAMPLES = 20
+BATCH_TOLERANCE_S = 0.0005
+SAMPLES = 20000  # draws that stand for a parametric distribution
+
+
+@dataclass
+class ServiceModel:
+    """Per batch size, samples (seconds) of a batch's in-flight time; see the module doc."""
+
+    samples: Dict[int, np.ndarray]
+    per_item_s: float = 0.0
+    busy_fraction: float = 1.0
+    source: str = ""
+    fitted: Dict[str, Any] = field(default_factory=dict)  # what a fit found (sizes, counts, medians)
+
+    def tables(self) -> Dict[int, np.ndarray]:
+        return self.samples
+
+    def describe(self) -> Dict[str, Any]:
+        """JSON-able summary: recorded with every sweep row."""
+        sizes = {int(b): {"n": int(len(v)), "median_ms": round(float(np.median(v)) * 1e3, 4),
+                          "p99_ms": round(float(np.percentile(v, 99)) * 1e3, 4)} for b, v in sorted(self.samples.items())}
+        return {"source": self.source, "per_item_ms": round(self.per_item_s * 1e3, 6),
+                "busy_fraction": round(self.busy_fraction, 6), "sizes": sizes, **self.fitted}
+
+
+def parse_service(text: str, seed: int = 0) -> ServiceModel:
+    """``"lognormal:median_ms=3,sigma=0.3"`` -> a ServiceModel (UsageError when it cannot be read)."""
+    kind, _, args = (text or "").strip().partition(":")
+    if kind not in DISTRIBUTIONS:
+        raise UsageError(f"unknown service distribution '{kind}' in '{text}'; valid choices: {', '.join(DISTRIBUTIONS)} "
+                         f"(e.g. lognormal:median_ms=3,sigma=0.3), or --calibrate EXPERIMENT to fit one")
+    values: Dict[str, float] = {}
+    for item in filter(None, (a.strip() for a in args.split(","))):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or key not in DISTRIBUTIONS[kind] + COMMON:
+            raise UsageError(f"service '{text}': '{item}' is not one of {', '.join(k + '=' for k in DISTRIBUTIONS[kind] + COMMON)}")
+        try:
+            values[key] = float(value)
+        except ValueError:
+            raise UsageError(f"service '{text}': {key}={value} is not a number") from None
+    missing = [k for k in DISTRIBUTIONS[kind] if k not in values]
+    if missing:
+        raise UsageError(f"service '{text}' needs {', '.join(k + '=' for k in missing)}")
+    if any(values[k] <= 0 for k in DISTRIBUTIONS[kind]) or values.get("per_item_ms", 0) < 0:
+        raise UsageError(f"service '{text}': every parameter must be > 0 (per_item_ms >= 0)")
+    busy = values.get("busy_fraction", 1.0)
+    if not 0 < busy <= 1:
+        raise UsageError(f"service '{text}': busy_fraction must be in (0, 1]")
+    rng = np.random.default_rng([seed, 7])
+    if kind == "lognormal":
+        draws = rng.lognormal(np.log(values["median_ms"]), values["sigma"], SAMPLES)
+    elif kind == "constant":
+        draws = np.full(1, values["ms"])
+    elif kind == "exponential":
+        draws = rng.exponential(values["mean_ms"], SAMPLES)
+    else:
+        shape = 1.0 / values["cv"] ** 2
+        draws = rng.gamma(shape, values["mean_ms"] / shape, SAMPLES)
+    return ServiceModel({1: np.sort(draws) / 1e3}, per_item_s=values.get("per_item_ms", 0.0) / 1e3,
+                        busy_fraction=busy, source=text.strip())
+
+
+def _spec_replicas(config: Dict[str, Any]):
+    """Replicas the run's straggler models name (their batches are left out of the fit); None: every one."""
+    named = set()
+    for model in config.get("stragglers") or []:
+        if model.get("kind") == "none":
+            continue
+        replica = model.get("replica", None if model["kind"] not in ("slow", "crash") else 0)
+        if replica is None:
+            return None
+        named.add(int(replica))
+    return named
+
+
+def calibrate(target: str, batch_wait_ms: Optional[float] = None) -> ServiceModel:
+    """Fit a ServiceModel from ``EXPERIMENT[:SIMULATION_ID]`` (default: its latest simulation)."""
+    import pandas as pd
+
+    from parity_ray import results
+
+    experiment, _, simulation_id = str(target).rpartition(":") if ":sim-" in str(target) else (str(target), "", "")
+    tables = results.load(experiment)
+    if tables.queries.empty or tables.simulations.empty:
+        raise UsageError(f"'{experiment}' has no simulation to calibrate from; run 'parity-ray simulate' first")
+    sims = tables.simulations
+    if not simulation_id:
+        simulation_id = sorted(sims.simulation_id.unique())[-1]
+    elif simulation_id not in set(sims.simulation_id):
+        raise UsageError(f"no simulation '{simulation_id}' in '{experiment}'; it has {', '.join(sorted(sims.simulation_id.unique()))}")
+    sim = sims[sims.simulation_id == simulation_id]
+    config = json.loads(sim.config.iloc[0])
+    wait_s = float(config.get("batch_wait_ms", 2.0) if batch_wait_ms is None else batch_wait_ms) / 1000.0
+    queries = tables.queries[(tables.queries.simulation_id == simulation_id) & ~tables.queries.warmup]
+    usable = queries[queries["mode"].isin(["none", "replication"])]
+    if usable.empty:
+        raise UsageError(f"simulation '{simulation_id}' has no 'none' or 'replication' queries to fit service times "
+                         f"from; simulate with --mode replication (or none)")
+    named = _spec_replicas(config)
+    if named is None:
+        raise UsageError(f"simulation '{simulation_id}' slows every replica ({config.get('straggler')}); its service "
+                         f"times cannot be told from the straggler's: calibrate from a run with --straggler none")
+    flights, busy_ratios = {}, []
+    for (_mode, replica), rows in usable.groupby(["mode", "replica"]):
+        if not isinstance(replica, str) or not replica.startswith("base:") or int(replica.split(":")[1]) in named:
+            continue
+        rows = rows.sort_values("receive_s")
+        sends, receives = rows.send_s.to_numpy(), rows.receive_s.to_numpy()
+        direct = (rows.path.to_numpy() == "direct") & ~rows.hedged.to_numpy()
+        batch = np.concatenate([[0], np.cumsum(np.diff(receives) > BATCH_TOLERANCE_S)])
+        for b in np.unique(batch):
+            members = np.flatnonzero(batch == b)
+            if not direct[members].all():
+                continue
+            first = sends[members].min()
+            earlier = receives[: members[0]]
+            busy_at_first = earlier[earlier > first]
+            flight = receives[members[0]] - first - wait_s
+            if len(busy_at_first) == 0:
+                flights.setdefault(len(members), []).append(flight)
+            elif len(members) == 1 and len(busy_at_first) == 1:
+                # queued behind one request: it waited (its latency - a typical T) of that one's remaining time
+                busy_ratios.append((flight, busy_at_first[0] - first))
+    if not flights or sum(len(v) for v in flights.values()) < MIN_SAMPLES:
+        raise UsageError(f"simulation '{simulation_id}' has {sum(len(v) for v in flights.values())} batches that found "
+                         f"their replica idle; at least {MIN_SAMPLES} are needed to fit service times (send more --queries)")
+    samples = {b: np.sort(np.maximum(np.asarray(v), 1e-5)) for b, v in flights.items() if len(v) >= MIN_SAMPLES}
+    if not samples:
+        smallest = min(flights)
+        samples = {smallest: np.sort(np.maximum(np.asarray(flights[smallest]), 1e-5))}
+    sizes = sorted(samples)
+    medians = [float(np.median(samples[b])) for b in sizes]
+    per_item = float(max(np.polyfit(sizes, medians, 1)[0], 0.0)) if len(sizes) > 1 else 0.0
+    base = float(np.median(samples[sizes[0]]))
+    busy = 1.0
+    if len(busy_ratios) >= MIN_SAMPLES:
+        extra = np.array([f - base for f, _ in busy_ratios])
+        remaining = np.array([r for _, r in busy_ratios])
+        busy = float(np.clip(np.median(extra) / max(np.median(remaining), 1e-6), 0.02, 1.0))
+    fitted = {"simulation_id": simulation_id, "experiment": experiment, "queued_pairs": len(busy_ratios),
+              "batch_wait_ms": wait_s * 1e3}
+    return ServiceModel(samples, per_item_s=per_item, busy_fraction=busy,
+                        source=f"calibrated:{experiment}:{simulation_id}", fitted=fitted)
