@@ -333,7 +333,7 @@ def _cell_name(cell) -> str:
 def _run_on_ray(options: SweepOptions, cells, service, log):
     import ray
 
-    from parity_ray.experiment import init_ray
+    from parity_ray.utils import init_ray
 
     owns = not ray.is_initialized()
     if owns:
