@@ -229,6 +229,8 @@ def _read_simulation_table(folder: str, name: str) -> Optional[pd.DataFrame]:
 def _locate(path: str) -> str:
     """Accept the experiment folder or its ``tables/`` folder."""
     folder = _tables_folder(path)
+    if folder is None and not storage.exists(path):
+        raise UsageError(f"experiment '{path}' does not exist: it holds no experiment tables")
     if folder is None:
         raise UsageError(f"'{path}' holds no experiment tables (expected tables/runs.parquet); run 'parity-ray tune' first")
     return folder
@@ -306,6 +308,13 @@ def _load_one(path: str) -> Dict[str, pd.DataFrame]:
         if frame is not None:
             frames[name] = frame
     return frames
+
+
+def load_experiment(path: str) -> Tables:
+    """The tables of exactly one experiment (its folder or ``tables/`` folder): what a command that
+    serves, simulates or reports *an* experiment reads. A parent folder of several is refused, never
+    merged, so a result is not written into the wrong place."""
+    return Tables(**_load_one(str(path)))
 
 
 def load(path: Experiments) -> Tables:
