@@ -27,7 +27,6 @@ numpy product. Everything else goes through the coder's own torch code.
 from __future__ import annotations
 
 import inspect
-import io
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Tuple
 
@@ -85,7 +84,9 @@ def _coder_states(run: Dict[str, Any]) -> Dict[str, Any]:
     uri = run.get("parity_checkpoint_uri")
     if not uri or not storage.exists(uri):
         return {}
-    checkpoint = torch.load(io.BytesIO(storage.read_bytes(uri)), map_location="cpu", weights_only=True)
+    from parity_ray.serving import read_torch_file
+
+    checkpoint = read_torch_file(uri)
     return {key: checkpoint.get(key) for key in ("encoder_state", "decoder_state")}
 
 

@@ -93,6 +93,10 @@ def validate(options: SimulationOptions):
     for mode in options.modes:
         check_options(options.app_options(mode))
     stragglers = parse_spec(options.straggler)
+    if options.data_root:
+        from parity_ray.data import data_roots
+
+        data_roots(options.data_root)  # an explicit --data-root that is not a folder: refused before Ray starts
     run = resolve_run(options.experiment, options.run, dataset=options.dataset, model=options.model, k=options.k)
     for mode in options.modes:
         plan(run, mode)  # the mode can serve this run's code
@@ -242,11 +246,12 @@ def load_queries(run, options: SimulationOptions):
     """The seeded queries: test-set pixels in [0, 1], their labels, and the base model's predictions."""
     import torch
 
-    from parity_ray.data import load_data
+    from parity_ray.data import load_data, recorded_data_root
     from parity_ray.serving import load_model
 
     config = run.config
-    data = load_data(config["dataset"], data_root=options.data_root or config.get("data_root"), download=False,
+    data_root = options.data_root or recorded_data_root(config.get("data_root"))
+    data = load_data(config["dataset"], data_root=data_root, download=False,
                      val_size=config["val_size"], split_seed=config["seed"], input_norm="none")
     total = options.warmup + options.queries
     rng = np.random.default_rng(options.seed)

@@ -13,7 +13,6 @@ position x parity) and v2 (one row per group x erasure pattern x rebuilt slot, w
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -239,20 +238,18 @@ def run_inputs(run: pd.Series, data_root: Optional[str] = None) -> RunInputs:
 
     ``data_root`` overrides the run's recorded data root (the data may live elsewhere at report time).
     """
-    import torch
-
     from parity_ray import storage
     from parity_ray.coders import create_encoder
-    from parity_ray.data import get_dataset_spec, load_data
+    from parity_ray.data import get_dataset_spec, load_data, recorded_data_root
     from parity_ray.errors import UsageError
-    from parity_ray.utils import stable_hash
+    from parity_ray.utils import load_torch_safely, stable_hash
 
     try:
         config = _config(run)
         spec = get_dataset_spec(config["dataset"])
     except (UsageError, KeyError, ValueError, TypeError) as exc:
         raise ImagesUnavailable(f"dataset of run '{run['run_id']}' is not available here: {exc}") from None
-    root = data_root or config.get("data_root")
+    root = data_root or recorded_data_root(config.get("data_root"))
     norm = config.get("input_norm") or "dataset"
     cache_key = (spec.name, root, norm, config.get("val_size"), config.get("seed", 0))
     if cache_key not in _DATA_CACHE:
@@ -275,8 +272,8 @@ def run_inputs(run: pd.Series, data_root: Optional[str] = None) -> RunInputs:
         # A learned encoder: its trained weights are in the run's checkpoint.
         uri = storage.join(run["checkpoint_uri"], "checkpoints", "best.pt")
         try:
-            checkpoint = torch.load(io.BytesIO(storage.read_bytes(uri)), map_location="cpu", weights_only=True)
-        except (OSError, FileNotFoundError) as exc:
+            checkpoint = load_torch_safely(storage.read_bytes(uri), uri)
+        except (OSError, FileNotFoundError, UsageError) as exc:
             raise ImagesUnavailable(f"checkpoint '{uri}' of the learned encoder cannot be read: {exc}") from None
         state = checkpoint.get("encoder_state") or {}
         if state:

@@ -24,7 +24,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import pandas as pd
 
-from parity_ray import storage
+from parity_ray import results, storage
 from parity_ray.errors import UsageError
 
 from . import explorer, figures, instances, interactive, tables
@@ -46,7 +46,11 @@ def build_report(path: str, out: Optional[str] = None, max_thumbnails: int = exp
     started = time.perf_counter()
     if max_thumbnails < 0:
         raise UsageError(f"--max-thumbnails must be 0 or more, got {max_thumbnails}")
-    loaded = tables.load(path)
+    if data_root:
+        from parity_ray.data import data_roots
+
+        data_roots(data_root)  # an explicit --data-root is used or refused, before anything is written
+    loaded = results.load_experiment(path)  # one experiment: the report is written into it
     target = storage.canonical(str(out) if out else storage.join(_experiment_root(str(path)), "report"))
 
     def render_into(folder: Path) -> List[str]:

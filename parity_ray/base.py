@@ -22,7 +22,8 @@ from .config import TrainConfig
 from .data import DataBundle
 from .models import create_model, load_weights
 from .registry import parse_spec, spec_name
-from .utils import atomic_torch_save, atomic_write_json, cache_dir, file_lock, library_versions, sha256_file, stable_hash
+from .utils import (atomic_torch_save, atomic_write_json, cache_dir, file_lock, library_versions, load_torch_safely,
+                    sha256_file, stable_hash, stderr_log)
 
 BASE_RECIPE = {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "batch_size": 128, "version": 1}
 
@@ -64,7 +65,7 @@ def accuracy(outputs: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def prepare_base_model(
-    config: TrainConfig, data: DataBundle, device: torch.device, log: Callable[[str], None] = print
+    config: TrainConfig, data: DataBundle, device: torch.device, log: Callable[[str], None] = stderr_log
 ) -> Tuple[nn.Module, BaseModelInfo]:
     """Return the frozen base model (eval mode, no grad) and its lineage."""
     model = build_base_model(config, data).to(device)
@@ -114,7 +115,7 @@ def _cached_or_trained(model, config, data, device, log):
     weights, meta = folder / "model.pt", folder / "meta.json"
     with file_lock(root / f".{model_id}.lock"):
         if weights.exists() and meta.exists():
-            model.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
+            model.load_state_dict(load_torch_safely(weights, str(weights), map_location=device))
             info = BaseModelInfo(**json.loads(meta.read_text())["info"])
             return model, info
         log(f"training base model {model_id} ({config.base_epochs} epochs) ...")

@@ -15,6 +15,7 @@ from typing import Any, Dict, Optional, Sequence
 
 from .config import SMOKE_OVERRIDES, TrainConfig
 from .errors import UsageError
+from .utils import LOG_LEVELS, configure_logging
 
 EXIT_USAGE = 2
 
@@ -279,7 +280,26 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_list(args: argparse.Namespace) -> int:
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_run, format_summary, from_experiment, from_run_dir
+
+    if bool(args.run_dir) == bool(args.experiment):
+        raise UsageError("export needs a run folder (RUN) or --experiment E [--run best|ID], not both")
+    if args.run_dir and args.run is not None:
+        raise UsageError("--run picks a run of --experiment; with a run folder leave it out")
+    source = from_run_dir(args.run_dir) if args.run_dir else from_experiment(args.experiment, args.run or "best")
+    summary = export_run(source, args.out)
+    print(format_summary(summary))
+    if args.json:
+        print(json.dumps(summary, sort_keys=True, default=str))
+    return 0
+
+
+def registries() -> Dict[str, list]:
+    """Every plugin registry's names, by kind: what configs, search spaces and flags accept."""
+    from actors.modes import list_modes
+    from actors.stragglers import list_stragglers
+
     from .coders import list_decoders, list_encoders
     from .data import list_datasets
     from .losses import list_losses
@@ -291,18 +311,34 @@ def cmd_list(args: argparse.Namespace) -> int:
         "encoders": list_encoders(),
         "decoders": list_decoders(),
         "losses": list_losses(),
+        "stragglers": list_stragglers(),
+        "modes": list_modes(),
     }
+    try:  # training recipes, where this version has them (parity_ray/recipes.py)
+        from .recipes import list_recipes
+    except ImportError:
+        pass
+    else:
+        kinds["recipes"] = list_recipes()
+    return kinds
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    kinds = registries()
     if args.json:
         print(json.dumps(kinds, sort_keys=True))
     else:
+        width = max(len(kind) for kind in kinds)
         for kind, names in kinds.items():
-            print(f"{kind:<9} {', '.join(names)}")
+            print(f"{kind:<{width}}  {', '.join(names)}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="parity-ray", description="Parity models: train, tune, simulate, report.")
     parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info",
+                        help="progress lines on stderr: debug, info (default), warning, error")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     train = commands.add_parser("train", help="train one parity model run", description="Train one parity-model run.")
@@ -427,9 +463,23 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--json", action="store_true", help="print the summary as one JSON object, last on stdout")
     report.set_defaults(func=cmd_report)
 
-    lister = commands.add_parser("list", help="list registered datasets, models, coders and losses")
+    export = commands.add_parser("export", help="write a run's parity models (and learned coders) as plain state_dicts",
+                                 description="Write each trained part of a run as <part>.pt (a state_dict, tensors only) "
+                                             "and <part>.json (how to build it: registry name, kwargs, input shape, k, r, "
+                                             "versions) into a new folder.")
+    export.add_argument("run_dir", nargs="?", metavar="RUN", help="a run folder (parity-ray train's, or a trial's checkpoint folder)")
+    export.add_argument("--experiment", help="instead of RUN: an experiment folder or s3:// URI")
+    export.add_argument("--run", help="with --experiment: a run id, or best (default)")
+    export.add_argument("--out", required=True, help="the new folder to write (must not exist, or be empty)")
+    export.add_argument("--json", action="store_true", help="print the summary as one JSON object, last on stdout")
+    export.set_defaults(func=cmd_export)
+
+    lister = commands.add_parser("list", help="list every registry: datasets, models, coders, losses, straggler models, "
+                                            "serving modes (and recipes)")
     lister.add_argument("--json", action="store_true", help="print one JSON object")
     lister.set_defaults(func=cmd_list)
+    for sub in commands.choices.values():  # also after the command: parity-ray train ... --log-level warning
+        sub.add_argument("--log-level", choices=LOG_LEVELS, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
@@ -465,6 +515,7 @@ def _version() -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        configure_logging(args.log_level)
         return args.func(args)
     except UsageError as exc:
         print(f"parity-ray: error: {exc}", file=sys.stderr)

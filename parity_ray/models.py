@@ -184,10 +184,11 @@ def load_state_dict_file(path: str) -> Mapping[str, torch.Tensor]:
     if not file.is_file():
         raise UsageError(f"weights file '{path}' does not exist")
     try:
-        obj = torch.load(file, map_location="cpu", weights_only=True)
+        obj = torch.load(file, map_location="cpu", weights_only=True)  # never runs code a tampered file names
     except Exception as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"weights file '{path}' is not a readable PyTorch state_dict ({first_line[:160]})") from None
+        from .utils import _load_error
+
+        raise UsageError(f"weights file '{path}' is not a readable PyTorch state_dict ({_load_error(exc)[:160]})") from None
     return _unwrap_state_dict(obj)
 
 

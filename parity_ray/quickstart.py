@@ -93,11 +93,17 @@ def _free_name(parent: str) -> str:
 
 def _grid_overrides(data_root: Optional[str], log: Callable[[str], None]) -> List[str]:
     """The quick grid as is when MNIST is on this machine; its digits cell alone when it is not."""
-    from .data import dataset_available
+    from .data import data_roots, dataset_available
 
-    if dataset_available("mnist", data_root):
+    if data_root:
+        # An explicit --data-root is used or refused, never traded for the digits-only grid.
+        data_roots(data_root)
+        if not dataset_available("mnist", data_root):
+            raise UsageError(f"--data-root '{data_root}' holds no MNIST (the idx files, or their .gz, in MNIST/raw or mnist/MNIST/raw)")
         # The trials run in Ray workers: they must be told where the data is, not only this process.
-        return [f"data_root={Path(data_root).expanduser().resolve()}"] if data_root else []
+        return [f"data_root={Path(data_root).expanduser().resolve()}"]
+    if dataset_available("mnist"):
+        return []
     log("MNIST is not on this machine (pass --data-root or set PARITY_RAY_DATA): the grid keeps to its digits cells")
     return ["dataset=digits", "epochs=40"]
 

@@ -1,17 +1,30 @@
 """Result tables of an experiment: Parquet files under ``<storage>/<name>/tables/``.
 
-``load(path)`` returns them as pandas DataFrames; plain ``pd.read_parquet`` works too.
-The columns are documented in ``docs/tables.md``; every file carries
+This module owns every table's schema: each file is written with the explicit Arrow schema of
+:func:`schema` (the types ``docs/tables.md`` states: an int column stays int64 with missing
+values, no column is ever ``null``-typed), so files of different runs and experiments read as one
+(``pyarrow.dataset`` over several experiments, ``pa.concat_tables``).
+
+``load(path)`` returns the tables as pandas DataFrames, of one experiment or of several (a list, a
+glob, or a parent folder); plain ``pd.read_parquet`` works too. Every file carries
 ``parity_ray.schema_version`` in its Parquet metadata.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import fnmatch
+import glob
 import json
+import os
+import posixpath
+import re
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Tuple
+from pathlib import Path
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import pandas as pd
+import pyarrow as pa
 
 from . import storage
 from .errors import UsageError
@@ -51,18 +64,143 @@ class Tables:
         return ((name, getattr(self, name)) for name in TABLES + SIMULATION_TABLES)
 
 
+# --------------------------------------------------------------------------- schemas
+
+STR, INT, FLOAT, BOOL = pa.string(), pa.int64(), pa.float64(), pa.bool_()
+F32, I16 = pa.float32(), pa.int16()
+
+# runs: the columns before and after the TrainConfig keys (which come from the dataclass itself).
+_RUNS_HEAD = [("experiment", STR), ("run_id", STR), ("status", STR), ("error", STR)]
+_RUNS_TAIL = [
+    ("config_json", STR), ("space", STR), ("base_model_id", STR),
+    ("available_accuracy", FLOAT), ("degraded_accuracy", FLOAT), ("reconstruction_accuracy", FLOAT),
+    ("degraded_top5", FLOAT), ("code_family", STR), ("worker", STR), ("redundancy", FLOAT),
+    *[(f"{m}_e{e}", FLOAT) for e in (1, 2, 3) for m in ("degraded_accuracy", "all_accuracy")],
+    ("byzantine_accuracy", FLOAT), ("byzantine_accuracy_unlocated", FLOAT), ("byzantine_located", FLOAT),
+    ("best_epoch", INT), ("best_val_reconstruction", FLOAT), ("val_degraded_accuracy", FLOAT),
+    ("final_degraded_accuracy", FLOAT), ("final_reconstruction_accuracy", FLOAT), ("epochs_done", INT),
+    ("train_seconds", FLOAT), ("wall_seconds", FLOAT), ("cpus", FLOAT), ("gpus", FLOAT),
+    ("node_id", STR), ("node_ip", STR), ("hostname", STR), ("versions", STR), ("checkpoint_uri", STR),
+    ("trial_id", STR), ("schema_version", INT),
+]
+RUNS_CONFIG_EXCLUDED = ("out", "name")  # where a run was written, not what it is
+# Per-e measures beyond e = 3 (runs with r > 3) are float columns too.
+_RUNS_DYNAMIC = re.compile(r"^(degraded_accuracy|all_accuracy|reconstruction_top1)_e\d+$")
+
+_FIXED: Dict[str, List[Tuple[str, pa.DataType]]] = {
+    "epochs": [("run_id", STR), ("epoch", INT), ("split", STR), ("metric", STR), ("value", FLOAT)],
+    "predictions": [
+        ("run_id", STR), ("group_id", INT), ("erasures", I16), ("pattern", STR), ("position", I16),
+        ("test_index", INT), ("label", INT), ("base_prediction", INT), ("decoded_prediction", INT),
+        ("base_top_probability", F32), ("decoded_top_probability", F32), ("kl_base_decoded", F32),
+        ("base_top5", pa.list_(I16)), ("base_top5_probabilities", pa.list_(F32)),
+        ("decoded_top5", pa.list_(I16)), ("decoded_top5_probabilities", pa.list_(F32)),
+    ],
+    "base_models": [
+        ("base_model_id", STR), ("dataset", STR), ("arch", STR), ("seed", INT), ("source", STR),
+        ("val_accuracy", FLOAT), ("test_accuracy", FLOAT), ("train_accuracy", FLOAT), ("train_seconds", FLOAT),
+        ("epochs", INT), ("input_norm", STR), ("weights_uri", STR),
+    ],
+    "queries": [
+        ("simulation_id", STR), ("mode", STR), ("run_id", STR), ("query_id", INT), ("test_index", INT),
+        ("group_id", INT), ("position", INT), ("send_s", FLOAT), ("receive_s", FLOAT), ("path", STR),
+        ("replica", STR), ("hedged", BOOL), ("reason", STR), ("label", INT), ("base_prediction", INT),
+        ("prediction", INT), ("coder_seconds", FLOAT), ("warmup", BOOL), ("latency_ms", FLOAT),
+        ("correct", BOOL), ("agrees_with_base", BOOL),
+    ],
+    "simulations": [
+        ("simulation_id", STR), ("mode", STR), ("run_id", STR), ("experiment", STR), ("config", STR),
+        ("straggler", STR), ("rate", FLOAT), ("clients", INT), ("deadline_ms", FLOAT),
+        ("sent", INT), ("measured", INT), ("direct", INT), ("decoded", INT), ("failed", INT), ("hedged", INT),
+        ("p50_ms", FLOAT), ("p90_ms", FLOAT), ("p99_ms", FLOAT), ("p999_ms", FLOAT), ("mean_ms", FLOAT),
+        ("throughput_qps", FLOAT), ("offered_qps", FLOAT), ("accuracy", FLOAT), ("agreement_with_base", FLOAT),
+        ("decoded_accuracy", FLOAT), ("decoded_agreement_with_base", FLOAT), ("frontend_coder_ms", FLOAT),
+        ("frontend_coder_cpu_ms", FLOAT), ("groups_encoded", INT), ("groups_skipped", INT),
+        ("wall_seconds", FLOAT), ("replica_nodes", STR), ("versions", STR), ("schema_version", INT),
+    ],
+}
+_SWEEP_TYPES = {
+    **{c: STR for c in ("sweep_id", "mode", "straggler", "service", "run_id", "experiment", "settings", "versions")},
+    **{c: FLOAT for c in ("rate", "deadline_ms", "hedge_deadline_ms", "group_wait_ms", "timeout_s", "batch_wait_ms",
+                          "busy_fraction", "restart_s", "requests_per_query", "p50_ms", "p90_ms", "p99_ms", "p999_ms",
+                          "mean_ms", "throughput_qps", "accuracy", "decoded_accuracy", "seconds")},
+    "systematic": BOOL,
+}
+_FIXED["sweeps"] = [(c, _SWEEP_TYPES.get(c, INT)) for c in SWEEP_COLUMNS]  # the rest are counts and ints
+
+
+def _config_type(field: dataclasses.Field) -> pa.DataType:
+    """Arrow type of a TrainConfig key as the runs table records it (class-specs as their name)."""
+    text = str(field.type)
+    inner = text[len("Optional[") : -1] if text.startswith("Optional[") else text
+    return {"int": INT, "float": FLOAT, "bool": BOOL}.get(inner, STR)
+
+
+def _runs_fields() -> List[Tuple[str, pa.DataType]]:
+    from .config import TrainConfig
+
+    config = [(f.name, _config_type(f)) for f in dataclasses.fields(TrainConfig) if f.name not in RUNS_CONFIG_EXCLUDED]
+    return _RUNS_HEAD + config + _RUNS_TAIL
+
+
+def schema(name: str, columns: Iterable[str] = ()) -> pa.Schema:
+    """The Arrow schema table ``name`` is written with.
+
+    ``columns`` (a frame's columns) adds the per-e measures of runs with r > 3; columns that no
+    schema names are not part of it (:func:`to_arrow` keeps them with their inferred type).
+    """
+    if name == "runs":
+        fields = _runs_fields()
+        known = {n for n, _ in fields}
+        fields += [(c, FLOAT) for c in columns if c not in known and _RUNS_DYNAMIC.match(str(c))]
+    elif name in _FIXED:
+        fields = list(_FIXED[name])
+    else:
+        raise ValueError(f"unknown table '{name}'; valid choices: {', '.join(TABLES + SIMULATION_TABLES)}")
+    return pa.schema(fields)
+
+
+def to_arrow(name: str, frame: pd.DataFrame) -> pa.Table:
+    """``frame`` as an Arrow table of ``schema(name)``: every schema column present (all-null when
+    the frame lacks it), each of its stated type.
+
+    Ints stay ints with missing values (nullable int64 in pandas, not float); a value of the wrong
+    kind (1.5 in an int column) fails here, at the writer, not in a reader. A column that no schema
+    names keeps its inferred type (an all-null one becomes string): a new metric never fails a run.
+    """
+    target = schema(name, frame.columns)
+    frame = frame.copy()
+    for column in target.names:
+        if column not in frame.columns:
+            frame[column] = None
+        elif pa.types.is_integer(target.field(column).type) and frame[column].isna().any():
+            frame[column] = frame[column].astype("Int64")  # float NaN or object None -> <NA>, strictly
+    extra = [c for c in frame.columns if c not in target.names]
+    if extra:
+        inferred = pa.Schema.from_pandas(frame[extra], preserve_index=False)
+        target = pa.schema(list(target) + [pa.field(f.name, STR if pa.types.is_null(f.type) else f.type)
+                                            for f in inferred if f.name in extra])
+    try:
+        return pa.Table.from_pandas(frame[target.names], schema=target, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+        raise ValueError(f"table '{name}' does not fit its schema: {exc}") from None
+
+
+# --------------------------------------------------------------------------- writing
+
+
 def tables_uri(experiment: str) -> str:
     return storage.join(experiment, "tables")
+
+
+def _write(frame: pd.DataFrame, uri: str, name: str) -> None:
+    storage.write_parquet(to_arrow(name, frame), uri, {VERSION_KEY: SCHEMA_VERSION, "parity_ray.table": name})
 
 
 def write_tables(experiment: str, tables: Dict[str, pd.DataFrame]) -> None:
     """Write every table atomically (a reader sees the old file or the new one, never a part)."""
     for name in TABLES:
-        storage.write_parquet(
-            tables[name],
-            storage.join(tables_uri(experiment), f"{name}.parquet"),
-            {VERSION_KEY: SCHEMA_VERSION, "parity_ray.table": name},
-        )
+        _write(tables[name], storage.join(tables_uri(experiment), f"{name}.parquet"), name)
 
 
 def write_simulation(experiment: str, simulation_id: str, queries: pd.DataFrame, simulations: pd.DataFrame) -> List[str]:
@@ -75,7 +213,7 @@ def write_simulation(experiment: str, simulation_id: str, queries: pd.DataFrame,
     written = []
     for name, frame in (("queries", queries), ("simulations", simulations)):
         uri = storage.join(tables_uri(experiment), name, f"{simulation_id}.parquet")
-        storage.write_parquet(frame, uri, {VERSION_KEY: SCHEMA_VERSION, "parity_ray.table": name})
+        _write(frame, uri, name)
         written.append(uri)
     return written
 
@@ -85,8 +223,11 @@ def write_sweep(experiment: str, sweep_id: str, sweeps: pd.DataFrame) -> str:
     if tuple(sweeps.columns) != SWEEP_COLUMNS:
         raise ValueError(f"sweep rows have columns {list(sweeps.columns)}; expected {list(SWEEP_COLUMNS)}")
     uri = storage.join(tables_uri(experiment), "sweeps", f"{sweep_id}.parquet")
-    storage.write_parquet(sweeps, uri, {VERSION_KEY: SCHEMA_VERSION, "parity_ray.table": "sweeps"})
+    _write(sweeps, uri, "sweeps")
     return uri
+
+
+# --------------------------------------------------------------------------- reading
 
 
 def _read_versioned(uri: str) -> pd.DataFrame:
@@ -115,14 +256,74 @@ def _read_simulation_table(folder: str, name: str) -> Optional[pd.DataFrame]:
 
 def _locate(path: str) -> str:
     """Accept the experiment folder or its ``tables/`` folder."""
+    folder = _tables_folder(path)
+    if folder is None and not storage.exists(path):
+        raise UsageError(f"experiment '{path}' does not exist: it holds no experiment tables")
+    if folder is None:
+        raise UsageError(f"'{path}' holds no experiment tables (expected tables/runs.parquet); run 'parity-ray tune' first")
+    return folder
+
+
+def _tables_folder(path: str) -> Optional[str]:
     for candidate in (tables_uri(path), str(path)):
         if storage.exists(storage.join(candidate, "runs.parquet")):
             return candidate
-    raise UsageError(f"'{path}' holds no experiment tables (expected tables/runs.parquet); run 'parity-ray tune' first")
+    return None
 
 
-def load(path: str) -> Tables:
-    """Load an experiment's tables (local path or ``s3://`` URI) as DataFrames."""
+Experiments = Union[str, "os.PathLike[str]", Sequence[str]]
+
+
+def _has_glob(path: str) -> bool:
+    return any(ch in path for ch in "*?[")
+
+
+def _glob(pattern: str) -> List[str]:
+    """Local paths or ``s3://`` URIs matching ``pattern`` (remote: wildcards in the last part only)."""
+    if not storage.is_remote(pattern):
+        return sorted(glob.glob(str(Path(pattern).expanduser())))
+    parent, leaf = pattern.rstrip("/").rsplit("/", 1)
+    if _has_glob(parent):
+        raise UsageError(f"'{pattern}': on remote storage only the last part of a path may hold wildcards")
+    return [storage.join(parent, name) for name in storage.list_dir(parent) if fnmatch.fnmatchcase(name, leaf)]
+
+
+def experiment_paths(path: Experiments) -> Tuple[List[str], bool]:
+    """``(experiment folders, several)``: what ``load`` reads, and whether ``path`` named a set of
+    experiments (a list, a glob, a parent folder) rather than one."""
+    if isinstance(path, (list, tuple)):
+        found = [p for item in path for p in experiment_paths(item)[0]]
+        if not found:
+            raise UsageError("no experiments given; pass experiment folders, a glob, or their parent folder")
+        return list(dict.fromkeys(found)), True
+    text = str(path)
+    if _has_glob(text):
+        found = [p for p in _glob(text) if _tables_folder(p) is not None]
+        if not found:
+            raise UsageError(f"no experiment matches '{text}' (a match must hold tables/runs.parquet)")
+        return found, True
+    if _tables_folder(text) is not None:
+        return [text], False
+    children = [storage.join(text, name) for name in storage.list_dir(text) if not name.startswith(".")]
+    found = [c for c in children if _tables_folder(c) is not None]
+    if not found:
+        _locate(text)  # the single-experiment message: nothing here, nothing below
+    return found, True
+
+
+def _experiment_labels(paths: List[str]) -> List[str]:
+    """Each experiment's name (its folder name); the paths themselves where two names collide."""
+    names = [_experiment_name(p) for p in paths]
+    return names if len(set(names)) == len(names) else [str(p) for p in paths]
+
+
+def _experiment_name(path: str) -> str:
+    text = str(path).rstrip("/") if storage.is_remote(path) else str(Path(path).expanduser().resolve())
+    parent, name = posixpath.split(text)
+    return posixpath.basename(parent) if name == "tables" else name
+
+
+def _load_one(path: str) -> Dict[str, pd.DataFrame]:
     folder = _locate(str(path))
     frames = {}
     for name in TABLES:
@@ -134,7 +335,43 @@ def load(path: str) -> Tables:
         frame = _read_simulation_table(folder, name)
         if frame is not None:
             frames[name] = frame
-    return Tables(**frames)
+    return frames
+
+
+def load_experiment(path: str) -> Tables:
+    """The tables of exactly one experiment (its folder or ``tables/`` folder): what a command that
+    serves, simulates or reports *an* experiment reads. A parent folder of several is refused, never
+    merged, so a result is not written into the wrong place."""
+    return Tables(**_load_one(str(path)))
+
+
+def load(path: Experiments) -> Tables:
+    """Load the tables of one experiment or of several, as DataFrames (local paths or ``s3://`` URIs).
+
+    ``path`` is one experiment folder (or its ``tables/`` folder): its tables as they are. Or
+    several: a list of folders, a glob (``results/q*``), or a parent folder whose subfolders are
+    experiments; then each table holds every experiment's rows, tagged by an ``experiment``
+    column (first; the experiment's folder name, or its path where two names collide). Join
+    tables of several experiments on ``(experiment, run_id)``: a run id names a config, and
+    two experiments may hold the same one.
+    """
+    paths, several = experiment_paths(path)
+    if not several:
+        return Tables(**_load_one(paths[0]))
+    loaded = [_load_one(p) for p in paths]
+    merged = {}
+    for name in TABLES + SIMULATION_TABLES:
+        parts = [_tagged(frames[name], label) for frames, label in zip(loaded, _experiment_labels(paths))
+                 if name in frames]
+        if parts:
+            merged[name] = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    return Tables(**merged)
+
+
+def _tagged(frame: pd.DataFrame, label: str) -> pd.DataFrame:
+    frame = frame.drop(columns=["experiment"], errors="ignore")
+    frame.insert(0, "experiment", label)
+    return frame
 
 
 def json_column(value) -> str:

@@ -7,18 +7,17 @@ model from the files in the experiment's storage, on any node.
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, Optional
 
-import torch
 from torch import nn
 
 from . import storage
 from .config import TrainConfig
 from .errors import UsageError, choices_hint
 from .models import create_model
+from .utils import load_torch_safely
 
 
 @dataclass
@@ -50,9 +49,9 @@ def resolve_run(experiment: str, run: str = "best", *, dataset: Optional[str] = 
                 k: Optional[int] = None) -> ServedRun:
     """A run by id, or ``best``: the completed run with the highest validation accuracy (filtered;
     ``results.rank_runs``), never chosen on test metrics."""
-    from .results import best_run, load
+    from .results import best_run, load_experiment
 
-    tables = load(experiment)
+    tables = load_experiment(experiment)
     runs = tables.runs
     done = runs[runs.status == "COMPLETED"]
     if run == "best":
@@ -77,7 +76,7 @@ def resolve_run(experiment: str, run: str = "best", *, dataset: Optional[str] = 
         raise UsageError(f"run '{row.run_id}' names base model '{row.base_model_id}', which the experiment does not hold")
     config = TrainConfig.from_dict(json.loads(row.config_json)).resolved().to_dict()
     checkpoint = storage.join(row.checkpoint_uri, "checkpoints", "best.pt") if row.checkpoint_uri else None
-    return ServedRun(
+    served = ServedRun(
         experiment=str(experiment),
         run_id=row.run_id,
         config=config,
@@ -87,6 +86,25 @@ def resolve_run(experiment: str, run: str = "best", *, dataset: Optional[str] = 
         degraded_accuracy=_float(row.degraded_accuracy),
         available_accuracy=_float(row.available_accuracy),
     )
+    check_files(served)
+    return served
+
+
+def check_files(run: ServedRun) -> None:
+    """Read the run's weights files here, before any replica starts: a missing, unreadable or
+    tampered file (one whose pickle names code to run) is one clear error, and nothing runs."""
+    for uri in (run.base_weights_uri, run.parity_checkpoint_uri):
+        if uri:
+            read_torch_file(uri)
+
+
+def read_torch_file(uri: str):
+    """A weights file or checkpoint of the experiment's storage, loaded with ``weights_only=True``."""
+    try:
+        data = storage.read_bytes(uri)
+    except (OSError, FileNotFoundError) as exc:
+        raise UsageError(f"cannot read '{uri}': {exc}") from None
+    return load_torch_safely(data, uri)
 
 
 def _float(value) -> Optional[float]:
@@ -104,7 +122,7 @@ def load_model(run: ServedRun, role: str, parity_index: int = 0, device: str = "
     spec = get_dataset_spec(run.config["dataset"])
     if role == "base":
         model = create_model(run.config["model"], input_shape=spec.input_shape, num_classes=spec.num_classes)
-        state = torch.load(io.BytesIO(storage.read_bytes(run.base_weights_uri)), map_location="cpu", weights_only=True)
+        state = read_torch_file(run.base_weights_uri)
     elif role == "parity" and run.config.get("parity_model") == "base":
         # F as the coded worker (e.g. Berrut codes): the deployed model itself, frozen base weights
         return load_model(run, "base", device=device)
@@ -112,7 +130,7 @@ def load_model(run: ServedRun, role: str, parity_index: int = 0, device: str = "
         if not run.parity_checkpoint_uri:
             raise UsageError(f"run '{run.run_id}' has no parity model checkpoint")
         model = create_model(run.config["parity_model"], input_shape=spec.input_shape, num_classes=spec.num_classes)
-        checkpoint = torch.load(io.BytesIO(storage.read_bytes(run.parity_checkpoint_uri)), map_location="cpu", weights_only=True)
+        checkpoint = read_torch_file(run.parity_checkpoint_uri)
         prefix = f"models.{parity_index}."
         state = {k[len(prefix):]: v for k, v in checkpoint["parity_state"].items() if k.startswith(prefix)}
     else:

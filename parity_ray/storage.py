@@ -112,11 +112,12 @@ def download_dir(uri: str, local: str) -> None:
 
 
 def write_parquet(df, uri: str, metadata: dict) -> None:
-    """Write a DataFrame as Parquet with schema metadata, atomically for readers."""
+    """Write a DataFrame (or a ``pyarrow.Table`` already typed) as Parquet with schema metadata,
+    atomically for readers."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pandas(df, preserve_index=False)
+    table = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
     merged = {**(table.schema.metadata or {}), **{k.encode(): str(v).encode() for k, v in metadata.items()}}
     table = table.replace_schema_metadata(merged)
     buffer = io.BytesIO()

@@ -497,10 +497,9 @@ def save_checkpoints(run_dir, config, state, code: Code, optimizer, scheduler, b
 
 def load_checkpoint(path: Path, device="cpu") -> Dict[str, Any]:
     """A checkpoint of this platform; never runs code from the file (``weights_only=True``)."""
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # pickle errors name the offending global in their message
-        raise UsageError(f"checkpoint '{path}' cannot be loaded safely: {str(exc).splitlines()[0][:300]}") from None
+    from .utils import load_torch_safely
+
+    return load_torch_safely(path, f"checkpoint {path}", map_location=device)
 
 
 PREDICTION_TOPK = 5

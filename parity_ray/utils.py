@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
 import os
 import platform
 import tempfile
@@ -52,11 +53,53 @@ def atomic_torch_save(obj: Any, path: PathLike) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def load_torch_safely(source: Union[bytes, PathLike], label: str, map_location: Any = "cpu") -> Any:
+    """``torch.load(source, weights_only=True)``: tensors and plain values only, never code.
+
+    A pickle can name any callable to run while it is read (a tampered checkpoint); torch's
+    weights-only unpickler refuses such a file before calling anything. Every refusal, and any
+    unreadable file, is a one-line :class:`UsageError` naming ``label`` (the file's path or URI).
+    """
+    from .errors import UsageError
+
+    stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+    try:
+        return torch.load(stream, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise UsageError(f"'{label}' cannot be loaded safely (tensors and plain values only): {_load_error(exc)}") from None
+
+
+def _load_error(exc: Exception) -> str:
+    """The informative line of a torch.load error: the refused global, not torch's advice about it."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    named = [line for line in lines if "GLOBAL" in line or "Unsupported" in line]
+    return ((named or lines or [type(exc).__name__])[0])[:300]
+
+
+LOGGER_NAMES = ("parity_ray", "actors", "analysis")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
 def stderr_log(message: str) -> None:
-    """The default log of long-running commands: stderr, so --json output stays clean on stdout."""
+    """The default progress log of long-running commands: the ``parity_ray`` logger at INFO.
+
+    The CLI sends it to stderr (``--log-level``), so --json output stays clean on stdout; a
+    program using the library configures ``logging`` as it likes.
+    """
+    logging.getLogger("parity_ray").info(message)
+
+
+def configure_logging(level: str = "info") -> None:
+    """Progress lines of parity_ray, actors and analysis to stderr, as bare messages, at ``level``."""
     import sys
 
-    print(message, file=sys.stderr, flush=True)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    for name in LOGGER_NAMES:
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level.upper())
+        logger.propagate = False  # Ray configures the root logger; ours stay as they are
 
 
 

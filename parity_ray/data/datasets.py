@@ -95,13 +95,29 @@ def get_dataset_spec(name: str) -> DatasetSpec:
 
 
 def data_roots(data_root: Optional[str] = None) -> List[Path]:
-    """Folders searched, in order: ``--data-root``, ``$PARITY_RAY_DATA``, the user cache."""
+    """Folders searched: a data root given explicitly (``--data-root``, ``data_root`` of a config)
+    alone; without one, ``$PARITY_RAY_DATA`` then the user cache.
+
+    An explicit root is used or refused, never silently replaced: one that is not a folder is a
+    :class:`UsageError` naming it, and data missing from it is not looked up elsewhere (a run
+    must not train on other files than the ones it was pointed at).
+    """
+    if data_root:
+        root = Path(data_root).expanduser().resolve()
+        if not root.is_dir():
+            raise UsageError(f"data root '{data_root}' does not exist or is not a folder")
+        return [root]
     roots: List[Path] = []
-    for candidate in (data_root, os.environ.get("PARITY_RAY_DATA")):
-        if candidate:
-            roots.append(Path(candidate).expanduser().resolve())
+    if os.environ.get("PARITY_RAY_DATA"):
+        roots.append(Path(os.environ["PARITY_RAY_DATA"]).expanduser().resolve())
     roots.append(cache_dir("data").resolve())
     return list(dict.fromkeys(roots))
+
+
+def _download_target(roots: Sequence[Path]) -> Path:
+    """Where a download goes: the user cache when searching the defaults, else the explicit root."""
+    cache = cache_dir("data").resolve()
+    return cache if cache in roots else roots[0]
 
 
 def _candidate_folders(spec: DatasetSpec, roots: Sequence[Path]) -> List[Path]:
@@ -184,7 +200,7 @@ def _read_mnist_family(spec: DatasetSpec, roots: List[Path], download: bool) -> 
                 files.append(_decompress_into_cache(q, extracted_root / p.name))
             return _mnist_from_idx(tv_class, files, folder)
     if download:
-        target = cache_dir("data")
+        target = _download_target(roots)
         try:
             tv_class(str(target), train=True, download=True)
         except Exception as exc:  # offline, proxy, mirror down: all end in the same clear error
@@ -283,7 +299,7 @@ def _read_cifar_family(spec: DatasetSpec, roots: List[Path], download: bool) -> 
         import torchvision.datasets as tvd
 
         tv_class = tvd.CIFAR10 if spec.name == "cifar10" else tvd.CIFAR100
-        target = cache_dir("data")
+        target = _download_target(roots)
         try:
             tv_class(str(target), train=True, download=True)
         except Exception as exc:

@@ -114,6 +114,18 @@ def test_list_names_every_registry():
     assert {"base-mlp", "lenet5", "resnet18"} <= set(kinds["models"])
     assert set(kinds["encoders"]) >= {"addition", "concatenation", "mlp", "conv", "berrut"}
     assert set(kinds["decoders"]) >= {"subtraction", "mlp", "berrut"}
+    assert set(kinds["losses"]) >= {"mse", "kl", "ce"}
+    assert set(kinds["stragglers"]) >= {"none", "slow", "crash"}
+    assert set(kinds["modes"]) >= {"coded", "coded-hedged", "replication", "hedged", "none"}
+    try:
+        from parity_ray.recipes import list_recipes
+    except ImportError:
+        assert "recipes" not in kinds
+    else:
+        assert kinds["recipes"] == list_recipes()
+    text = cli("list").stdout
+    for kind in kinds:
+        assert text.count(f"{kind} ") == 1, kind  # one line per registry
 
 
 # --------------------------------------------------------------------------- bad input
@@ -156,6 +168,7 @@ def test_bad_flags_exit_2_with_one_line_and_write_nothing(case, tmp_path):
 
 def test_missing_data_names_files_and_folders(tmp_path):
     out = tmp_path / "runs"
+    (tmp_path / "nowhere").mkdir()  # a data root that exists but lacks the files
     result = cli("train", "--dataset", "fashion-mnist", "--data-root", str(tmp_path / "nowhere"), "--no-download", "--out", str(out))
     line = assert_usage_error(result, "dataset 'fashion-mnist' not found", "train-images-idx3-ubyte", str(tmp_path / "nowhere"))
     assert "PARITY_RAY_DATA" in line
@@ -223,14 +236,14 @@ def test_sigkill_mid_run_then_rerun_resumes_exactly(tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline:
         found = list((tmp_path / "b").glob("*/checkpoints/latest.pt"))
-        if found and torch.load(found[0], weights_only=False)["epoch"] >= 3:
+        if found and torch.load(found[0], weights_only=True)["epoch"] >= 3:
             latest = found[0]
             break
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert latest is not None
-    killed_at = torch.load(latest, weights_only=False)["epoch"]
+    killed_at = torch.load(latest, weights_only=True)["epoch"]
     assert killed_at < 40, "the run finished before it could be killed; make it longer"
     resumed = cli(*args, "--out", str(tmp_path / "b"))
     assert resumed.returncode == 0, resumed.stderr

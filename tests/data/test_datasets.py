@@ -79,7 +79,20 @@ def test_missing_files_name_expected_files_and_every_folder(tmp_path):
     assert "\n" not in message
     assert "train-images-idx3-ubyte" in message and "t10k-labels-idx1-ubyte" in message
     assert str(tmp_path / "FashionMNIST" / "raw") in message
-    assert str(cache_dir("data")) in message
+    assert str(cache_dir("data")) not in message  # an explicit data root is the only folder searched
+    with pytest.raises(UsageError) as err:
+        load_data("fashion-mnist", download=False)  # the defaults: $PARITY_RAY_DATA, then the cache
+    assert str(cache_dir("data")) in str(err.value)
+
+
+def test_an_explicit_data_root_is_used_or_refused(tmp_path, data_root, monkeypatch):
+    """The data root a run names is never traded for another folder holding the same dataset."""
+    monkeypatch.setenv("PARITY_RAY_DATA", data_root)
+    assert load_data("mnist", download=False).source  # found through $PARITY_RAY_DATA
+    with pytest.raises(UsageError, match="dataset 'mnist' not found"):
+        load_data("mnist", data_root=str(tmp_path), download=False)
+    with pytest.raises(UsageError, match=f"data root '{tmp_path / 'gone'}' does not exist"):
+        load_data("mnist", data_root=str(tmp_path / "gone"), download=False)
 
 
 def test_corrupt_gz_is_reported(tmp_path, data_root):
