@@ -304,6 +304,7 @@ def registries() -> Dict[str, list]:
     from .data import list_datasets
     from .losses import list_losses
     from .models import list_models
+    from .tuning import list_callbacks, list_schedulers, list_search_algs
 
     kinds = {
         "datasets": list_datasets(),
@@ -313,6 +314,9 @@ def registries() -> Dict[str, list]:
         "losses": list_losses(),
         "stragglers": list_stragglers(),
         "modes": list_modes(),
+        "schedulers": list_schedulers(),
+        "search_algs": list_search_algs(),
+        "callbacks": list_callbacks(),
     }
     try:  # training recipes, where this version has them (parity_ray/recipes.py)
         from .recipes import list_recipes
