@@ -23,8 +23,11 @@ setup(
     long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["parity_ray", "parity_ray.*", "search_spaces", "actors", "actors.*", "analysis", "analysis.*"]),
-    package_data={"analysis": ["assets/*.js", "assets/*.css"]},
+    # The design card's top-level folders actors/, analysis/ and search_spaces/ install as
+    # parity_ray.actors, parity_ray.analysis and parity_ray.search_spaces (parity_ray/ holds a link to
+    # each), so installing the project claims no generic top-level module name.
+    packages=find_packages(include=["parity_ray", "parity_ray.*"]),
+    package_data={"parity_ray.analysis": ["assets/*.js", "assets/*.css"]},
     install_requires=[
         *TORCH_STACK,
         "ray[tune,serve]>=2.60,<2.61",  # parity-ray tune (Tune) and serve/simulate (Serve)

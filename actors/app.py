@@ -3,7 +3,7 @@
 ``build_app(run, AppOptions(mode="coded"))`` gives the application (replicas + the frontend, which
 is also the HTTP ingress); ``parity-ray serve`` runs it in the foreground and ``parity-ray
 simulate`` drives it through its handle. ``app_builder(args)`` is the same builder as Serve's
-config files name it (``import_path: actors.app:app_builder``), so ``serve run serve.yaml`` and
+config files name it (``import_path: parity_ray.actors.app:app_builder``), so ``serve run serve.yaml`` and
 ``serve deploy serve.yaml`` start the same app; ``serve_config(...)`` writes such a file.
 """
 
@@ -17,7 +17,7 @@ from parity_ray.errors import UsageError, choices_hint
 from parity_ray.serving import ServedRun, resolve_run
 
 APP_NAME = "parity-ray"
-IMPORT_PATH = "actors.app:app_builder"
+IMPORT_PATH = "parity_ray.actors.app:app_builder"
 
 
 @dataclass
@@ -44,8 +44,8 @@ class AppOptions:
 
 
 def check_options(options: AppOptions) -> None:
-    from actors.modes import list_modes
-    from actors.stragglers import parse_spec
+    from parity_ray.actors.modes import list_modes
+    from parity_ray.actors.stragglers import parse_spec
 
     if options.mode not in list_modes():
         raise UsageError(f"unknown mode '{options.mode}'; {choices_hint(options.mode, list_modes())}")
@@ -70,8 +70,8 @@ def has_coded_workers(run: ServedRun) -> bool:
 
 def plan(run: ServedRun, mode: str) -> Dict[str, List[Tuple[str, int]]]:
     """The replica pools ``mode`` needs for ``run`` (checked: a UsageError when it cannot serve it)."""
-    from actors.codes import code_layout
-    from actors.modes import get_mode
+    from parity_ray.actors.codes import code_layout
+    from parity_ray.actors.modes import get_mode
 
     mode_cls = get_mode(mode)
     layout = code_layout(run)
@@ -94,9 +94,9 @@ def placement(n_slots: int) -> List[Optional[Dict[str, str]]]:
 
 def build_app(run: ServedRun, options: AppOptions):
     """The Serve application: the mode's replicas behind one ``Frontend`` (the HTTP ingress)."""
-    from actors.frontend import Frontend
-    from actors.replica import ModelReplica
-    from actors.stragglers import parse_spec
+    from parity_ray.actors.frontend import Frontend
+    from parity_ray.actors.replica import ModelReplica
+    from parity_ray.actors.stragglers import parse_spec
 
     check_options(options)
     pools = plan(run, options.mode)
@@ -124,7 +124,7 @@ def build_app(run: ServedRun, options: AppOptions):
 
 
 def app_builder(args: Dict[str, Any]):
-    """Serve's entry point (``import_path: actors.app:app_builder``): ``args`` = experiment, run, and
+    """Serve's entry point (``import_path: parity_ray.actors.app:app_builder``): ``args`` = experiment, run, and
     any :class:`AppOptions` field."""
     args = dict(args or {})
     experiment = args.pop("experiment", None)

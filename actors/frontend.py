@@ -30,7 +30,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 from ray import serve
 
-from actors.modes import pick_replica
+from parity_ray.actors.modes import pick_replica
 
 DEFAULT_MAX_INSTANCES = 64
 
@@ -48,7 +48,7 @@ class Frontend:
     def __init__(self, mode: str, run: Dict[str, Any], pools: Dict[str, List[Any]], options: Dict[str, Any]):
         import torch
 
-        from actors.modes import get_mode
+        from parity_ray.actors.modes import get_mode
         from parity_ray.data import get_dataset_spec
 
         torch.set_num_threads(1)  # encode/decode are tiny; a thread pool would only contend with the replicas
@@ -67,7 +67,7 @@ class Frontend:
         mode_cls = get_mode(mode)
         self.code = None
         if mode_cls.needs_code:
-            from actors.codes import GroupCode
+            from parity_ray.actors.codes import GroupCode
 
             self.code = GroupCode(run)
             self.code.warm(self.input_shape, self.spec.num_classes)
@@ -188,7 +188,7 @@ class Frontend:
         try:
             return await self.mode.answer(next(self.query_ids), query)
         except Exception as exc:  # a bug in a mode must still answer the query, with a reason
-            from actors.modes import answer_record
+            from parity_ray.actors.modes import answer_record
 
             return answer_record("failed", None, reason=f"frontend error: {type(exc).__name__}: {exc}"[:300])
 

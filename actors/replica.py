@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from ray import serve
 
-from actors.stragglers import StragglerState
+from parity_ray.actors.stragglers import StragglerState
 
 
 @serve.deployment(max_ongoing_requests=256, health_check_period_s=1.0, health_check_timeout_s=5.0)

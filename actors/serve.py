@@ -11,7 +11,7 @@ from typing import Optional
 from parity_ray.errors import UsageError
 from parity_ray.utils import stderr_log
 
-from actors.app import APP_NAME, AppOptions, build_app, check_options, plan, serve_config, write_serve_config
+from parity_ray.actors.app import APP_NAME, AppOptions, build_app, check_options, plan, serve_config, write_serve_config
 
 
 @dataclass

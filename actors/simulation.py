@@ -60,7 +60,7 @@ class SimulationOptions:
     interleave_s: Optional[float] = None
 
     def app_options(self, mode: str):
-        from actors.app import AppOptions
+        from parity_ray.actors.app import AppOptions
 
         return AppOptions(mode=mode, deadline_ms=self.deadline_ms, hedge_deadline_ms=self.hedge_deadline_ms,
                           group_wait_ms=self.group_wait_ms, timeout_s=self.timeout_s,
@@ -74,9 +74,9 @@ class SimulationOptions:
 
 def validate(options: SimulationOptions):
     """Everything checkable before a replica is deployed; returns (run, straggler models)."""
-    from actors.app import check_options, plan
-    from actors.modes import list_modes
-    from actors.stragglers import parse_spec
+    from parity_ray.actors.app import check_options, plan
+    from parity_ray.actors.modes import list_modes
+    from parity_ray.actors.stragglers import parse_spec
     from parity_ray.serving import resolve_run
 
     modes = list_modes()
@@ -106,7 +106,7 @@ def validate(options: SimulationOptions):
 def check_resources(options: SimulationOptions, run) -> None:
     import ray
 
-    from actors.app import plan
+    from parity_ray.actors.app import plan
 
     if not options.resource_check:
         return
@@ -276,7 +276,7 @@ def run_simulation(options: SimulationOptions, log=stderr_log) -> Dict[str, Any]
     import ray
     from ray import serve
 
-    from actors.app import build_app
+    from parity_ray.actors.app import build_app
     from parity_ray.utils import init_ray
 
     logging.getLogger("ray.serve").setLevel(logging.WARNING)  # one line per mode from us, not Serve's INFO stream

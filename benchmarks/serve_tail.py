@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from actors.simulation import SimulationOptions, run_simulation  # noqa: E402
+from parity_ray.actors.simulation import SimulationOptions, run_simulation  # noqa: E402
 
 STRAGGLER = "slow:replica=0,p=0.3,delay_ms=100"
 MODES = ("coded", "coded-hedged", "replication", "hedged", "none")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from actors.sweep import SweepOptions, run_sweep  # noqa: E402
+from parity_ray.actors.sweep import SweepOptions, run_sweep  # noqa: E402
 
 STRAGGLER = "slow:replica=0,p=0.3,delay_ms=100"
 MODES = ["coded", "coded-hedged", "replication", "hedged", "none"]
@@ -57,7 +57,7 @@ def trained_experiment(storage: str, smoke: bool = False) -> str:
 def validation(experiment: str, queries: int, rate: float, deadline_ms: float) -> list:
     import ray
 
-    from actors.simulation import SimulationOptions, run_simulation
+    from parity_ray.actors.simulation import SimulationOptions, run_simulation
 
     sim = SimulationOptions(experiment=experiment, modes=MODES, straggler=STRAGGLER, rate=rate, queries=queries,
                             warmup=50, deadline_ms=deadline_ms, timeout_s=5, progress=False, interleave_s=2.0,

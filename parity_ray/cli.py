@@ -120,7 +120,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
-    from actors.simulation import SimulationOptions, run_simulation
+    from parity_ray.actors.simulation import SimulationOptions, run_simulation
 
     from .quickstart import QuickstartOptions, format_summary, run_quickstart
 
@@ -173,8 +173,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from actors.modes import list_modes
-    from actors.simulation import SimulationOptions, format_mode, run_simulation
+    from parity_ray.actors.modes import list_modes
+    from parity_ray.actors.simulation import SimulationOptions, format_mode, run_simulation
 
     modes = "coded,replication" if args.smoke_test else args.mode
     if modes == "all":
@@ -226,8 +226,8 @@ def _list(text: str, kind, flag: str):
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from actors.modes import list_modes
-    from actors.sweep import SweepOptions, format_row, run_sweep
+    from parity_ray.actors.modes import list_modes
+    from parity_ray.actors.sweep import SweepOptions, format_row, run_sweep
 
     modes = args.mode if args.mode != "all" else ",".join(list_modes())
     queries, warmup = (2000, 50) if args.smoke_test else (args.queries, args.warmup)
@@ -257,7 +257,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from actors.serve import ServeOptions, run_serve
+    from parity_ray.actors.serve import ServeOptions, run_serve
 
     options = ServeOptions(
         experiment=args.experiment, run=args.run, dataset=args.dataset, model=args.model, k=args.k,
@@ -271,7 +271,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from analysis.report import build_report, format_summary
+    from parity_ray.analysis.report import build_report, format_summary
 
     summary = build_report(args.path, out=args.out, max_thumbnails=args.max_thumbnails, data_root=args.data_root)
     print(format_summary(summary))
@@ -297,8 +297,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def registries() -> Dict[str, list]:
     """Every plugin registry's names, by kind: what configs, search spaces and flags accept."""
-    from actors.modes import list_modes
-    from actors.stragglers import list_stragglers
+    from parity_ray.actors.modes import list_modes
+    from parity_ray.actors.stragglers import list_stragglers
 
     from .coders import list_decoders, list_encoders
     from .data import list_datasets

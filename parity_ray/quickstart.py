@@ -38,7 +38,7 @@ def run_quickstart(options: QuickstartOptions, simulate: Callable[..., Dict[str,
     ``simulate(log, **simulation options)`` is the Serve layer's simulation driver
     (``actors.simulation``), passed in by the CLI: the library itself never imports Serve.
     """
-    from analysis.report import build_report
+    from parity_ray.analysis.report import build_report
 
     from .experiment import TuneOptions, run_experiment
     from .utils import init_ray

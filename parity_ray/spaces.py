@@ -86,13 +86,13 @@ def load_space_module(space: str):
         return module, str(path.resolve())
     if space not in builtin_spaces():
         raise UsageError(f"unknown search space '{space}'; {choices_hint(space, builtin_spaces())} or a .py path")
-    module = importlib.import_module(f"search_spaces.{space}")
+    module = importlib.import_module(f"parity_ray.search_spaces.{space}")
     return module, module.__file__
 
 
 def builtin_spaces() -> List[str]:
     try:
-        import search_spaces
+        from parity_ray import search_spaces
     except ImportError:
         return []
     folder = Path(search_spaces.__file__).parent

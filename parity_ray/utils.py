@@ -76,7 +76,7 @@ def _load_error(exc: Exception) -> str:
     return ((named or lines or [type(exc).__name__])[0])[:300]
 
 
-LOGGER_NAMES = ("parity_ray", "actors", "analysis")
+LOGGER_NAMES = ("parity_ray",)  # parity_ray.actors and parity_ray.analysis log under it
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -90,7 +90,7 @@ def stderr_log(message: str) -> None:
 
 
 def configure_logging(level: str = "info") -> None:
-    """Progress lines of parity_ray, actors and analysis to stderr, as bare messages, at ``level``."""
+    """Progress lines of parity_ray (its actors and analysis included) to stderr, as bare messages, at ``level``."""
     import sys
 
     handler = logging.StreamHandler(sys.stderr)

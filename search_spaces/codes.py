@@ -12,7 +12,7 @@ report and the notebook can name the best code per cell. Families:
 
 from ray import tune
 
-from search_spaces import base
+from parity_ray.search_spaces import base
 
 defaults = {**base.defaults, "epochs": 50}
 

@@ -2,7 +2,7 @@
 
 from ray import tune
 
-from search_spaces import paper
+from parity_ray.search_spaces import paper
 
 defaults = {**paper.defaults, "encoder": "concatenation"}
 

@@ -9,7 +9,7 @@ roots; the reason names the files expected and the folders searched. Give the da
 
 from ray import tune
 
-from search_spaces import base
+from parity_ray.search_spaces import base
 
 defaults = {**base.defaults}
 

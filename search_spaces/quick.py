@@ -2,7 +2,7 @@
 
 from ray import tune
 
-from search_spaces import base
+from parity_ray.search_spaces import base
 
 defaults = {**base.defaults, "model": "base-mlp", "device": "cpu"}
 

@@ -9,7 +9,7 @@ keep their best epoch's checkpoint and predictions and appear in the tables as `
 
 from ray import tune
 
-from search_spaces import base
+from parity_ray.search_spaces import base
 
 defaults = {**base.defaults, "dataset": "mnist", "model": "base-mlp", "k": 2, "device": "cpu", "epochs": 16}
 

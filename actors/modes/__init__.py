@@ -112,7 +112,7 @@ BUILTIN = ("none", "replication", "hedged", "coded", "coded_hedged")
 
 def _load_builtins() -> None:
     for module in BUILTIN:
-        importlib.import_module(f"actors.modes.{module}")
+        importlib.import_module(f"parity_ray.actors.modes.{module}")
 
 
 def list_modes() -> List[str]:

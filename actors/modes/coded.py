@@ -32,7 +32,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from actors.modes import BASE, ServingMode, answer_record, coded, register_mode
+from parity_ray.actors.modes import BASE, ServingMode, answer_record, coded, register_mode
 
 
 def _ok(task) -> bool:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from parity_ray.errors import UsageError
 
-from actors.modes import register_mode
-from actors.modes.coded import Coded, _ok
+from parity_ray.actors.modes import register_mode
+from parity_ray.actors.modes.coded import Coded, _ok
 
 
 @register_mode("coded-hedged")

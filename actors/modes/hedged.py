@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from actors.modes import BASE, ServingMode, answer_record, register_mode
+from parity_ray.actors.modes import BASE, ServingMode, answer_record, register_mode
 
 
 @register_mode("hedged")

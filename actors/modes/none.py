@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from actors.modes import BASE, ServingMode, answer_record, register_mode
+from parity_ray.actors.modes import BASE, ServingMode, answer_record, register_mode
 
 
 @register_mode("none")

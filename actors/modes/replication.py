@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from actors.modes import BASE, register_mode
-from actors.modes.none import NoRedundancy
+from parity_ray.actors.modes import BASE, register_mode
+from parity_ray.actors.modes.none import NoRedundancy
 
 
 @register_mode("replication")

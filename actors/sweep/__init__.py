@@ -68,7 +68,7 @@ class SweepOptions:
 
 
 def _layout(k: int, r: int, run_layout=None):
-    from actors.codes import CodeLayout
+    from parity_ray.actors.codes import CodeLayout
 
     if run_layout is not None and run_layout.k == k and run_layout.r == r:
         return run_layout
@@ -78,12 +78,12 @@ def _layout(k: int, r: int, run_layout=None):
 
 def validate(options: SweepOptions):
     """Everything checked before anything runs; returns (service model, run or None, run layout or None)."""
-    from actors.app import check_options, has_coded_workers
-    from actors.codes import code_layout
-    from actors.modes import get_mode, list_modes
-    from actors.stragglers import parse_spec
-    from actors.sweep.engine import POLICIES
-    from actors.sweep.service import calibrate, parse_service
+    from parity_ray.actors.app import check_options, has_coded_workers
+    from parity_ray.actors.codes import code_layout
+    from parity_ray.actors.modes import get_mode, list_modes
+    from parity_ray.actors.stragglers import parse_spec
+    from parity_ray.actors.sweep.engine import POLICIES
+    from parity_ray.actors.sweep.service import calibrate, parse_service
 
     known = list_modes()
     bad = [m for m in options.modes if m not in known]
@@ -106,7 +106,7 @@ def validate(options: SweepOptions):
             raise UsageError(f"--{name.rstrip('s').replace('_', '-')} values must be >= 1")
     if options.restart_s < 0 or (options.busy_fraction is not None and not 0 < options.busy_fraction <= 1):
         raise UsageError("--restart-s must be >= 0 and --busy-fraction in (0, 1]")
-    from actors.app import AppOptions
+    from parity_ray.actors.app import AppOptions
 
     for mode in options.modes:
         check_options(AppOptions(mode=mode, deadline_ms=options.deadline_ms, hedge_deadline_ms=options.hedge_deadline_ms,
@@ -146,7 +146,7 @@ def validate(options: SweepOptions):
 
 
 def app_size(mode: str, layout, has_parity: bool) -> int:
-    from actors.modes import get_mode
+    from parity_ray.actors.modes import get_mode
 
     return sum(len(w) for w in get_mode(mode).workers(layout, has_parity).values())
 
@@ -161,8 +161,8 @@ def send_times(total: int, rate: float, seed) -> np.ndarray:
 
 def simulate_cell(cell: Dict[str, Any], service, shards: List[int]) -> List[Dict[str, np.ndarray]]:
     """Simulate some of a cell's apps (``shards``); per app, its measured queries' arrays."""
-    from actors.stragglers import parse_spec
-    from actors.sweep.engine import Shard
+    from parity_ray.actors.stragglers import parse_spec
+    from parity_ray.actors.sweep.engine import Shard
 
     layout = _layout(cell["k"], cell["r"], cell.get("run_layout"))
     stragglers = parse_spec(cell["straggler"])
@@ -319,7 +319,7 @@ def run_sweep(options: SweepOptions, log=stderr_log) -> Dict[str, Any]:
 
 
 def _timings(mode: str, options: SweepOptions) -> Dict[str, float]:
-    from actors.modes import get_mode
+    from parity_ray.actors.modes import get_mode
 
     return get_mode(mode).timings(options.mode_options())
 

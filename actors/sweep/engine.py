@@ -30,8 +30,8 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from actors.modes import get_mode, pick_replica
-from actors.stragglers import StragglerState
+from parity_ray.actors.modes import get_mode, pick_replica
+from parity_ray.actors.stragglers import StragglerState
 
 INF = float("inf")
 # event kinds

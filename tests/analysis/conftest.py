@@ -31,7 +31,7 @@ def small_experiment(tmp_path_factory) -> SmallExperiment:
     from ray import serve
 
     from parity_ray.experiment import TuneOptions, run_experiment
-    from actors.simulation import SimulationOptions, run_simulation
+    from parity_ray.actors.simulation import SimulationOptions, run_simulation
 
     started = time.perf_counter()
     storage = tmp_path_factory.mktemp("analysis-results")

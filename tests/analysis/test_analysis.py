@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import analysis
-from analysis.tables import OUTCOMES
+from parity_ray import analysis
+from parity_ray.analysis.tables import OUTCOMES
 
 pytestmark = pytest.mark.slow
 
@@ -240,7 +240,7 @@ def _as_schema_v2(predictions: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_schema_v2_predictions_and_runs(tables, tmp_path):
-    from analysis import explorer
+    from parity_ray.analysis import explorer
 
     v2 = _as_schema_v2(tables.predictions)
     breakdown = analysis.erasure_breakdown(v2)

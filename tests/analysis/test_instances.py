@@ -10,8 +10,8 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from analysis import explorer, instances, tables
-from analysis.thumbnails import CELLS, SHEET, SheetSet
+from parity_ray.analysis import explorer, instances, tables
+from parity_ray.analysis.thumbnails import CELLS, SHEET, SheetSet
 
 
 def test_test_images_are_denormalised_and_coded_queries_stretched():

@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from analysis.tables import EXPERIMENT_ENV
+from parity_ray.analysis.tables import EXPERIMENT_ENV
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "analysis" / "notebooks"
 NAMES = ["degraded_accuracy", "tail_latency", "erasure_analysis"]

@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-import analysis
-from analysis import instances
-from analysis.report import build_report
+from parity_ray import analysis
+from parity_ray.analysis import instances
+from parity_ray.analysis.report import build_report
 from parity_ray import results, storage
 from tests.analysis.browser import Browser
 from tests.cli.test_cli import assert_usage_error, cli

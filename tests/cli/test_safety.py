@@ -67,7 +67,7 @@ def served_run(experiment: str):
 
 
 def test_export_of_a_run_folder_reproduces_the_run_exactly(trained, tmp_path):
-    from actors.codes import _build_coders
+    from parity_ray.actors.codes import _build_coders
     from parity_ray.coders import ENCODERS
     from parity_ray.export import load_part
     from parity_ray.models import MODELS

@@ -88,7 +88,7 @@ def test_simulation_replicas_sit_on_different_nodes(tmp_path, cluster):
     """Each of the k + r replicas of a coded simulation gets its own worker node (failure domain)."""
     import json
 
-    from actors.simulation import SimulationOptions, run_simulation
+    from parity_ray.actors.simulation import SimulationOptions, run_simulation
 
     cluster, workers = cluster
     opts = TuneOptions(space="quick", name="placed", storage=str(tmp_path), progress=False,

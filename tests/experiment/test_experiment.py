@@ -103,7 +103,7 @@ def test_unavailable_cells_get_rows_not_silence(tmp_path, local_ray):
 
 def test_every_code_family_runs_side_by_side_in_one_grid(tmp_path, local_ray):
     """The codes space, narrowed to digits at k=4, r=2: eight codes of three families, one table, one report."""
-    from analysis import code_comparison_table
+    from parity_ray.analysis import code_comparison_table
 
     opts = TuneOptions(space="codes", name="codes", storage=str(tmp_path), progress=False, smoke_test=True,
                        overrides=["dataset=digits", "model=lenet5", "k=4", "r=2"])

@@ -82,7 +82,7 @@ def test_smoke_test_shrinks_every_cell():
 def test_user_space_file_imports_a_builtin_and_changes_it(tmp_path):
     space = tmp_path / "mine.py"
     space.write_text(
-        "from ray import tune\nfrom search_spaces import quick\n"
+        "from ray import tune\nfrom parity_ray.search_spaces import quick\n"
         "defaults = {**quick.defaults, 'loss': 'kl'}\n"
         "param_space = {**quick.param_space, 'k': tune.grid_search([4])}\n"
     )

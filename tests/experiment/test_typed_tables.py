@@ -81,7 +81,7 @@ def test_ints_stay_ints_with_missing_values(tmp_path):
 
 def test_simulation_tables_are_typed_also_when_a_column_is_null_in_every_row(tmp_path):
     """An open-loop simulation has no clients; a mode without a code no group ids: still int64."""
-    from actors.simulation import SimulationOptions, queries_frame, summarize_mode
+    from parity_ray.actors.simulation import SimulationOptions, queries_frame, summarize_mode
     from parity_ray.serving import ServedRun
 
     records = [{"query_id": i, "send_s": i * 0.01, "receive_s": i * 0.01 + 0.004, "path": "direct", "replica": "base:0",

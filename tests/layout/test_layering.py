@@ -17,6 +17,8 @@ def _imports(path: Path):
     """Every module a file imports, at any depth (function-level imports included), made absolute."""
     tree = ast.parse(path.read_text(), filename=str(path))
     package = ".".join(path.relative_to(REPO).with_suffix("").parts[:-1])
+    if package.split(".")[0] in ("actors", "analysis", "search_spaces"):
+        package = f"parity_ray.{package}"  # these folders install as parity_ray.<name>
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
@@ -38,14 +40,15 @@ def test_core_imports_no_serve_and_no_actors():
         if path.relative_to(CORE).as_posix() in ALLOWED:
             continue
         for module in _imports(path):
-            if module == "actors" or module.startswith("actors.") or module.startswith("ray.serve") or module == "ray.serve":
+            if module.startswith(("parity_ray.actors", "actors")) or module.startswith("ray.serve") or module == "ray.serve":
                 offenders.append(f"{path.relative_to(REPO)}: {module}")
     assert not offenders, offenders
 
 
 def test_importing_the_core_loads_no_serve():
     code = ("import sys, parity_ray, parity_ray.serving, parity_ray.results, parity_ray.quickstart, parity_ray.experiment; "
-            "bad = [m for m in sys.modules if m.startswith(('ray.serve', 'actors'))]; print(bad); sys.exit(1 if bad else 0)")
+            "bad = [m for m in sys.modules if m.startswith(('ray.serve', 'actors', 'parity_ray.actors'))]; print(bad); "
+            "sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -54,25 +57,31 @@ def test_no_import_cycles_between_packages():
     """actors imports parity_ray; parity_ray (minus cli) never imports actors; analysis never imports actors."""
     for package in ("analysis",):
         for path in sorted((REPO / package).rglob("*.py")):
-            assert not [m for m in _imports(path) if m == "actors" or m.startswith("actors.")], path
+            assert not [m for m in _imports(path) if m.startswith(("parity_ray.actors", "actors"))], path
     # within actors: modes import the registry module only, never the frontend or the app
     for path in sorted((REPO / "actors" / "modes").rglob("*.py")):
-        bad = [m for m in _imports(path) if m.startswith(("actors.frontend", "actors.app", "actors.simulation", "actors.serve"))]
+        bad = [m for m in _imports(path) if m.startswith(tuple(f"parity_ray.actors.{name}" for name in
+                                                              ("frontend", "app", "simulation", "serve")))]
         assert not bad, (path, bad)
 
 
 # The three floors of the design card. A module imports its own floor's modules (within its own
 # engine) and the floors below, never a floor above; search-space modules belong to the Tune layer.
 CORE_MODULES = {"registry", "config", "data", "models", "coders", "losses", "metrics", "base", "trainer", "storage",
-                "results", "errors", "utils", "boxes", "serving"}
+                "results", "errors", "utils", "boxes", "serving", "export"}
 TUNE_MODULES = {"experiment", "spaces", "tuning"}
 APP_MODULES = {"cli", "quickstart", "__main__"}
-SOURCE_PACKAGES = ("parity_ray", "actors", "analysis", "search_spaces")
+SOURCE_PACKAGES = ("parity_ray", "actors", "analysis", "search_spaces")  # folders; the last three install as parity_ray.*
+LINKED = ("actors", "analysis", "search_spaces")
 
 
 def floor_of(module: str):
     """``(floor, engine)`` of a project module: 0 core, 1 an engine (tune, serve, analysis), 2 apps."""
     parts = module.split(".")
+    if parts[0] in LINKED:
+        raise AssertionError(f"'{module}' is imported by its folder name; import parity_ray.{module}")
+    if parts[0] == "parity_ray" and len(parts) > 1 and parts[1] in LINKED:
+        parts = parts[1:]
     if parts[0] == "parity_ray":
         sub = parts[1] if len(parts) > 1 else "__init__"
         if not ((REPO / "parity_ray" / f"{sub}.py").exists() or (REPO / "parity_ray" / sub).is_dir()):
@@ -96,7 +105,11 @@ def floor_of(module: str):
 def project_modules():
     for package in SOURCE_PACKAGES:
         for path in sorted((REPO / package).rglob("*.py")):
+            if package == "parity_ray" and path.relative_to(REPO / package).parts[0] in LINKED:
+                continue  # the linked folders, seen once under their own name
             name = ".".join(path.relative_to(REPO).with_suffix("").parts)
+            if package in LINKED:
+                name = f"parity_ray.{name}"
             yield (name[: -len(".__init__")] if name.endswith(".__init__") else name), path
 
 
@@ -161,3 +174,12 @@ def test_no_import_cycle_between_modules():
         if node not in index:
             visit(node)
     assert not cycles, cycles
+
+
+def test_installing_claims_no_generic_top_level_module():
+    """actors/, analysis/ and search_spaces/ install under parity_ray (linked from inside it)."""
+    for name in LINKED:
+        link = REPO / "parity_ray" / name
+        assert link.is_symlink() and link.resolve() == (REPO / name).resolve(), link
+    setup = (REPO / "setup.py").read_text()
+    assert 'find_packages(include=["parity_ray", "parity_ray.*"])' in setup

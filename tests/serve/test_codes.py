@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from actors.codes import GroupCode, code_layout
+from parity_ray.actors.codes import GroupCode, code_layout
 from tests.serve.runs import make_run, reference_coders, spec
 
 CODES = {

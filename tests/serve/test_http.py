@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from actors.app import AppOptions, build_app
-from actors.simulation import SimulationOptions, run_simulation
+from parity_ray.actors.app import AppOptions, build_app
+from parity_ray.actors.simulation import SimulationOptions, run_simulation
 from parity_ray import results
 from parity_ray.data import load_data
 from parity_ray.serving import resolve_run

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from actors.app import AppOptions, build_app, plan
-from actors.codes import code_layout
-from actors.modes import get_mode, list_modes
-from actors.simulation import normalise
+from parity_ray.actors.app import AppOptions, build_app, plan
+from parity_ray.actors.codes import code_layout
+from parity_ray.actors.modes import get_mode, list_modes
+from parity_ray.actors.simulation import normalise
 from parity_ray.data import load_data
 from parity_ray.errors import UsageError
 from parity_ray.serving import load_model

@@ -65,7 +65,7 @@ def test_write_config_then_serve_run_starts_the_same_app(trained_experiment, ima
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load(config_file.read_text())
     app = config["applications"][0]
-    assert app["import_path"] == "actors.app:app_builder" and app["route_prefix"] == "/"
+    assert app["import_path"] == "parity_ray.actors.app:app_builder" and app["route_prefix"] == "/"
     assert app["args"]["mode"] == "coded-hedged" and app["args"]["deadline_ms"] == 30
     assert app["args"]["run"].startswith("digits-") and os.path.isabs(app["args"]["experiment"])
     assert config["http_options"]["port"] == port

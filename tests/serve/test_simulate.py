@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from actors.app import AppOptions, build_app
-from actors.simulation import SimulationOptions, normalise, run_simulation
+from parity_ray.actors.app import AppOptions, build_app
+from parity_ray.actors.simulation import SimulationOptions, normalise, run_simulation
 from parity_ray import results
 from parity_ray.serving import load_model, resolve_run
 

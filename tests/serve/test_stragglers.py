@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from actors.stragglers import StragglerState, build, list_stragglers, parse_spec
+from parity_ray.actors.stragglers import StragglerState, build, list_stragglers, parse_spec
 from parity_ray import UsageError
 
 

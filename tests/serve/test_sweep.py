@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from actors.modes import get_mode, pick_replica
-from actors.sweep import SweepOptions, _layout, run_sweep, send_times
-from actors.sweep.engine import Shard
-from actors.sweep.service import calibrate, parse_service
+from parity_ray.actors.modes import get_mode, pick_replica
+from parity_ray.actors.sweep import SweepOptions, _layout, run_sweep, send_times
+from parity_ray.actors.sweep.engine import Shard
+from parity_ray.actors.sweep.service import calibrate, parse_service
 from parity_ray import results
 from parity_ray.errors import UsageError
 from tests.cli.test_cli import assert_usage_error, cli
@@ -154,7 +154,7 @@ def test_sweep_rows_in_the_experiment(tmp_path):
     assert row.apps == 4 and row.replicas == 20 and row.measured == 1000
     assert json.loads(row.settings)["timings"]["group_wait_s"] == 0.025
     assert (sweeps.direct + sweeps.decoded + sweeps.failed == sweeps.measured).all()
-    from analysis.tables import cheapest_modes, sweep_tail
+    from parity_ray.analysis.tables import cheapest_modes, sweep_tail
 
     cheapest = cheapest_modes(sweeps, target_ms=1e6)  # every mode meets it: the fewest replicas wins
     assert len(cheapest) == 2 * 2 * 2 and set(cheapest["mode"]) <= {"none", "replication"}  # one request a query
@@ -177,7 +177,7 @@ def test_sweep_matches_a_real_serve_run(trained_experiment, local_ray):
     p50, p99 and p99.9 per mode are within 15% of the measured ones."""
     from ray import serve
 
-    from actors.simulation import SimulationOptions, run_simulation
+    from parity_ray.actors.simulation import SimulationOptions, run_simulation
 
     straggler = "slow:replica=0,p=0.3,delay_ms=100"
     sim = SimulationOptions(experiment=trained_experiment, modes=VALIDATION_MODES, straggler=straggler, rate=20,
