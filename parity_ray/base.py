@@ -8,11 +8,12 @@ files are written atomically so nobody reads a half-written model.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -61,6 +62,83 @@ def compute_outputs(model: nn.Module, x: torch.Tensor, batch_size: int = 8192) -
 
 def accuracy(outputs: torch.Tensor, labels: torch.Tensor) -> float:
     return int((outputs.argmax(dim=1) == labels).sum()) / len(labels)
+
+
+# --------------------------------------------------------------------------- base outputs on disk
+
+BASE_OUTPUTS_VERSION = 1
+
+
+def weights_sha256(model: nn.Module) -> str:
+    """A hash of a model's state (names, shapes, dtypes and bytes of every tensor)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def _inputs_fingerprint(x: torch.Tensor) -> str:
+    """A cheap fingerprint of an input tensor: its shape and a strided sample of its values."""
+    flat = x.detach().reshape(-1)
+    sample = flat[:: max(1, flat.numel() // 65_536)].float().cpu().contiguous()
+    return hashlib.sha256(f"{tuple(x.shape)}".encode() + sample.numpy().tobytes()).hexdigest()[:16]
+
+
+def base_outputs_key(model: nn.Module, config: TrainConfig, data: DataBundle, device: torch.device,
+                     extra: Optional[dict] = None) -> dict:
+    """What determines the cached outputs: the base weights, dataset, split, normalisation, inputs, device kind."""
+    return {
+        "version": BASE_OUTPUTS_VERSION,
+        "weights_sha256": weights_sha256(model),
+        "model": parse_spec(config.model),
+        "dataset": config.dataset,
+        "split": data.split,
+        "normalization": data.normalization.as_dict(),
+        "inputs": {s: _inputs_fingerprint(data.split_tensors(s)[0]) for s in ("train", "val", "test")},
+        "device": torch.device(device).type,
+        **(extra or {}),
+    }
+
+
+def base_outputs_cache_path(key: dict) -> Path:
+    """``$PARITY_RAY_CACHE/base_outputs/<dataset>/<hash>.pt``."""
+    return cache_dir("base_outputs", str(key["dataset"])) / f"{stable_hash(key, 24)}.pt"
+
+
+def cached_base_outputs(
+    model: nn.Module,
+    config: TrainConfig,
+    data: DataBundle,
+    device: torch.device,
+    splits: Sequence[str] = ("train", "val", "test"),
+    log: Callable[[str], None] = print,
+) -> Tuple[Dict[str, torch.Tensor], bool]:
+    """``({split: outputs}, from_cache)``: F's outputs on every split, read from the on-disk cache when present.
+
+    The entry is keyed by :func:`base_outputs_key`, so other weights, another split or another
+    normalisation never see it. A damaged entry is recomputed; a cache that cannot be written
+    (a full disk) only costs the next run its start-up time.
+    """
+    key = base_outputs_key(model, config, data, device)
+    path = base_outputs_cache_path(key)
+    if path.is_file():
+        try:
+            stored = torch.load(path, map_location=device, weights_only=True)
+            if stored.get("key") == json.loads(json.dumps(key, default=str)) and all(s in stored["outputs"] for s in splits):
+                outputs = {s: stored["outputs"][s] for s in splits}
+                if all(len(outputs[s]) == len(data.split_tensors(s)[1]) for s in splits):
+                    return outputs, True
+        except Exception:  # a truncated or foreign file: recompute below
+            pass
+    outputs = {s: compute_outputs(model, data.split_tensors(s)[0], config.eval_batch_size) for s in splits}
+    try:
+        atomic_torch_save({"key": json.loads(json.dumps(key, default=str)),
+                           "outputs": {s: v.detach().cpu() for s, v in outputs.items()}}, path)
+    except OSError as exc:
+        log(f"base outputs not cached ({exc})")
+    return outputs, False
 
 
 def prepare_base_model(

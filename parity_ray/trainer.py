@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from .base import BaseModelInfo, accuracy, compute_outputs, prepare_base_model
+from .base import BaseModelInfo, accuracy, cached_base_outputs, prepare_base_model
 from .coders import code_family, create_code, erasure_patterns, is_base_worker, rebuilt_slots, training_patterns
 from .config import TrainConfig
 from .data import DataBundle, load_data
@@ -197,7 +197,8 @@ def train(
         device=device,
     )
     base_model, base_info = prepare_base_model(config, data, device, log)
-    base_outputs = {s: compute_outputs(base_model, data.split_tensors(s)[0], config.eval_batch_size) for s in SPLITS}
+    # F's outputs on every split, from the on-disk cache (keyed by F's weights, split and normalisation) when present.
+    base_outputs, outputs_cached = cached_base_outputs(base_model, config, data, device, SPLITS, log)
     available = {s: accuracy(base_outputs[s], data.split_tensors(s)[1]) for s in SPLITS}
     startup_seconds = time.perf_counter() - started
 
@@ -256,6 +257,7 @@ def train(
                 break
 
     summary = summarize(config, run_dir, state, base_info, available, startup_seconds, device)
+    summary["base_outputs_cached"] = outputs_cached  # F's outputs came from the on-disk cache
     atomic_write_json(run_dir / "summary.json", summary)
     return RunResult(run_dir=run_dir, summary=summary, history=state.history)
 
