@@ -62,7 +62,12 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    config = TrainConfig.from_file(args.config) if args.config else TrainConfig()
+    """defaults < ``--recipe`` < ``--config`` file < flags."""
+    from .recipes import recipe_overrides
+
+    recipe = getattr(args, "recipe", None)
+    base = TrainConfig.from_dict(recipe_overrides(recipe)) if recipe else TrainConfig()
+    config = TrainConfig.from_file(args.config, base) if args.config else base
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
     return TrainConfig.from_dict(overrides, base=config)
 
@@ -246,6 +251,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from .data import list_datasets
     from .losses import list_losses
     from .models import list_models
+    from .recipes import list_recipes
 
     kinds = {
         "datasets": list_datasets(),
@@ -253,6 +259,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         "encoders": list_encoders(),
         "decoders": list_decoders(),
         "losses": list_losses(),
+        "recipes": list_recipes(),
     }
     if args.json:
         print(json.dumps(kinds, sort_keys=True))
@@ -269,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train one parity model run", description="Train one parity-model run.")
     train.add_argument("--config", help="JSON or YAML file of config keys (flags override it)")
+    train.add_argument("--recipe", help="a training recipe (published, fast; see 'parity-ray list') under --config and flags")
     _common(train)
     add_config_flags(train)
     train.set_defaults(func=cmd_train)
@@ -355,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--json", action="store_true", help="print the summary as one JSON object, last on stdout")
     report.set_defaults(func=cmd_report)
 
-    lister = commands.add_parser("list", help="list registered datasets, models, coders and losses")
+    lister = commands.add_parser("list", help="list registered datasets, models, coders, losses and recipes")
     lister.add_argument("--json", action="store_true", help="print one JSON object")
     lister.set_defaults(func=cmd_list)
     return parser

@@ -1,0 +1,73 @@
+"""Training recipes: named sets of config overrides (``parity-ray train --recipe NAME``).
+
+* ``published`` - the parity-models paper's recipe, the config defaults: Adam, lr 1e-3, weight
+  decay 1e-5, 64 groups a batch for k = 2 (32 otherwise), constant learning rate.
+* ``fast`` - reaches the published recipe's accuracy in far fewer epochs and seconds: larger
+  batches (fewer, better-used optimiser steps on a CPU), a higher peak learning rate, decayed to
+  zero by a cosine schedule over a short epoch budget. Measured by
+  ``benchmarks/time_to_accuracy.py`` (figures in its docstring).
+
+A recipe sits under everything the user states: defaults < recipe < ``--config`` file < flags.
+Register another with :func:`register_recipe`; ``parity-ray list`` shows them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping
+
+from .errors import UsageError, choices_hint
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    overrides: Mapping[str, Any]  # TrainConfig keys and values
+    description: str = ""
+
+
+_RECIPES: Dict[str, Recipe] = {}
+
+
+def register_recipe(name: str, overrides: Mapping[str, Any], description: str = "") -> Recipe:
+    """Register ``overrides`` (TrainConfig keys) under ``name``; keys are checked now, not at first use."""
+    from .config import TrainConfig
+
+    if name in _RECIPES and dict(_RECIPES[name].overrides) != dict(overrides):
+        raise ValueError(f"recipe '{name}' is already registered")
+    TrainConfig.from_dict(dict(overrides))  # unknown keys and wrong types fail at registration
+    recipe = Recipe(name, dict(overrides), description)
+    _RECIPES[name] = recipe
+    return recipe
+
+
+def get_recipe(name: str) -> Recipe:
+    try:
+        return _RECIPES[name]
+    except KeyError:
+        raise UsageError(f"unknown recipe '{name}'; {choices_hint(name, _RECIPES)}") from None
+
+
+def list_recipes() -> List[str]:
+    return sorted(_RECIPES)
+
+
+def recipe_overrides(name: str) -> Dict[str, Any]:
+    """A copy of recipe ``name``'s overrides."""
+    return dict(get_recipe(name).overrides)
+
+
+PUBLISHED: Dict[str, Any] = {}  # the config defaults are the published recipe
+
+# Chosen from measured curves on MNIST / Fashion-MNIST base-mlp (benchmarks/time_to_accuracy.py).
+FAST: Dict[str, Any] = {
+    "epochs": 30,
+    "batch_size": 256,
+    "lr": 3e-3,
+    "lr_schedule": "cosine",
+}
+
+register_recipe("published", PUBLISHED, "the paper's: Adam lr 1e-3, wd 1e-5, batch 64 groups (k=2) / 32, constant lr")
+register_recipe("fast", FAST, "batch 256 groups, Adam lr 3e-3 decayed to 0 by a cosine over 30 epochs")
+
+__all__ = ["Recipe", "get_recipe", "list_recipes", "recipe_overrides", "register_recipe"]
