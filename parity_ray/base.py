@@ -26,6 +26,7 @@ from .registry import parse_spec, spec_name
 from .utils import atomic_torch_save, atomic_write_json, cache_dir, file_lock, library_versions, sha256_file, stable_hash
 
 BASE_RECIPE = {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "batch_size": 128, "version": 1}
+REGRESSION_WEIGHT_DECAY = 1e-5  # the artifact's box regressor: MSE, Adam lr 1e-3, weight decay 1e-5
 
 
 @dataclass
@@ -62,6 +63,15 @@ def compute_outputs(model: nn.Module, x: torch.Tensor, batch_size: int = 8192) -
 
 def accuracy(outputs: torch.Tensor, labels: torch.Tensor) -> float:
     return int((outputs.argmax(dim=1) == labels).sum()) / len(labels)
+
+
+def task_accuracy(outputs: torch.Tensor, labels: torch.Tensor, task: str = "classification") -> float:
+    """Top-1 accuracy (classification), or the share of boxes with IoU >= 0.75 against the true box (regression)."""
+    if task == "regression":
+        from .boxes import localization_metrics
+
+        return localization_metrics(outputs, labels)["accuracy"]
+    return accuracy(outputs, labels)
 
 
 # --------------------------------------------------------------------------- base outputs on disk
@@ -197,7 +207,7 @@ def _cached_or_trained(model, config, data, device, log):
             return model, info
         log(f"training base model {model_id} ({config.base_epochs} epochs) ...")
         started = time.perf_counter()
-        train_base_model(model, data, epochs=config.base_epochs, seed=config.seed)
+        train_base_model(model, data, epochs=config.base_epochs, seed=config.seed, eval_batch_size=config.eval_batch_size)
         info = _describe(model, config, data, source="trained", weights=str(weights))
         info.id, info.train_seconds, info.epochs = model_id, time.perf_counter() - started, config.base_epochs
         atomic_torch_save({k: v.cpu() for k, v in model.state_dict().items()}, weights)
@@ -208,7 +218,7 @@ def _cached_or_trained(model, config, data, device, log):
 
 def _describe(model, config, data, source, weights) -> BaseModelInfo:
     acc = {
-        split: accuracy(compute_outputs(model, x, config.eval_batch_size), y)
+        split: task_accuracy(compute_outputs(model, x, config.eval_batch_size), y, data.spec.task)
         for split, (x, y) in ((s, data.split_tensors(s)) for s in ("train", "val", "test"))
     }
     return BaseModelInfo(
@@ -225,10 +235,22 @@ def _describe(model, config, data, source, weights) -> BaseModelInfo:
     )
 
 
-def train_base_model(model: nn.Module, data: DataBundle, epochs: int, seed: int) -> None:
-    """Plain supervised training; keeps the weights of the best validation epoch."""
+def train_base_model(model: nn.Module, data: DataBundle, epochs: int, seed: int, eval_batch_size: int = 8192) -> None:
+    """Plain supervised training; keeps the weights of the best validation epoch.
+
+    Classification: cross-entropy, selected on validation accuracy. Regression (boxes): MSE with
+    the artifact's weight decay 1e-5, selected on the validation share of IoU >= 0.75.
+    """
+    task = data.spec.task
     torch.manual_seed(seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=BASE_RECIPE["lr"], weight_decay=BASE_RECIPE["weight_decay"])
+    weight_decay = REGRESSION_WEIGHT_DECAY if task == "regression" else BASE_RECIPE["weight_decay"]
+    optimizer = torch.optim.Adam(model.parameters(), lr=BASE_RECIPE["lr"], weight_decay=weight_decay)
+    loss_fn = F.mse_loss if task == "regression" else F.cross_entropy
+    if task == "regression":  # start the output layer at the mean training box (boxes are in pixels)
+        layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        if layers and layers[-1].bias is not None and layers[-1].bias.shape == data.train_y.shape[1:]:
+            with torch.no_grad():
+                layers[-1].bias.copy_(data.train_y.float().mean(0))
     generator = torch.Generator().manual_seed(seed)
     batch = BASE_RECIPE["batch_size"]
     best_acc, best_state = -1.0, None
@@ -237,11 +259,11 @@ def train_base_model(model: nn.Module, data: DataBundle, epochs: int, seed: int)
         order = torch.randperm(len(data.train_y), generator=generator).to(data.train_x.device)
         for i in range(0, len(order), batch):
             idx = order[i : i + batch]
-            loss = F.cross_entropy(model(data.train_x[idx]), data.train_y[idx])
+            loss = loss_fn(model(data.train_x[idx]), data.train_y[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-        val_acc = accuracy(compute_outputs(model, data.val_x), data.val_y)
+        val_acc = task_accuracy(compute_outputs(model, data.val_x, eval_batch_size), data.val_y, task)
         if val_acc > best_acc:
             best_acc, best_state = val_acc, {k: v.detach().clone() for k, v in model.state_dict().items()}
     model.load_state_dict(best_state)

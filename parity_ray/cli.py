@@ -89,6 +89,8 @@ def format_summary(summary: Dict[str, Any]) -> str:
         ("available accuracy", _pct(summary["available_accuracy"])),
         ("degraded-mode accuracy", _pct(summary["degraded_accuracy"])),
         ("reconstruction accuracy", _pct(summary["reconstruction_accuracy"])),
+        *([("mean IoU (rebuilt vs true / base)", f"{_pct(summary['degraded_mean_iou'])} / {_pct(summary['reconstruction_mean_iou'])}")]
+          if "degraded_mean_iou" in summary else []),
         *[(f"e={e} unavailable", f"degraded {_pct(summary.get(f'degraded_accuracy_e{e}'))}, all-k {_pct(summary.get(f'all_accuracy_e{e}'))}")
           for e in range(1, int(summary["r"]) + 1)],
         *([("byzantine workers", f"accuracy {_pct(summary['byzantine_accuracy'])} located, "

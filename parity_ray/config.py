@@ -132,6 +132,11 @@ class TrainConfig:
         if getattr(spec, "task", "classification") not in SUPPORTED_TASKS:
             raise UsageError(f"dataset '{self.dataset}' is a {spec.task} task; the trainer runs {', '.join(SUPPORTED_TASKS)} "
                              "datasets only for now")
+        if spec.task == "regression":
+            if spec_name(self.loss) in ("kl", "ce"):
+                raise UsageError(f"loss '{spec_name(self.loss)}' needs class outputs; '{self.dataset}' regresses boxes: use loss mse")
+            if self.byzantine:
+                raise UsageError(f"byzantine scoring compares classes; '{self.dataset}' regresses boxes: use byzantine 0")
         for kind, registry, value in (
             ("model", MODELS, self.model),
             ("parity_model", MODELS, None if is_base_worker(self.parity_model) else self.parity_model),
