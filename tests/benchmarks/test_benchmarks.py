@@ -32,3 +32,13 @@ def test_time_to_accuracy_smoke_test(tmp_path):
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert [row["target"] for row in report["targets"]] == ["published@2", "published@4"]
     assert report["recipes"]["fast"]["lr_schedule"] == "cosine" and set(report["curves"]) == {"published", "fast"}
+
+
+@pytest.mark.slow  # ResNet-18 on 64 random images, twice, on one CPU thread
+def test_gpu_throughput_smoke_test_runs_on_cpu(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PARITY_RAY_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_throughput.py"), "--device", "cpu", "--smoke-test",
+                             "--json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["device"] == "cpu" and report["trainer_images_per_second"] > 0 and report["bare_images_per_second"] > 0
