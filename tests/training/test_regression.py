@@ -41,6 +41,7 @@ def test_box_metrics_score_iou_against_true_and_base_boxes():
     assert "overall_top5" not in result and "reconstruction_top5" not in result
 
 
+@pytest.mark.slow  # 42 s on a loaded machine: decodes the JPEGs, builds three ResNet-18s
 def test_parity_model_last_bias_starts_at_k_times_the_mean_training_box(cub12):
     config = TrainConfig.from_dict({**CUB, "data_root": cub12, "k": 3}).validate().resolved()
     data = load_data("cub-localization", data_root=cub12, val_size=2, download=False)
