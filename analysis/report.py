@@ -189,6 +189,7 @@ def render(loaded, experiment: str, folder: Path, max_thumbnails: int = explorer
         wide = any(spec is not None and spec.get("wide") for spec in chart_specs)
         return f'<div class="charts{" wide" if wide else ""}">' + "".join(parts) + "</div>" + link
 
+    loaded, boxes = split_box_predictions(loaded)  # regression runs: scored by IoU, no class columns
     built = explorer.build(loaded, folder, max_thumbnails=max_thumbnails, data_root=data_root)
     written += built["files"]
     manifest = built["manifest"]
@@ -201,6 +202,7 @@ def render(loaded, experiment: str, folder: Path, max_thumbnails: int = explorer
     sections = [
         _header(loaded, experiment),
         _accuracy_section(loaded, figure),
+        _boxes_section(loaded, boxes),
         _codes_section(loaded),
         _lineage_section(loaded, manifest),
         EXPLORER_SECTION,
@@ -334,6 +336,49 @@ def _accuracy_section(loaded, figure) -> str:
         parts.append(figure("accuracy.png", figures.degraded_accuracy_figure(table),
                             [interactive.accuracy_chart(table, labels)]))
     return "\n".join(parts) + "</section>"
+
+
+BOX_COLUMNS = ("true_box", "base_box", "decoded_box")
+
+
+def split_box_predictions(loaded):
+    """``(loaded with class predictions only, box prediction rows)``: regression runs' predictions hold boxes
+    and IoUs instead of labels and top-5 lists, so the class sections (explorer, per-class tables) skip them."""
+    import dataclasses
+
+    from parity_ray.experiment import _empty_predictions
+
+    p = loaded.predictions
+    if p.empty or "decoded_box" not in p.columns:
+        return loaded, p.iloc[0:0]
+    is_box = p["decoded_box"].notna()
+    classes = p[~is_box].drop(columns=[c for c in p.columns if c in BOX_COLUMNS or c.startswith("iou_")])
+    if classes.empty:
+        classes = _empty_predictions()
+    return dataclasses.replace(loaded, predictions=classes.reset_index(drop=True)), p[is_box].reset_index(drop=True)
+
+
+def _boxes_section(loaded, boxes: pd.DataFrame) -> str:
+    """Regression runs: localisation accuracy (IoU >= 0.75 with the true box), mean IoU, agreement with F's box."""
+    if boxes.empty:
+        return ""
+    rows = []
+    for (run_id, erasures), group in boxes.groupby(["run_id", "erasures"], sort=True):
+        rows.append({"run_id": run_id, "erasures": int(erasures), "decodes": len(group),
+                     "degraded_accuracy": float((group["iou_decoded_true"] >= 0.75).mean()),
+                     "base_accuracy": float((group["iou_base_true"] >= 0.75).mean()),
+                     "agreement_with_base": float((group["iou_decoded_base"] >= 0.75).mean()),
+                     "mean_iou_decoded_true": float(group["iou_decoded_true"].mean()),
+                     "mean_iou_base_true": float(group["iou_base_true"].mean())})
+    return "\n".join([
+        '<section id="boxes"><h2>Box localisation (regression runs)</h2>',
+        "<p>Outputs are boxes (x, y, w, h). A rebuilt box counts as correct when its IoU with the true box is at least "
+        "0.75 (<b>degraded</b> accuracy; <b>base</b>: the base model's own box); <b>agreement</b> is IoU &ge; 0.75 with "
+        "the base model's box. Mean IoU is shown beside them. These runs have no classes: the class tables and the "
+        "instance explorer leave them out.</p>",
+        _table(pd.DataFrame(rows), "box-localization-table"),
+        "</section>",
+    ])
 
 
 def _codes_section(loaded) -> str:

@@ -8,11 +8,12 @@ files are written atomically so nobody reads a half-written model.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +27,7 @@ from .utils import (atomic_torch_save, atomic_write_json, cache_dir, file_lock, 
                     sha256_file, stable_hash, stderr_log)
 
 BASE_RECIPE = {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "batch_size": 128, "version": 1}
+REGRESSION_WEIGHT_DECAY = 1e-5  # the artifact's box regressor: MSE, Adam lr 1e-3, weight decay 1e-5
 
 
 @dataclass
@@ -62,6 +64,92 @@ def compute_outputs(model: nn.Module, x: torch.Tensor, batch_size: int = 8192) -
 
 def accuracy(outputs: torch.Tensor, labels: torch.Tensor) -> float:
     return int((outputs.argmax(dim=1) == labels).sum()) / len(labels)
+
+
+def task_accuracy(outputs: torch.Tensor, labels: torch.Tensor, task: str = "classification") -> float:
+    """Top-1 accuracy (classification), or the share of boxes with IoU >= 0.75 against the true box (regression)."""
+    if task == "regression":
+        from .boxes import localization_metrics
+
+        return localization_metrics(outputs, labels)["accuracy"]
+    return accuracy(outputs, labels)
+
+
+# --------------------------------------------------------------------------- base outputs on disk
+
+BASE_OUTPUTS_VERSION = 1
+
+
+def weights_sha256(model: nn.Module) -> str:
+    """A hash of a model's state (names, shapes, dtypes and bytes of every tensor)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def _inputs_fingerprint(x: torch.Tensor) -> str:
+    """A cheap fingerprint of an input tensor: its shape and a strided sample of its values."""
+    flat = x.detach().reshape(-1)
+    sample = flat[:: max(1, flat.numel() // 65_536)].float().cpu().contiguous()
+    return hashlib.sha256(f"{tuple(x.shape)}".encode() + sample.numpy().tobytes()).hexdigest()[:16]
+
+
+def base_outputs_key(model: nn.Module, config: TrainConfig, data: DataBundle, device: torch.device,
+                     extra: Optional[dict] = None) -> dict:
+    """What determines the cached outputs: the base weights, dataset, split, normalisation, inputs, device kind."""
+    return {
+        "version": BASE_OUTPUTS_VERSION,
+        "weights_sha256": weights_sha256(model),
+        "model": parse_spec(config.model),
+        "dataset": config.dataset,
+        "split": data.split,
+        "normalization": data.normalization.as_dict(),
+        "inputs": {s: _inputs_fingerprint(data.split_tensors(s)[0]) for s in ("train", "val", "test")},
+        "device": torch.device(device).type,
+        **(extra or {}),
+    }
+
+
+def base_outputs_cache_path(key: dict) -> Path:
+    """``$PARITY_RAY_CACHE/base_outputs/<dataset>/<hash>.pt``."""
+    return cache_dir("base_outputs", str(key["dataset"])) / f"{stable_hash(key, 24)}.pt"
+
+
+def cached_base_outputs(
+    model: nn.Module,
+    config: TrainConfig,
+    data: DataBundle,
+    device: torch.device,
+    splits: Sequence[str] = ("train", "val", "test"),
+    log: Callable[[str], None] = print,
+) -> Tuple[Dict[str, torch.Tensor], bool]:
+    """``({split: outputs}, from_cache)``: F's outputs on every split, read from the on-disk cache when present.
+
+    The entry is keyed by :func:`base_outputs_key`, so other weights, another split or another
+    normalisation never see it. A damaged entry is recomputed; a cache that cannot be written
+    (a full disk) only costs the next run its start-up time.
+    """
+    key = base_outputs_key(model, config, data, device)
+    path = base_outputs_cache_path(key)
+    if path.is_file():
+        try:
+            stored = torch.load(path, map_location=device, weights_only=True)
+            if stored.get("key") == json.loads(json.dumps(key, default=str)) and all(s in stored["outputs"] for s in splits):
+                outputs = {s: stored["outputs"][s] for s in splits}
+                if all(len(outputs[s]) == len(data.split_tensors(s)[1]) for s in splits):
+                    return outputs, True
+        except Exception:  # a truncated or foreign file: recompute below
+            pass
+    outputs = {s: compute_outputs(model, data.split_tensors(s)[0], config.eval_batch_size) for s in splits}
+    try:
+        atomic_torch_save({"key": json.loads(json.dumps(key, default=str)),
+                           "outputs": {s: v.detach().cpu() for s, v in outputs.items()}}, path)
+    except OSError as exc:
+        log(f"base outputs not cached ({exc})")
+    return outputs, False
 
 
 def prepare_base_model(
@@ -120,7 +208,7 @@ def _cached_or_trained(model, config, data, device, log):
             return model, info
         log(f"training base model {model_id} ({config.base_epochs} epochs) ...")
         started = time.perf_counter()
-        train_base_model(model, data, epochs=config.base_epochs, seed=config.seed)
+        train_base_model(model, data, epochs=config.base_epochs, seed=config.seed, eval_batch_size=config.eval_batch_size)
         info = _describe(model, config, data, source="trained", weights=str(weights))
         info.id, info.train_seconds, info.epochs = model_id, time.perf_counter() - started, config.base_epochs
         atomic_torch_save({k: v.cpu() for k, v in model.state_dict().items()}, weights)
@@ -131,7 +219,7 @@ def _cached_or_trained(model, config, data, device, log):
 
 def _describe(model, config, data, source, weights) -> BaseModelInfo:
     acc = {
-        split: accuracy(compute_outputs(model, x, config.eval_batch_size), y)
+        split: task_accuracy(compute_outputs(model, x, config.eval_batch_size), y, data.spec.task)
         for split, (x, y) in ((s, data.split_tensors(s)) for s in ("train", "val", "test"))
     }
     return BaseModelInfo(
@@ -148,10 +236,22 @@ def _describe(model, config, data, source, weights) -> BaseModelInfo:
     )
 
 
-def train_base_model(model: nn.Module, data: DataBundle, epochs: int, seed: int) -> None:
-    """Plain supervised training; keeps the weights of the best validation epoch."""
+def train_base_model(model: nn.Module, data: DataBundle, epochs: int, seed: int, eval_batch_size: int = 8192) -> None:
+    """Plain supervised training; keeps the weights of the best validation epoch.
+
+    Classification: cross-entropy, selected on validation accuracy. Regression (boxes): MSE with
+    the artifact's weight decay 1e-5, selected on the validation share of IoU >= 0.75.
+    """
+    task = data.spec.task
     torch.manual_seed(seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=BASE_RECIPE["lr"], weight_decay=BASE_RECIPE["weight_decay"])
+    weight_decay = REGRESSION_WEIGHT_DECAY if task == "regression" else BASE_RECIPE["weight_decay"]
+    optimizer = torch.optim.Adam(model.parameters(), lr=BASE_RECIPE["lr"], weight_decay=weight_decay)
+    loss_fn = F.mse_loss if task == "regression" else F.cross_entropy
+    if task == "regression":  # start the output layer at the mean training box (boxes are in pixels)
+        layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        if layers and layers[-1].bias is not None and layers[-1].bias.shape == data.train_y.shape[1:]:
+            with torch.no_grad():
+                layers[-1].bias.copy_(data.train_y.float().mean(0))
     generator = torch.Generator().manual_seed(seed)
     batch = BASE_RECIPE["batch_size"]
     best_acc, best_state = -1.0, None
@@ -160,11 +260,11 @@ def train_base_model(model: nn.Module, data: DataBundle, epochs: int, seed: int)
         order = torch.randperm(len(data.train_y), generator=generator).to(data.train_x.device)
         for i in range(0, len(order), batch):
             idx = order[i : i + batch]
-            loss = F.cross_entropy(model(data.train_x[idx]), data.train_y[idx])
+            loss = loss_fn(model(data.train_x[idx]), data.train_y[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-        val_acc = accuracy(compute_outputs(model, data.val_x), data.val_y)
+        val_acc = task_accuracy(compute_outputs(model, data.val_x, eval_batch_size), data.val_y, task)
         if val_acc > best_acc:
             best_acc, best_state = val_acc, {k: v.detach().clone() for k, v in model.state_dict().items()}
     model.load_state_dict(best_state)

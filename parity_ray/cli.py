@@ -63,7 +63,12 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    config = TrainConfig.from_file(args.config) if args.config else TrainConfig()
+    """defaults < ``--recipe`` < ``--config`` file < flags."""
+    from .recipes import recipe_overrides
+
+    recipe = getattr(args, "recipe", None)
+    base = TrainConfig.from_dict(recipe_overrides(recipe)) if recipe else TrainConfig()
+    config = TrainConfig.from_file(args.config, base) if args.config else base
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
     return TrainConfig.from_dict(overrides, base=config)
 
@@ -82,6 +87,8 @@ def format_summary(summary: Dict[str, Any]) -> str:
         ("available accuracy", _pct(summary["available_accuracy"])),
         ("degraded-mode accuracy", _pct(summary["degraded_accuracy"])),
         ("reconstruction accuracy", _pct(summary["reconstruction_accuracy"])),
+        *([("mean IoU (rebuilt vs true / base)", f"{_pct(summary['degraded_mean_iou'])} / {_pct(summary['reconstruction_mean_iou'])}")]
+          if "degraded_mean_iou" in summary else []),
         *[(f"e={e} unavailable", f"degraded {_pct(summary.get(f'degraded_accuracy_e{e}'))}, all-k {_pct(summary.get(f'all_accuracy_e{e}'))}")
           for e in range(1, int(summary["r"]) + 1)],
         *([("byzantine workers", f"accuracy {_pct(summary['byzantine_accuracy'])} located, "
@@ -304,6 +311,7 @@ def registries() -> Dict[str, list]:
     from .data import list_datasets
     from .losses import list_losses
     from .models import list_models
+    from .recipes import list_recipes
     from .tuning import list_callbacks, list_schedulers, list_search_algs
 
     kinds = {
@@ -317,13 +325,8 @@ def registries() -> Dict[str, list]:
         "schedulers": list_schedulers(),
         "search_algs": list_search_algs(),
         "callbacks": list_callbacks(),
+        "recipes": list_recipes(),
     }
-    try:  # training recipes, where this version has them (parity_ray/recipes.py)
-        from .recipes import list_recipes
-    except ImportError:
-        pass
-    else:
-        kinds["recipes"] = list_recipes()
     return kinds
 
 
@@ -347,6 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train one parity model run", description="Train one parity-model run.")
     train.add_argument("--config", help="JSON or YAML file of config keys (flags override it)")
+    train.add_argument("--recipe", help="a training recipe (published, fast; see 'parity-ray list') under --config and flags")
     _common(train)
     add_config_flags(train)
     train.set_defaults(func=cmd_train)
@@ -479,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(func=cmd_export)
 
     lister = commands.add_parser("list", help="list every registry: datasets, models, coders, losses, straggler models, "
-                                            "serving modes (and recipes)")
+                                            "serving modes, recipes, Tune schedulers, search algorithms, callbacks")
     lister.add_argument("--json", action="store_true", help="print one JSON object")
     lister.set_defaults(func=cmd_list)
     for sub in commands.choices.values():  # also after the command: parity-ray train ... --log-level warning

@@ -23,7 +23,7 @@ OPTIMIZERS = ("adam", "sgd")
 PARITY_INITS = ("random", "base")
 LR_SCHEDULES = ("none", "cosine", "step")
 
-SUPPORTED_TASKS = ("classification",)  # dataset tasks the trainer runs (box regression: not yet)
+SUPPORTED_TASKS = ("classification", "regression")  # dataset tasks the trainer runs (regression: boxes, scored by IoU)
 
 # What ``--smoke-test`` means everywhere (train, tune, quickstart, benchmarks): one owner.
 SMOKE_OVERRIDES = {"epochs": 1, "max_train_batches": 2, "max_eval_groups": 64, "base_epochs": 1, "device": "cpu"}
@@ -136,6 +136,11 @@ class TrainConfig:
         if getattr(spec, "task", "classification") not in SUPPORTED_TASKS:
             raise UsageError(f"dataset '{self.dataset}' is a {spec.task} task; the trainer runs {', '.join(SUPPORTED_TASKS)} "
                              "datasets only for now")
+        if spec.task == "regression":
+            if spec_name(self.loss) in ("kl", "ce"):
+                raise UsageError(f"loss '{spec_name(self.loss)}' needs class outputs; '{self.dataset}' regresses boxes: use loss mse")
+            if self.byzantine:
+                raise UsageError(f"byzantine scoring compares classes; '{self.dataset}' regresses boxes: use byzantine 0")
         for kind, registry, value in (
             ("model", MODELS, self.model),
             ("parity_model", MODELS, None if is_base_worker(self.parity_model) else self.parity_model),

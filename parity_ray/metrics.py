@@ -15,6 +15,12 @@ code: all k). Two measures for each e, both against the true label:
 The e = 1 values also go by their first-wave names: ``overall_top1/top5`` (the degraded-mode
 accuracy) and ``reconstruction_top1/top5``; on the training split they are computed over the
 patterns each batch was trained on.
+
+Regression (box localisation, ``task="regression"``): outputs are boxes ``(x, y, w, h)`` and a hit
+is an IoU >= 0.75 (the parity-models artifact's measure): ``overall_top1`` and
+``degraded_accuracy_e<e>`` against the true box, ``reconstruction_top1`` against the base model's
+own box. Top-5 does not apply and is not recorded; ``mean_iou`` (rebuilt vs true box) and
+``reconstruction_mean_iou`` (rebuilt vs base box) are recorded beside the accuracies.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 import torch
+
+from .boxes import IOU_THRESHOLD, box_iou
 
 Tensor = torch.Tensor
 
@@ -72,6 +80,7 @@ class MetricAccumulator:
     # Sums stay tensors (on the training device) so that batches never wait on a host sync.
     sums: Dict[str, Tensor] = field(default_factory=dict)
     counts: Dict[str, int] = field(default_factory=dict)
+    task: str = "classification"  # or "regression": boxes scored by IoU
 
     def _add(self, name: str, hits: Tensor, count: int) -> None:
         value = hits.sum() if hits.dtype == torch.bool else hits
@@ -86,6 +95,9 @@ class MetricAccumulator:
     def add_rebuilt(self, decoded: Tensor, rebuilt: Tensor, base_outputs: Tensor, labels: Tensor, prefix: str = "") -> None:
         """The first-wave names over rebuilt slots: ``decoded`` (B, P, k, n), ``rebuilt`` (B or 1, P, k)."""
         mask = rebuilt.expand(decoded.shape[:-1])
+        if self.task == "regression":
+            self._add_rebuilt_boxes(decoded, mask, base_outputs, labels, prefix)
+            return
         scores = decoded[mask]
         base_pred = base_outputs.argmax(dim=-1).unsqueeze(1).expand(mask.shape)[mask]
         label = labels.unsqueeze(1).expand(mask.shape)[mask]
@@ -95,12 +107,39 @@ class MetricAccumulator:
         self._add(prefix + "overall_top1", scores.argmax(-1) == label, count)
         self._add(prefix + "overall_top5", _topk_hits(scores, label, 5), count)
 
+    def _add_rebuilt_boxes(self, decoded: Tensor, mask: Tensor, base_outputs: Tensor, labels: Tensor, prefix: str) -> None:
+        boxes = decoded[mask]
+        base = base_outputs.unsqueeze(1).expand(decoded.shape)[mask]
+        true = labels.unsqueeze(1).expand(decoded.shape)[mask]
+        iou_true, iou_base = box_iou(boxes, true), box_iou(boxes, base)
+        count = boxes.shape[0]
+        self._add(prefix + "overall_top1", iou_true >= IOU_THRESHOLD, count)
+        self._add(prefix + "reconstruction_top1", iou_base >= IOU_THRESHOLD, count)
+        self._add(prefix + "mean_iou", iou_true.sum(), count)
+        self._add(prefix + "reconstruction_mean_iou", iou_base.sum(), count)
+
+    def _add_patterns_boxes(self, e: int, decoded: Tensor, mask: Tensor, base_outputs: Tensor, labels: Tensor) -> None:
+        shape = decoded.shape
+        true = labels.unsqueeze(1).expand(shape)
+        base = base_outputs.unsqueeze(1).expand(shape)
+        iou_true = box_iou(decoded.reshape(-1, 4), true.reshape(-1, 4)).view(shape[:-1])
+        iou_base = box_iou(decoded.reshape(-1, 4), base.reshape(-1, 4)).view(shape[:-1])
+        base_true = box_iou(base.reshape(-1, 4), true.reshape(-1, 4)).view(shape[:-1])
+        served = torch.where(mask, iou_true, base_true)  # the box the client receives, against the true box
+        rebuilt = int(mask.sum())
+        self._add(f"degraded_accuracy_e{e}", (iou_true >= IOU_THRESHOLD)[mask], rebuilt)
+        self._add(f"reconstruction_top1_e{e}", (iou_base >= IOU_THRESHOLD)[mask], rebuilt)
+        self._add(f"all_accuracy_e{e}", served >= IOU_THRESHOLD, served.numel())
+
     @torch.no_grad()
     def add_patterns(self, e: int, decoded: Tensor, rebuilt: Tensor, base_outputs: Tensor, labels: Tensor) -> None:
         """Both measures for patterns of e erasures: ``decoded`` (B, P, k, n), ``rebuilt`` (P, k)."""
         if e == 1:
             self.add_rebuilt(decoded, rebuilt.unsqueeze(0), base_outputs, labels)
         mask = rebuilt.unsqueeze(0).expand(decoded.shape[:-1])  # (B, P, k)
+        if self.task == "regression":
+            self._add_patterns_boxes(e, decoded, mask, base_outputs, labels)
+            return
         predicted = decoded.argmax(dim=-1)
         label = labels.unsqueeze(1).expand(mask.shape)
         base_pred = base_outputs.argmax(dim=-1).unsqueeze(1).expand(mask.shape)

@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from .base import BaseModelInfo, accuracy, compute_outputs, prepare_base_model
+from .base import BaseModelInfo, cached_base_outputs, prepare_base_model, task_accuracy
 from .coders import code_family, create_code, erasure_patterns, is_base_worker, rebuilt_slots, training_patterns
 from .config import SUPPORTED_TASKS, TrainConfig  # noqa: F401 - SUPPORTED_TASKS: the trainer's tasks, owned by config
 from .data import DataBundle, load_data
@@ -105,6 +105,7 @@ class Code:
     systematic: bool
     k: int
     r: int
+    task: str = "classification"  # the dataset's: "regression" outputs are boxes, scored by IoU
 
     @property
     def n(self) -> int:
@@ -140,7 +141,7 @@ class Code:
         return coded_outputs, coded_outputs
 
 
-def build_code(config: TrainConfig, spec, base_model: nn.Module, device) -> Code:
+def build_code(config: TrainConfig, spec, base_model: nn.Module, device, train_targets: Optional[torch.Tensor] = None) -> Code:
     """The code a resolved config asks for; the network it names is the one that runs, with its weights.
 
     (The original learned-code configurations loaded the base weights into the base model and
@@ -158,7 +159,34 @@ def build_code(config: TrainConfig, spec, base_model: nn.Module, device) -> Code
             return model
 
         workers = ParityModels(build, encoder.num_coded)
-    return Code(encoder.to(device), workers.to(device), decoder.to(device), encoder.systematic, config.k, config.r)
+        if spec.task == "regression" and config.parity_init == "random" and train_targets is not None:
+            init_regression_bias(workers, decoder, train_targets, config.k)
+    return Code(encoder.to(device), workers.to(device), decoder.to(device), encoder.systematic, config.k, config.r, spec.task)
+
+
+def last_linear(model: nn.Module) -> Optional[nn.Linear]:
+    """The model's output layer: its last ``nn.Linear`` in registration order."""
+    layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return layers[-1] if layers else None
+
+
+@torch.no_grad()
+def init_regression_bias(workers: "ParityModels", decoder: nn.Module, train_targets: torch.Tensor, k: int) -> None:
+    """Each parity model's last bias starts at what its decoder expects for k mean training boxes.
+
+    For the subtraction decoder (the sum of the k outputs) that is k times the mean training box,
+    as the parity-models artifact initialised its localisation parity models; it spares the model
+    learning a large constant offset first.
+    """
+    mean = train_targets.float().mean(0).cpu()
+    expected = decoder.target(mean.view(1, 1, -1).expand(1, k, -1)) if hasattr(decoder, "target") else None
+    for j, model in enumerate(workers.models):
+        layer = last_linear(model)
+        if layer is None or layer.bias is None:
+            continue
+        value = expected[0, j] if expected is not None and j < expected.shape[1] else k * mean
+        if value.shape == layer.bias.shape:
+            layer.bias.copy_(value.to(layer.bias.device, layer.bias.dtype))
 
 
 # --------------------------------------------------------------------------- the run
@@ -199,13 +227,14 @@ def train(
         device=device,
     )
     base_model, base_info = prepare_base_model(config, data, device, log)
-    base_outputs = {s: compute_outputs(base_model, data.split_tensors(s)[0], config.eval_batch_size) for s in SPLITS}
-    available = {s: accuracy(base_outputs[s], data.split_tensors(s)[1]) for s in SPLITS}
+    # F's outputs on every split, from the on-disk cache (keyed by F's weights, split and normalisation) when present.
+    base_outputs, outputs_cached = cached_base_outputs(base_model, config, data, device, SPLITS, log)
+    available = {s: task_accuracy(base_outputs[s], data.split_tensors(s)[1], data.spec.task) for s in SPLITS}
     startup_seconds = time.perf_counter() - started
 
     # The code: encoder -> workers (trained parity models, or F) -> decoder, and what is trained.
     torch.manual_seed(config.seed)
-    code = build_code(config, data.spec, base_model, device)
+    code = build_code(config, data.spec, base_model, device, train_targets=data.train_y)
     loss_fn = create_loss(config.loss)
     parameters = code.trainable_parameters()
     optimizer = make_optimizer(config, parameters) if parameters else None
@@ -258,6 +287,7 @@ def train(
                 break
 
     summary = summarize(config, run_dir, state, base_info, available, startup_seconds, device)
+    summary["base_outputs_cached"] = outputs_cached  # F's outputs came from the on-disk cache
     atomic_write_json(run_dir / "summary.json", summary)
     return RunResult(run_dir=run_dir, summary=summary, history=state.history)
 
@@ -322,7 +352,7 @@ def train_one_epoch(config, epoch, data, base_outputs, code: Code, loss_fn, opti
         batches = batches[: config.max_train_batches]
     fixed = code.systematic and code.r == 1  # the k single data erasures, the same for every group
     generator = torch.Generator().manual_seed(config.seed * 1_000_033 + epoch)
-    metrics = MetricAccumulator()
+    metrics = MetricAccumulator(task=code.task)
     for idx in _progress(batches, epoch, config.epochs, progress):
         patterns = training_patterns(len(idx), code.k, code.r, code.systematic, generator)
         patterns = (patterns[0] if fixed else patterns).to(idx.device)
@@ -347,7 +377,7 @@ def _pattern_chunks(patterns: torch.Tensor, groups: int, k: int, classes: int):
 def evaluate(groups, x, labels, base_outputs, code: Code, loss_fn, config) -> Dict[str, float]:
     """Loss, and both measures under every erasure pattern of e = 1..r workers (and Byzantine ones)."""
     code.train(False)
-    metrics = MetricAccumulator()
+    metrics = MetricAccumulator(task=code.task)
     singles = erasure_patterns(code.n, 1).to(x.device)
     byzantine = getattr(code.decoder, "byzantine", 0)
     generator = torch.Generator().manual_seed(config.seed * 104_729 + 17)
@@ -507,7 +537,8 @@ PREDICTION_TOPK = 5
 
 @torch.no_grad()
 def predictions_frame(code: Code, groups, data: DataBundle, base_outputs, config):
-    """Per test group x erasure pattern x rebuilt slot: labels, predictions, top-5 scores, KL(base || decoded).
+    """Per test group x erasure pattern x rebuilt slot: labels, predictions, top-5 scores, KL(base || decoded)
+    (regression: the true, base and decoded boxes and their IoUs instead).
 
     Every single-erasure pattern is listed; for e = 2..r one seeded random pattern per group
     (the metrics cover every pattern; listing them all would grow as C(k + r, e)). This is what
@@ -537,21 +568,27 @@ def predictions_frame(code: Code, groups, data: DataBundle, base_outputs, config
             group_idx, pattern_idx, position = rebuilt.nonzero(as_tuple=True)
             dec = decoded[group_idx, pattern_idx, position]
             base = outputs[group_idx, position]
-            base_logp, dec_logp = torch.log_softmax(base, -1), torch.log_softmax(dec, -1)
-            kl = (base_logp.exp() * (base_logp - dec_logp)).sum(-1)
             test_index = chunk[group_idx, position].cpu()
             lost = ~per_group[group_idx, pattern_idx]  # (N, n)
             pattern_text = [",".join(map(str, row.nonzero().flatten().tolist())) for row in lost.cpu()]
+            common = {
+                "group_id": (group_idx + offset).cpu().numpy().astype("int64"),
+                "erasures": np.full(len(group_idx), e, dtype="int16"),
+                "pattern": pattern_text,
+                "position": position.cpu().numpy().astype("int16"),
+                "test_index": test_index.numpy().astype("int64"),
+            }
+            if code.task == "regression":
+                frames.append(pd.DataFrame({**common, **box_prediction_columns(dec, base, data.test_y[chunk[group_idx, position]])}))
+                continue
+            base_logp, dec_logp = torch.log_softmax(base, -1), torch.log_softmax(dec, -1)
+            kl = (base_logp.exp() * (base_logp - dec_logp)).sum(-1)
             top = min(PREDICTION_TOPK, base.shape[-1])
             base_top, dec_top = base_logp.topk(top, -1), dec_logp.topk(top, -1)
             frames.append(
                 pd.DataFrame(
                     {
-                        "group_id": (group_idx + offset).cpu().numpy().astype("int64"),
-                        "erasures": np.full(len(group_idx), e, dtype="int16"),
-                        "pattern": pattern_text,
-                        "position": position.cpu().numpy().astype("int16"),
-                        "test_index": test_index.numpy().astype("int64"),
+                        **common,
                         "label": data.test_y.cpu()[test_index].numpy().astype("int64"),
                         "base_prediction": base_top.indices[:, 0].cpu().numpy().astype("int64"),
                         "decoded_prediction": dec_top.indices[:, 0].cpu().numpy().astype("int64"),
@@ -566,6 +603,23 @@ def predictions_frame(code: Code, groups, data: DataBundle, base_outputs, config
                 )
             )
     return pd.concat(frames, ignore_index=True)
+
+
+def box_prediction_columns(decoded: torch.Tensor, base: torch.Tensor, true: torch.Tensor) -> Dict[str, Any]:
+    """Regression rows: the true, base and decoded boxes ``[x, y, w, h]`` and their pairwise IoUs (no class columns)."""
+    from .boxes import box_iou
+
+    def boxes(t: torch.Tensor):
+        return list(t.detach().float().cpu().numpy().astype("float32"))
+
+    return {
+        "true_box": boxes(true),
+        "base_box": boxes(base),
+        "decoded_box": boxes(decoded),
+        "iou_decoded_true": box_iou(decoded, true).cpu().numpy().astype("float32"),
+        "iou_base_true": box_iou(base, true).cpu().numpy().astype("float32"),
+        "iou_decoded_base": box_iou(decoded, base).cpu().numpy().astype("float32"),
+    }
 
 
 def write_predictions(run_dir, code: Code, groups, data, base_outputs, config) -> None:
@@ -606,6 +660,12 @@ def erasure_summary(row: Dict[str, Any], r: int) -> Dict[str, Optional[float]]:
     return out
 
 
+def data_task(config) -> str:
+    from .data import get_dataset_spec
+
+    return get_dataset_spec(config.dataset).task
+
+
 def summarize(config, run_dir, state: RunState, base_info: BaseModelInfo, available, startup_seconds, device) -> dict:
     def row(epoch: int, split: str) -> dict:
         return next((r for r in state.history if r["epoch"] == epoch and r["split"] == split), {})
@@ -631,6 +691,9 @@ def summarize(config, run_dir, state: RunState, base_info: BaseModelInfo, availa
         "reconstruction_accuracy": best_test.get("reconstruction_top1"),
         "degraded_top5": best_test.get("overall_top5"),
         "reconstruction_top5": best_test.get("reconstruction_top5"),
+        "task": data_task(config),
+        **({"degraded_mean_iou": best_test.get("mean_iou"), "reconstruction_mean_iou": best_test.get("reconstruction_mean_iou")}
+           if "mean_iou" in best_test else {}),
         **erasure_summary(best_test, config.r),
         "best_epoch": state.best_epoch,
         "best_val_reconstruction": state.best_score,

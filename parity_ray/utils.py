@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -103,17 +104,31 @@ def configure_logging(level: str = "info") -> None:
 
 
 
+_DISTRIBUTIONS = {"torchvision": "torchvision", "torchaudio": "torchaudio", "ray": "ray", "numpy": "numpy",
+                  "pandas": "pandas", "pyarrow": "pyarrow", "sklearn": "scikit-learn"}
+
+
+@functools.lru_cache(maxsize=1)
+def _installed_versions() -> tuple:
+    """Versions from the installed packages' metadata: no import (importing them all costs seconds)."""
+    from importlib import metadata
+
+    found = []
+    for name, distribution in _DISTRIBUTIONS.items():
+        try:
+            version = metadata.version(distribution)
+        except metadata.PackageNotFoundError:  # an optional library that is not installed is recorded, not fatal
+            version = None
+        found.append((name, version))
+    return tuple(found)
+
+
 def library_versions() -> dict:
     """Versions recorded in every artifact, so a result can be traced to its stack."""
     from . import __version__
 
     versions = {"parity_ray": __version__, "python": platform.python_version(), "torch": str(torch.__version__)}
-    for name in ("torchvision", "torchaudio", "ray", "numpy", "pandas", "pyarrow", "sklearn"):
-        try:
-            module = __import__(name)
-            versions[name] = str(getattr(module, "__version__", "unknown"))
-        except Exception:  # an optional library that fails to import is recorded, not fatal
-            versions[name] = None
+    versions.update(dict(_installed_versions()))
     return versions
 
 

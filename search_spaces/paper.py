@@ -23,8 +23,8 @@ PUBLISHED = [
     ("cifar100", "resnet152", 1000),
     ("cats-v-dogs", "tv-resnet18", 1000),  # torchvision's ResNet-18 (ImageNet stem), 224 x 224, 2 classes
     ("speech-commands", "vgg11", 1000),  # VGG-11 (BN) on 1 x 161 x 101 log spectrograms, 30 words
-    # CUB-200 box localisation (ResNet-18 with 4 outputs). A regression task: listed UNAVAILABLE
-    # ("regression runs need trainer support") until the trainer declares it in SUPPORTED_TASKS.
+    # CUB-200 box localisation (ResNet-18 with 4 outputs, MSE on boxes, scored by IoU >= 0.75): a
+    # regression task, run when the CUB_200_2011 files are in a data root.
     ("cub-localization", "tv-resnet18", 1000),
 ]
 

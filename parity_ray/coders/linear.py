@@ -23,7 +23,9 @@ MAX_LINEAR_R = 4  # the Vandermonde rows grow as k**(r-1); past this float32 dec
 
 def code_matrix(k: int, r: int) -> Tensor:
     """``G[j, i] = (i + 1) ** j``: row 0 is a plain sum; every r x r column minor is invertible."""
-    nodes = torch.arange(1, k + 1, dtype=torch.float64)
+    # Built on the CPU even under a ``torch.device("meta")`` context (config validation), where
+    # float64 factories go through Python decompositions that import torch._dynamo (seconds).
+    nodes = torch.arange(1, k + 1, dtype=torch.float64, device="cpu")
     return torch.stack([nodes**j for j in range(r)]).float()
 
 

@@ -56,6 +56,13 @@ class Normalization:
         std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(shape)
         return (x - mean) / std
 
+    def apply_(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`apply` in place on a float tensor ``x`` (the same values, no copies)."""
+        shape = (1, -1, 1, 1)
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(shape)
+        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(shape)
+        return x.sub_(mean).div_(std)
+
     def as_dict(self) -> dict:
         return {"mean": list(self.mean), "std": list(self.std)}
 
@@ -198,7 +205,9 @@ def load_data(
         x = x.to(device)
         if x.dtype == torch.uint8:
             x = x.float().div_(255.0)
-        return normalization.apply(x).contiguous()
+        else:
+            x = x.float().clone()  # never normalise the reader's (cached) tensor in place
+        return normalization.apply_(x.contiguous())
 
     return DataBundle(
         spec=spec,

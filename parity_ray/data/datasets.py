@@ -177,29 +177,23 @@ def _torchvision_mnist_class(spec: DatasetSpec):
 
 
 def _read_mnist_family(spec: DatasetSpec, roots: List[Path], download: bool) -> RawData:
-    tv_class = _torchvision_mnist_class(spec)
-    known_md5 = {Path(url).name: md5 for url, md5 in tv_class.resources}
+    """The four IDX files (plain, or ``.gz`` checked against the published MD5s), as uint8 images.
+
+    The decoded tensors are cached per file stamps (``decoded/<name>/``), so a later process
+    reads one file and never imports torchvision: a run's start-up stays well under a second.
+    """
     folders = _candidate_folders(spec, roots)
     for folder in folders:
         plain = [folder / name for name in _IDX_FILES]
-        if all(p.exists() for p in plain):
-            return _mnist_from_idx(tv_class, plain, folder)
         gz = [folder / f"{name}.gz" for name in _IDX_FILES]
-        if all(p.exists() or q.exists() for p, q in zip(plain, gz)):
-            extracted_root = cache_dir("extracted", spec.name, tv_class.__name__, "raw")
-            files = []
-            for p, q in zip(plain, gz):
-                if p.exists():
-                    files.append(p)
-                    continue
-                expected = known_md5.get(q.name)
-                if expected and _md5(q) != expected:
-                    raise UsageError(
-                        f"{q} has md5 {_md5(q)}, not the published {expected}; the file is corrupt or not {spec.name}"
-                    )
-                files.append(_decompress_into_cache(q, extracted_root / p.name))
-            return _mnist_from_idx(tv_class, files, folder)
+        files = [p if p.exists() else q for p, q in zip(plain, gz)]
+        if all(f.exists() for f in files):
+            key = {"recipe": "idx-uint8-v1", "files": _file_stamps(files, folder)}
+            tensors = _cached_tensors(spec.name, key, lambda folder=folder, files=files: _decode_idx_files(spec, folder, files))
+            return RawData(train_x=tensors["train_x"], train_y=tensors["train_y"], test_x=tensors["test_x"],
+                           test_y=tensors["test_y"], source=str(folder))
     if download:
+        tv_class = _torchvision_mnist_class(spec)
         target = _download_target(roots)
         try:
             tv_class(str(target), train=True, download=True)
@@ -209,7 +203,24 @@ def _read_mnist_family(spec: DatasetSpec, roots: List[Path], download: bool) -> 
     raise _missing_data_error(spec, folders)
 
 
-def _mnist_from_idx(tv_class, files: List[Path], source: Path) -> RawData:
+def _decode_idx_files(spec: DatasetSpec, folder: Path, files: List[Path]) -> Dict[str, Tensor]:
+    """Decompress (into the cache, MD5-checked) and parse the IDX files: uint8 images (N, 1, 28, 28), int64 labels."""
+    tv_class = _torchvision_mnist_class(spec)
+    known_md5 = {Path(url).name: md5 for url, md5 in tv_class.resources}
+    extracted_root = cache_dir("extracted", spec.name, tv_class.__name__, "raw")
+    plain_files = []
+    for path in files:
+        if path.suffix != ".gz":
+            plain_files.append(path)
+            continue
+        expected = known_md5.get(path.name)
+        if expected and _md5(path) != expected:
+            raise UsageError(f"{path} has md5 {_md5(path)}, not the published {expected}; the file is corrupt or not {spec.name}")
+        plain_files.append(_decompress_into_cache(path, extracted_root / path.name[: -len(".gz")]))
+    return _mnist_from_idx(tv_class, plain_files, folder)
+
+
+def _mnist_from_idx(tv_class, files: List[Path], source: Path) -> Dict[str, Tensor]:
     from torchvision.datasets.mnist import read_image_file, read_label_file
 
     try:
@@ -221,13 +232,12 @@ def _mnist_from_idx(tv_class, files: List[Path], source: Path) -> RawData:
         )
     except Exception as exc:
         raise UsageError(f"cannot read {tv_class.__name__} files in {source}: {exc}") from None
-    return RawData(
-        train_x=train_x.unsqueeze(1).float().div_(255.0),
-        train_y=train_y.long(),
-        test_x=test_x.unsqueeze(1).float().div_(255.0),
-        test_y=test_y.long(),
-        source=str(source),
-    )
+    return {
+        "train_x": train_x.unsqueeze(1).contiguous(),  # uint8; load_data scales to [0, 1]
+        "train_y": train_y.long(),
+        "test_x": test_x.unsqueeze(1).contiguous(),
+        "test_y": test_y.long(),
+    }
 
 
 # --------------------------------------------------------------------------- CIFAR family

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -48,3 +49,24 @@ def test_sweep_benchmark_smoke_test(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "speed: 20,000 queries over 100 replicas" in result.stdout and "validation (" in result.stdout
     assert result.stdout.strip().splitlines()[-1].startswith("{")
+
+
+@pytest.mark.slow  # ~15 s CPU: three tiny digits runs in one process
+def test_time_to_accuracy_smoke_test(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PARITY_RAY_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "time_to_accuracy.py"), "--smoke-test", "--no-progress",
+                             "--json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert [row["target"] for row in report["targets"]] == ["published@2", "published@4"]
+    assert report["recipes"]["fast"]["lr_schedule"] == "cosine" and set(report["curves"]) == {"published", "fast"}
+
+
+@pytest.mark.slow  # ResNet-18 on 64 random images, twice, on one CPU thread
+def test_gpu_throughput_smoke_test_runs_on_cpu(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PARITY_RAY_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_throughput.py"), "--device", "cpu", "--smoke-test",
+                             "--json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["device"] == "cpu" and report["trainer_images_per_second"] > 0 and report["bare_images_per_second"] > 0

@@ -34,7 +34,8 @@ def test_paper_grid_lists_cells_without_data_or_trainer_support_as_unavailable(t
     # Missing files are named with every folder searched, in one line.
     assert "validation_list.txt" in unavailable["speech-commands"] and str(tmp_path) in unavailable["speech-commands"]
     assert "cat.<n>.jpg and dog.<n>.jpg" in unavailable["cats-v-dogs"] and "\n" not in unavailable["cats-v-dogs"]
-    assert "regression runs need trainer support" in unavailable["cub-localization"]
+    # The trainer runs regression now: CUB is unavailable only for its missing files, named.
+    assert "bounding_boxes.txt" in unavailable["cub-localization"] and str(tmp_path) in unavailable["cub-localization"]
     assert {c.config["k"] for c in expanded.cells} == {2, 3, 4}
     mnist_mlp = [c for c in expanded.runnable if c.config["dataset"] == "mnist" and c.config["model"] == "base-mlp"]
     assert {c.config["epochs"] for c in mnist_mlp} == {500}
@@ -43,10 +44,12 @@ def test_paper_grid_lists_cells_without_data_or_trainer_support_as_unavailable(t
 
 
 def test_paper_speech_and_cats_cells_run_when_their_data_are_there(tmp_path, data_root):
-    from tests.conftest import write_cats_v_dogs
+    from tests.conftest import write_cats_v_dogs, write_cub
 
     write_cats_v_dogs(tmp_path / "cats-v-dogs")
-    for root, dataset, model in ((data_root, "speech-commands", "vgg11"), (str(tmp_path), "cats-v-dogs", "tv-resnet18")):
+    write_cub(tmp_path)
+    for root, dataset, model in ((data_root, "speech-commands", "vgg11"), (str(tmp_path), "cats-v-dogs", "tv-resnet18"),
+                                 (str(tmp_path), "cub-localization", "tv-resnet18")):
         cells = [c for c in expand("paper", [f"data_root={root}"]).cells if c.config["dataset"] == dataset]
         assert cells and all(c.unavailable is None for c in cells), cells[0].unavailable
         assert {(c.config["model"], c.config["epochs"]) for c in cells} == {(model, 1000)}

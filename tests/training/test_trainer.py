@@ -232,8 +232,3 @@ def test_a_learned_code_loss_falls_on_a_tiny_real_batch(roots, encoder, decoder,
         optimizer.step()
         losses.append(float(loss))
     assert losses[-1] < 0.7 * losses[0], losses[::10]
-
-
-def test_a_regression_dataset_is_refused_until_the_trainer_runs_it(tmp_path):
-    with pytest.raises(UsageError, match="regression.*classification"):
-        run(tmp_path, "boxes", dataset="cub-localization", model="tv-resnet18")
