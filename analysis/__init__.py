@@ -1,6 +1,6 @@
 """Analysis of parity_ray experiments: tables, figures, notebooks and the static report.
 
->>> from parity_ray from parity_ray import analysis
+>>> from parity_ray import analysis
 >>> tables = analysis.load("results/q1")            # or an s3:// URI
 >>> analysis.degraded_accuracy_table(tables.runs)  # the paper's main result, one row per run
 >>> analysis.differing_decodes(tables.predictions)  # what the report's instance explorer shows

@@ -92,7 +92,7 @@ def load_space_module(space: str):
 
 def builtin_spaces() -> List[str]:
     try:
-        from parity_ray from parity_ray import search_spaces
+        from parity_ray import search_spaces
     except ImportError:
         return []
     folder = Path(search_spaces.__file__).parent

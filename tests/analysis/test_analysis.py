@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from parity_ray from parity_ray import analysis
+from parity_ray import analysis
 from parity_ray.analysis.tables import OUTCOMES
 
 pytestmark = pytest.mark.slow

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from parity_ray from parity_ray import analysis
+from parity_ray import analysis
 from parity_ray.analysis import instances
 from parity_ray.analysis.report import build_report
 from parity_ray import results, storage
