@@ -36,7 +36,7 @@ from .metrics import TUNE_METRIC, best_epoch_row
 from .tuning import SCHEDULERS, SEARCH_ALGS, build, build_callbacks
 from .results import SCHEMA_VERSION, best_run, json_column, write_tables
 from .spaces import Cell, ExpandedSpace, expand
-from .utils import cache_dir, init_ray, library_versions, stable_hash, stderr_log
+from .utils import cache_dir, configure_logging, init_ray, library_versions, stable_hash, stderr_log
 
 Log = Callable[[str], None]
 
@@ -282,9 +282,13 @@ def parity_trainable(params: Dict[str, Any], experiment: Dict[str, Any]) -> None
         else:
             tune.report(metrics)
 
+    # The trial's own progress lines go to the worker's stderr: Ray's session logs on one machine,
+    # and the driver (so `ray job logs`) on a cluster, where init_ray streams worker logs.
+    configure_logging("info")
+    log = lambda message: stderr_log(f"{run_id}: {message}")  # noqa: E731
     try:
         # A scheduler may stop the trial after any report: keep the best epoch's predictions current.
-        train(config, progress=False, log=lambda _m: None, on_epoch=on_epoch,
+        train(config, progress=False, log=log, on_epoch=on_epoch,
               predictions_on_improvement=experiment["early_stopping"])
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -188,14 +188,17 @@ def file_lock(path: PathLike) -> Iterator[None]:
 def init_ray(address: Optional[str] = None) -> None:
     """Connect to the Ray cluster at ``address``, or start a local Ray when it is None.
 
-    The one place the platform starts Ray (tune, simulate, serve, sweep): quiet logs, no dashboard.
+    The one place the platform starts Ray (tune, simulate, serve, sweep), with no dashboard. On a
+    cluster (``address`` given) the workers' log lines stream to this driver, so that ``ray job
+    logs`` of a submitted job holds every trial's progress; on a local Ray they stay in Ray's
+    session logs and the console keeps to the driver's own concise lines.
     """
     import ray
 
     from .errors import UsageError
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=True, logging_level="warning")
+    kwargs = dict(include_dashboard=False, log_to_driver=bool(address), configure_logging=True, logging_level="warning")
     try:
         ray.init(address=address or "local", **kwargs)
     except ConnectionError as exc:
