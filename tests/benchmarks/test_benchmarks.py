@@ -25,10 +25,18 @@ def test_benchmark_smoke_test(script, tmp_path):
 
 
 @pytest.mark.slow
-def test_serve_tail_smoke_test(tmp_path):
+def own_copy(experiment: str, tmp_path) -> str:
+    """A copy of the shared trained experiment: a benchmark's simulations land in it, not in the original."""
+    import shutil
+
+    return str(shutil.copytree(experiment, tmp_path / "experiment"))
+
+
+def test_serve_tail_smoke_test(tmp_path, trained_experiment):
     """The tail benchmark end to end on digits: every mode interleaved, the comparison printed, JSON last."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "PARITY_RAY_CACHE": str(tmp_path / "cache")}
-    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "serve_tail.py"), "--smoke-test", "--json"],
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "serve_tail.py"), "--smoke-test", "--json",
+                             "--experiment", own_copy(trained_experiment, tmp_path)],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.strip().splitlines()
@@ -42,9 +50,10 @@ def test_serve_tail_smoke_test(tmp_path):
 
 
 @pytest.mark.slow
-def test_sweep_benchmark_smoke_test(tmp_path):
+def test_sweep_benchmark_smoke_test(tmp_path, trained_experiment):
     env = {**os.environ, "PYTHONPATH": str(REPO), "PARITY_RAY_CACHE": str(tmp_path / "cache"), "RAY_AUTH_MODE": "disabled"}
-    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "sweep.py"), "--smoke-test", "--json"],
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "sweep.py"), "--smoke-test", "--json",
+                             "--experiment", own_copy(trained_experiment, tmp_path)],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "speed: 20,000 queries over 100 replicas" in result.stdout and "validation (" in result.stdout
