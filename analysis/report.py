@@ -346,15 +346,13 @@ def split_box_predictions(loaded):
     and IoUs instead of labels and top-5 lists, so the class sections (explorer, per-class tables) skip them."""
     import dataclasses
 
-    from parity_ray.experiment import _empty_predictions
-
     p = loaded.predictions
     if p.empty or "decoded_box" not in p.columns:
         return loaded, p.iloc[0:0]
     is_box = p["decoded_box"].notna()
     classes = p[~is_box].drop(columns=[c for c in p.columns if c in BOX_COLUMNS or c.startswith("iou_")])
     if classes.empty:
-        classes = _empty_predictions()
+        classes = results.empty_predictions()
     return dataclasses.replace(loaded, predictions=classes.reset_index(drop=True)), p[is_box].reset_index(drop=True)
 
 

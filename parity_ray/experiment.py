@@ -34,7 +34,7 @@ from .errors import UsageError
 from .registry import spec_name
 from .metrics import TUNE_METRIC, best_epoch_row
 from .tuning import SCHEDULERS, SEARCH_ALGS, build, build_callbacks
-from .results import SCHEMA_VERSION, best_run, json_column, write_tables
+from .results import SCHEMA_VERSION, best_run, empty_predictions, json_column, write_tables
 from .spaces import Cell, ExpandedSpace, expand
 from .utils import cache_dir, configure_logging, init_ray, library_versions, stable_hash, stderr_log
 
@@ -503,7 +503,7 @@ def build_tables(options: TuneOptions, space: ExpandedSpace, results, bases, bas
             if run["predictions"] is not None:
                 prediction_frames.append(run["predictions"].assign(run_id=run_id))
 
-    predictions = pd.concat(prediction_frames, ignore_index=True) if prediction_frames else _empty_predictions()
+    predictions = pd.concat(prediction_frames, ignore_index=True) if prediction_frames else empty_predictions()
     predictions = predictions[["run_id"] + [c for c in predictions.columns if c != "run_id"]]
     base_rows = [
         {
@@ -522,17 +522,6 @@ def build_tables(options: TuneOptions, space: ExpandedSpace, results, bases, bas
                                                         "test_accuracy", "train_accuracy", "train_seconds", "epochs",
                                                         "input_norm", "weights_uri"]),
     }
-
-
-def _empty_predictions():
-    import pandas as pd
-
-    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in (
-        ("run_id", "object"), ("group_id", "int64"), ("erasures", "int16"), ("pattern", "object"), ("position", "int16"),
-        ("test_index", "int64"), ("label", "int64"), ("base_prediction", "int64"), ("decoded_prediction", "int64"),
-        ("base_top_probability", "float32"), ("decoded_top_probability", "float32"), ("kl_base_decoded", "float32"),
-        ("base_top5", "object"), ("base_top5_probabilities", "object"), ("decoded_top5", "object"),
-        ("decoded_top5_probabilities", "object"))})
 
 
 def _code_columns(config: Dict[str, Any], best_test: Dict[str, Any]) -> Dict[str, Any]:

@@ -410,3 +410,13 @@ def best_run(runs: pd.DataFrame) -> Optional[pd.Series]:
     """The best completed run (``rank_runs``), or None when none completed."""
     ranked = rank_runs(runs)
     return None if ranked.empty else ranked.iloc[0]
+
+
+def empty_predictions() -> pd.DataFrame:
+    """A predictions table with no rows: its class columns, typed (a grid where no run got that far)."""
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in (
+        ("run_id", "object"), ("group_id", "int64"), ("erasures", "int16"), ("pattern", "object"), ("position", "int16"),
+        ("test_index", "int64"), ("label", "int64"), ("base_prediction", "int64"), ("decoded_prediction", "int64"),
+        ("base_top_probability", "float32"), ("decoded_top_probability", "float32"), ("kl_base_decoded", "float32"),
+        ("base_top5", "object"), ("base_top5_probabilities", "object"), ("decoded_top5", "object"),
+        ("decoded_top5_probabilities", "object"))})
