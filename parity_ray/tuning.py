@@ -25,29 +25,34 @@ SCHEDULERS: Registry = Registry("trial scheduler")
 SEARCH_ALGS: Registry = Registry("search algorithm")
 CALLBACKS: Registry = Registry("Tune callback")
 
-# Registered by import path, imported only when used: optional integrations (Optuna, HyperOpt,
-# MLflow, W&B) are extras, and a space that does not name them must not need them.
-for _name, _path in {
+
+
+def _register_paths(registry: Registry, paths: Dict[str, str]) -> None:
+    """Register each name by import path, imported only when used: optional integrations (Optuna,
+    HyperOpt, MLflow, W&B) are extras, and a space that does not name them must not need them."""
+    for name, path in paths.items():
+        registry.register(name)(path)
+
+
+_register_paths(SCHEDULERS, {
     "asha": "ray.tune.schedulers.ASHAScheduler",
     "hyperband": "ray.tune.schedulers.HyperBandScheduler",
     "median": "ray.tune.schedulers.MedianStoppingRule",
     "pbt": "ray.tune.schedulers.PopulationBasedTraining",
     "fifo": "ray.tune.schedulers.FIFOScheduler",
-}.items():
-    SCHEDULERS.register(_name)(_path)
-for _name, _path in {
+})
+_register_paths(SEARCH_ALGS, {
     "optuna": "ray.tune.search.optuna.OptunaSearch",
     "hyperopt": "ray.tune.search.hyperopt.HyperOptSearch",
     "random": "ray.tune.search.BasicVariantGenerator",
-}.items():
-    SEARCH_ALGS.register(_name)(_path)
-for _name, _path in {
+})
+_register_paths(CALLBACKS, {
+    # Ray 2.60 ships its MLflow and W&B Tune callbacks under ray.air.integrations only (no ray.tune path)
     "mlflow": "ray.air.integrations.mlflow.MLflowLoggerCallback",
     "wandb": "ray.air.integrations.wandb.WandbLoggerCallback",
     "tensorboard": "ray.tune.logger.TBXLoggerCallback",
     "csv": "ray.tune.logger.CSVLoggerCallback",
-}.items():
-    CALLBACKS.register(_name)(_path)
+})
 
 PLUGIN_KEYS = ("scheduler", "search_alg")  # the space attributes that --set may change
 

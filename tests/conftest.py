@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import tempfile
@@ -175,20 +176,28 @@ def local_ray():
 # never meets a module's ``local_ray``.
 @pytest.fixture(scope="session")
 def trained_experiment(tmp_path_factory) -> str:
-    import ray
-
     from parity_ray.experiment import TuneOptions, run_experiment
 
     storage = tmp_path_factory.mktemp("serve-results")
+    with ray_for_fixture():
+        opts = TuneOptions(space="quick", name="served", storage=str(storage), progress=False,
+                           overrides=["dataset=digits", "base_epochs=20", "encoder=addition", "k=2", "epochs=40"])
+        run_experiment(opts, log=lambda _m: None)
+    return opts.uri
+
+
+@contextlib.contextmanager
+def ray_for_fixture():
+    """A local Ray for a session fixture's own work (unless one is up), shut down again afterwards;
+    workers import `tests.*` class-specs through PYTHONPATH."""
+    import ray
+
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     owns_ray = not ray.is_initialized()
     if owns_ray:
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        opts = TuneOptions(space="quick", name="served", storage=str(storage), progress=False,
-                           overrides=["dataset=digits", "base_epochs=20", "encoder=addition", "k=2", "epochs=40"])
-        run_experiment(opts, log=lambda _m: None)
+        yield
     finally:
         if owns_ray:
             ray.shutdown()
-    return opts.uri

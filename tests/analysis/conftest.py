@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import ray_for_fixture
 
 
 @dataclass
@@ -27,7 +27,6 @@ class SmallExperiment:
 def small_experiment(tmp_path_factory) -> SmallExperiment:
     """digits, k=2, addition and concatenation, 8 epochs, plus two cells of a dataset whose files are
     not in the test data roots (speech-commands: UNAVAILABLE rows); then 100 measured queries in coded and replication modes with a straggler."""
-    import ray
     from ray import serve
 
     from parity_ray.experiment import TuneOptions, run_experiment
@@ -35,21 +34,16 @@ def small_experiment(tmp_path_factory) -> SmallExperiment:
 
     started = time.perf_counter()
     storage = tmp_path_factory.mktemp("analysis-results")
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    owns_ray = not ray.is_initialized()
-    if owns_ray:
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        options = TuneOptions(space="quick", name="small", storage=str(storage), progress=False,
-                              overrides=["dataset=['digits','speech-commands']", "base_epochs=20", "k=2", "epochs=8"])
-        run_experiment(options, log=lambda _m: None)
-        no_simulation = storage / "no-simulation"
-        shutil.copytree(os.path.join(options.uri, "tables"), no_simulation / "tables")
-        run_simulation(SimulationOptions(experiment=options.uri, modes=["coded", "replication"], rate=40, queries=100,
-                                         warmup=10, straggler="slow:replica=0,p=0.3,delay_ms=80", deadline_ms=40,
-                                         timeout_s=5, progress=False), log=lambda _m: None)
-    finally:
-        serve.shutdown()
-        if owns_ray:
-            ray.shutdown()
+    with ray_for_fixture():
+        try:
+            options = TuneOptions(space="quick", name="small", storage=str(storage), progress=False,
+                                  overrides=["dataset=['digits','speech-commands']", "base_epochs=20", "k=2", "epochs=8"])
+            run_experiment(options, log=lambda _m: None)
+            no_simulation = storage / "no-simulation"
+            shutil.copytree(os.path.join(options.uri, "tables"), no_simulation / "tables")
+            run_simulation(SimulationOptions(experiment=options.uri, modes=["coded", "replication"], rate=40, queries=100,
+                                             warmup=10, straggler="slow:replica=0,p=0.3,delay_ms=80", deadline_ms=40,
+                                             timeout_s=5, progress=False), log=lambda _m: None)
+        finally:
+            serve.shutdown()
     return SmallExperiment(options.uri, str(no_simulation), time.perf_counter() - started)
