@@ -307,6 +307,7 @@ def registries() -> Dict[str, list]:
     from parity_ray.actors.modes import list_modes
     from parity_ray.actors.stragglers import list_stragglers
 
+    from .augment import list_augmentations
     from .coders import list_decoders, list_encoders
     from .data import list_datasets
     from .losses import list_losses
@@ -320,6 +321,7 @@ def registries() -> Dict[str, list]:
         "encoders": list_encoders(),
         "decoders": list_decoders(),
         "losses": list_losses(),
+        "augmentations": list_augmentations(),
         "stragglers": list_stragglers(),
         "modes": list_modes(),
         "schedulers": list_schedulers(),
@@ -483,7 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(func=cmd_export)
 
     lister = commands.add_parser("list", help="list every registry: datasets, models, coders, losses, straggler models, "
-                                            "serving modes, recipes, Tune schedulers, search algorithms, callbacks")
+                                            "augmentations, serving modes, recipes, Tune schedulers, search algorithms, callbacks")
     lister.add_argument("--json", action="store_true", help="print one JSON object")
     lister.set_defaults(func=cmd_list)
     for sub in commands.choices.values():  # also after the command: parity-ray train ... --log-level warning

@@ -59,6 +59,7 @@ class TrainConfig:
     download: bool = True  # fetch through torchvision when files are missing (needs internet)
     val_size: Optional[int] = None  # images carved from the train split; None = dataset default (5000)
     input_norm: Optional[str] = None  # dataset | none | "MEANS/STDS"; None = dataset (must be stated with base_weights)
+    augment: str = "none"  # training-image augmentation: none, crop-flip (CIFAR), resized-crop-flip (Cats vs Dogs); F's outputs are recomputed on the augmented images
     # ---- base model ----
     base_weights: Optional[str] = None  # import a state_dict instead of training the base model here
     base_epochs: Optional[int] = None  # epochs when the platform trains the base model; None = dataset default
@@ -159,6 +160,7 @@ class TrainConfig:
         _positive("r", self.r, minimum=1)
         _positive("epochs", self.epochs, minimum=0)
         _positive("byzantine", self.byzantine, minimum=0)
+        _check_augmentation(self.augment, spec)
         if self.parity_init not in PARITY_INITS:
             raise UsageError(f"unknown parity_init '{self.parity_init}'; {choices_hint(self.parity_init, PARITY_INITS)}")
         for key in ("batch_size", "base_epochs", "val_size", "max_train_batches", "max_eval_groups", "num_threads"):
@@ -209,6 +211,18 @@ class TrainConfig:
         if isinstance(self.parity_model, str) and self.parity_model == "base":
             code += "-F"
         return f"{self.dataset}-{model}-k{self.k}-r{self.r}-{code}-{spec_name(self.loss).rsplit('.', 1)[-1]}-s{self.seed}"
+
+
+def _check_augmentation(name: str, spec) -> None:
+    from .augment import AUGMENTATIONS
+
+    AUGMENTATIONS.get(name)  # unknown names: one line with the choices
+    if name == "none":
+        return
+    if spec.task != "classification":
+        raise UsageError(f"augment '{name}' moves pixels, which would move '{spec.name}'s {spec.task} targets; use augment none")
+    if len(spec.input_shape) != 3 or spec.input_shape[1] < 8 or spec.input_shape[2] < 8:
+        raise UsageError(f"augment '{name}' needs (C, H, W) images; '{spec.name}' inputs are {tuple(spec.input_shape)}")
 
 
 def field_docs(cls=None) -> Dict[str, str]:

@@ -30,6 +30,7 @@ from ray import tune
 from . import storage
 from .coders import code_family, is_base_worker
 from .config import TrainConfig
+from .data import get_dataset_spec
 from .errors import UsageError
 from .registry import spec_name
 from .metrics import TUNE_METRIC, best_epoch_row
@@ -542,6 +543,14 @@ def _code_columns(config: Dict[str, Any], best_test: Dict[str, Any]) -> Dict[str
     return columns
 
 
+def _task(config: Dict[str, Any]) -> Optional[str]:
+    """classification or regression: what the run's dataset asks of F (None for an unregistered dataset)."""
+    try:
+        return get_dataset_spec(config.get("dataset")).task
+    except UsageError:
+        return None
+
+
 def _run_row(options, space, run_id, config, status, error, result, history, record, base=None, checkpoint_uri=None):
     def split_row(epoch: int) -> Dict[str, float]:
         return next((r for r in history if r["epoch"] == epoch and r["split"] == "test"), {})
@@ -565,6 +574,9 @@ def _run_row(options, space, run_id, config, status, error, result, history, rec
         "degraded_accuracy": best_test.get("overall_top1"),
         "reconstruction_accuracy": best_test.get("reconstruction_top1"),
         "degraded_top5": best_test.get("overall_top5"),
+        "task": _task(config),
+        "degraded_mean_iou": best_test.get("mean_iou"),
+        "reconstruction_mean_iou": best_test.get("reconstruction_mean_iou"),
         **_code_columns(config, best_test),
         "best_epoch": best_epoch,
         "best_val_reconstruction": best["reconstruction_top1"] if best else None,

@@ -74,7 +74,8 @@ _RUNS_HEAD = [("experiment", STR), ("run_id", STR), ("status", STR), ("error", S
 _RUNS_TAIL = [
     ("config_json", STR), ("space", STR), ("base_model_id", STR),
     ("available_accuracy", FLOAT), ("degraded_accuracy", FLOAT), ("reconstruction_accuracy", FLOAT),
-    ("degraded_top5", FLOAT), ("code_family", STR), ("worker", STR), ("redundancy", FLOAT),
+    ("degraded_top5", FLOAT), ("task", STR), ("degraded_mean_iou", FLOAT), ("reconstruction_mean_iou", FLOAT),
+    ("code_family", STR), ("worker", STR), ("redundancy", FLOAT),
     *[(f"{m}_e{e}", FLOAT) for e in (1, 2, 3) for m in ("degraded_accuracy", "all_accuracy")],
     ("byzantine_accuracy", FLOAT), ("byzantine_accuracy_unlocated", FLOAT), ("byzantine_located", FLOAT),
     ("best_epoch", INT), ("best_val_reconstruction", FLOAT), ("val_degraded_accuracy", FLOAT),
@@ -95,6 +96,9 @@ _FIXED: Dict[str, List[Tuple[str, pa.DataType]]] = {
         ("base_top_probability", F32), ("decoded_top_probability", F32), ("kl_base_decoded", F32),
         ("base_top5", pa.list_(I16)), ("base_top5_probabilities", pa.list_(F32)),
         ("decoded_top5", pa.list_(I16)), ("decoded_top5_probabilities", pa.list_(F32)),
+        # regression runs (boxes) instead of the class columns above
+        ("true_box", pa.list_(F32)), ("base_box", pa.list_(F32)), ("decoded_box", pa.list_(F32)),
+        ("iou_decoded_true", F32), ("iou_base_true", F32), ("iou_decoded_base", F32),
     ],
     "base_models": [
         ("base_model_id", STR), ("dataset", STR), ("arch", STR), ("seed", INT), ("source", STR),

@@ -18,7 +18,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from .base import BaseModelInfo, cached_base_outputs, prepare_base_model, task_accuracy
+from .augment import black_level, get_augmentation
+from .base import BaseModelInfo, cached_base_outputs, compute_outputs, prepare_base_model, task_accuracy
 from .coders import code_family, create_code, erasure_patterns, is_base_worker, rebuilt_slots, training_patterns
 from .config import SUPPORTED_TASKS, TrainConfig  # noqa: F401 - SUPPORTED_TASKS: the trainer's tasks, owned by config
 from .data import DataBundle, load_data
@@ -256,7 +257,7 @@ def train(
         epoch_started = time.perf_counter()
         results = {}
         if epoch > 0:
-            results["train"] = train_one_epoch(config, epoch, data, base_outputs, code, loss_fn, optimizer, progress)
+            results["train"] = train_one_epoch(config, epoch, data, base_outputs, code, loss_fn, optimizer, progress, base_model)
             if scheduler is not None:
                 scheduler.step()
         state.train_seconds += time.perf_counter() - epoch_started
@@ -325,12 +326,17 @@ def decode_under(code: Code, outputs: torch.Tensor, patterns: torch.Tensor) -> t
 
 
 def forward_groups(groups, x, base_outputs, labels, code: Code, loss_fn, patterns: torch.Tensor):
-    """Encode the groups' queries, run the workers, decode under each erasure pattern, compute the loss.
+    """:func:`forward_batch` on the groups' queries and F's cached answers to them."""
+    return forward_batch(x[groups], base_outputs[groups], labels[groups], code, loss_fn, patterns)
 
+
+def forward_batch(queries, outputs, labels, code: Code, loss_fn, patterns: torch.Tensor):
+    """Encode the queries, run the workers, decode under each erasure pattern, compute the loss.
+
+    ``queries`` ``(B, k, ...)``, ``outputs`` F's answers to exactly those queries ``(B, k, C)``;
     ``patterns``: availability masks, shared ``(P, n)`` or per group ``(B, P, n)``.
     """
-    outputs = base_outputs[groups]  # (B, k, n), the base model's cached answers
-    all_outputs, coded_outputs = code.worker_outputs(x[groups], outputs)
+    all_outputs, coded_outputs = code.worker_outputs(queries, outputs)
     decoded = decode_under(code, all_outputs, patterns)
     rebuilt = rebuilt_slots(patterns.to(decoded.device), code.k, code.systematic)
     batch = LossInputs(
@@ -339,12 +345,49 @@ def forward_groups(groups, x, base_outputs, labels, code: Code, loss_fn, pattern
         decoded=decoded,
         rebuilt=rebuilt.expand(decoded.shape[:-1]),
         base_outputs=outputs,
-        labels=labels[groups],
+        labels=labels,
     )
     return loss_fn(batch), batch
 
 
-def train_one_epoch(config, epoch, data, base_outputs, code: Code, loss_fn, optimizer, progress):
+@dataclass
+class Augmenter:
+    """Augments a batch's queries and recomputes F's answers to the augmented images (the targets)."""
+
+    augmentation: Callable
+    base_model: nn.Module
+    black: List[float]
+    generator: torch.Generator
+
+    @torch.no_grad()
+    def __call__(self, queries: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        flat = self.augmentation(queries.flatten(0, 1), self.generator, self.black)
+        outputs = compute_outputs(self.base_model, flat)  # eval mode: F's batch-norm statistics, never updated
+        return flat.view_as(queries), outputs.view(*queries.shape[:2], -1)
+
+
+def training_batch(idx, data: DataBundle, base_outputs: Dict[str, torch.Tensor], augmenter: Optional[Augmenter]):
+    """One batch's queries ``(B, k, ...)`` and F's answers to exactly those queries.
+
+    Without augmentation the answers come from the cache; with it, F runs on the augmented images,
+    so targets and inputs always match (the original paired augmented inputs with F's answers to
+    the un-augmented images).
+    """
+    queries = data.train_x[idx]
+    if augmenter is None:
+        return queries, base_outputs["train"][idx]
+    return augmenter(queries)
+
+
+def make_augmenter(config: TrainConfig, data: DataBundle, base_model: nn.Module, epoch: int) -> Optional[Augmenter]:
+    augmentation = get_augmentation(config.augment)
+    if augmentation is None:
+        return None
+    generator = torch.Generator().manual_seed(config.seed * 1_000_037 + epoch)  # an epoch's draws fixed by (seed, epoch)
+    return Augmenter(augmentation, base_model, black_level(data.normalization), generator)
+
+
+def train_one_epoch(config, epoch, data, base_outputs, code: Code, loss_fn, optimizer, progress, base_model=None):
     code.train()
     groups = random_groups(len(data.train_y), config.k, config.seed, epoch, data.train_x.device)
     batches = groups.split(config.batch_size)
@@ -352,11 +395,13 @@ def train_one_epoch(config, epoch, data, base_outputs, code: Code, loss_fn, opti
         batches = batches[: config.max_train_batches]
     fixed = code.systematic and code.r == 1  # the k single data erasures, the same for every group
     generator = torch.Generator().manual_seed(config.seed * 1_000_033 + epoch)
+    augmenter = make_augmenter(config, data, base_model, epoch) if base_model is not None else None
     metrics = MetricAccumulator(task=code.task)
     for idx in _progress(batches, epoch, config.epochs, progress):
         patterns = training_patterns(len(idx), code.k, code.r, code.systematic, generator)
         patterns = (patterns[0] if fixed else patterns).to(idx.device)
-        loss, batch = forward_groups(idx, data.train_x, base_outputs["train"], data.train_y, code, loss_fn, patterns)
+        queries, outputs = training_batch(idx, data, base_outputs, augmenter)
+        loss, batch = forward_batch(queries, outputs, data.train_y[idx], code, loss_fn, patterns)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -13,7 +13,8 @@ defaults = {**paper.defaults, **recipe_overrides("fast")}
 
 param_space = {
     **paper.param_space,
-    "cell": tune.grid_search([{"dataset": d, "model": m} for d, m, _epochs in paper.PUBLISHED]),
+    "cell": tune.grid_search([{"dataset": d, "model": m, "augment": paper.AUGMENT.get(d, "none")}
+                              for d, m, _epochs in paper.PUBLISHED]),
 }
 
 num_samples = paper.num_samples

@@ -28,9 +28,14 @@ PUBLISHED = [
     ("cub-localization", "tv-resnet18", 1000),
 ]
 
+# The published training transforms (CIFAR: padded random crop + flip; Cats vs Dogs: random resized
+# crop + flip). Here F's outputs are recomputed on the augmented images (parity_ray/augment.py).
+AUGMENT = {"cifar10": "crop-flip", "cifar100": "crop-flip", "cats-v-dogs": "resized-crop-flip"}
+
 param_space = {
     **base.param_space,
-    "cell": tune.grid_search([{"dataset": d, "model": m, "epochs": e} for d, m, e in PUBLISHED]),
+    "cell": tune.grid_search([{"dataset": d, "model": m, "epochs": e, "augment": AUGMENT.get(d, "none")}
+                              for d, m, e in PUBLISHED]),
     "k": tune.grid_search([2, 3, 4]),
 }
 

@@ -115,6 +115,7 @@ def test_list_names_every_registry():
     assert set(kinds["encoders"]) >= {"addition", "concatenation", "mlp", "conv", "berrut"}
     assert set(kinds["decoders"]) >= {"subtraction", "mlp", "berrut"}
     assert set(kinds["losses"]) >= {"mse", "kl", "ce"}
+    assert set(kinds["augmentations"]) >= {"none", "crop-flip", "resized-crop-flip"}
     assert set(kinds["stragglers"]) >= {"none", "slow", "crash"}
     assert set(kinds["modes"]) >= {"coded", "coded-hedged", "replication", "hedged", "none"}
     try:

@@ -155,3 +155,21 @@ def test_loading_nothing_is_one_clear_error(tmp_path):
         results.load(str(tmp_path / "q*"))
     with pytest.raises(UsageError, match="holds no experiment tables"):
         results.load(str(tmp_path))
+
+
+def test_a_regression_runs_row_names_its_task_and_mean_ious():
+    """The runs row of a box-regression trial carries task and both mean IoUs; a classifier's are null."""
+    from types import SimpleNamespace
+
+    from parity_ray.experiment import _run_row
+
+    options = SimpleNamespace(name="e", cpus_per_trial=1, gpus_per_trial=0)
+    history = [{"epoch": 1, "split": split, "overall_top1": 0.5, "reconstruction_top1": 0.6, "mean_iou": 0.71,
+                "reconstruction_mean_iou": 0.8} for split in ("val", "test")]
+    boxes = _run_row(options, SimpleNamespace(name="s"), "r", {"dataset": "cub-localization", "k": 2, "r": 1},
+                     "COMPLETED", None, None, history, {})
+    assert (boxes["task"], boxes["degraded_mean_iou"], boxes["reconstruction_mean_iou"]) == ("regression", 0.71, 0.8)
+    classes = _run_row(options, SimpleNamespace(name="s"), "r", {"dataset": "mnist", "k": 2, "r": 1},
+                       "COMPLETED", None, None, [{**h, "mean_iou": None, "reconstruction_mean_iou": None} for h in history], {})
+    assert (classes["task"], classes["degraded_mean_iou"]) == ("classification", None)
+    results.to_arrow("runs", pd.DataFrame([boxes, classes]))  # both fit the runs schema

@@ -68,7 +68,7 @@ def test_no_import_cycles_between_packages():
 # The three floors of the design card. A module imports its own floor's modules (within its own
 # engine) and the floors below, never a floor above; search-space modules belong to the Tune layer.
 CORE_MODULES = {"registry", "config", "data", "models", "coders", "losses", "metrics", "base", "trainer", "storage",
-                "results", "errors", "utils", "boxes", "serving", "export", "recipes"}
+                "results", "errors", "utils", "boxes", "serving", "export", "recipes", "augment"}
 TUNE_MODULES = {"experiment", "spaces", "tuning"}
 APP_MODULES = {"cli", "quickstart", "__main__"}
 SOURCE_PACKAGES = ("parity_ray", "actors", "analysis", "search_spaces")  # folders; the last three install as parity_ray.*
