@@ -79,3 +79,46 @@ def test_gpu_throughput_smoke_test_runs_on_cpu(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["device"] == "cpu" and report["trainer_images_per_second"] > 0 and report["bare_images_per_second"] > 0
+
+
+def run_benchmark(script: str, tmp_path, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PARITY_RAY_CACHE": str(tmp_path / "cache"), "RAY_AUTH_MODE": "disabled"}
+    return subprocess.run([sys.executable, str(REPO / "benchmarks" / script), "--smoke-test", "--json"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.slow  # 25-40 s: a digits base model, five parity epochs, five reference batches
+def test_train_speed_smoke_test(tmp_path):
+    result = run_benchmark("train_speed.py", tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "training images/s" in result.stdout and "speedup" in result.stdout
+    assert "targets (smoke test on digits, not meaningful): speedup_ge_3x" in result.stdout
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["workload"].startswith("digits ") and report["smoke_test"] is True
+    assert report["parity_ray"]["epochs"] == 5 and report["reference"]["batches"] == 5
+    assert report["parity_ray"]["images_per_second"] > 0 and report["reference"]["images_per_second"] > 0
+    assert set(report["targets"]) == {"speedup_ge_3x", "startup_le_5s", "degraded_ge_0_90_within_budget"}
+
+
+@pytest.mark.slow  # 60-100 s: a local Ray, two digits trials through Tune, the same two in-process
+def test_tune_overhead_smoke_test(tmp_path):
+    result = run_benchmark("tune_overhead.py", tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "trials completed under Tune         2/2" in result.stdout
+    assert "median overhead (vs_inprocess) <= 3 s" in result.stdout and "(smoke test, not meaningful)" in result.stdout
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert [row["status"] for row in report["trials"]] == ["COMPLETED", "COMPLETED"]
+    assert all(row["overhead_vs_inprocess"] is not None for row in report["trials"])
+    assert report["targets"]["all_trials_completed"] is True and "median_overhead_le_3s" in report["targets"]
+    assert report["median_overhead_vs_inprocess_seconds"] is not None and report["smoke_test"] is True
+
+
+@pytest.mark.slow  # 2-2.5 min: `parity-ray quickstart --smoke-test` (digits grid, Serve simulation, report)
+def test_quickstart_time_smoke_test(tmp_path):
+    result = run_benchmark("quickstart_time.py", tmp_path, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "quickstart end to end:" in result.stdout and "target <= 300 s" in result.stdout
+    assert "smoke test, not meaningful" in result.stdout and "replication" in result.stdout
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["target_seconds"] == 300.0 and report["wall_seconds"] > 0 and report["smoke_test"] is True
+    assert set(report["steps"]) == {"ray_start", "tune", "simulate", "report"}
