@@ -198,7 +198,7 @@ def main() -> int:
 
     speedup = ours["images_per_second"] / reference["images_per_second"]
     report = {
-        "workload": f"{dataset} base-mlp k=2 addition/subtraction mse, 64 groups a batch, 2 CPU threads",
+        "workload": f"{dataset} base-mlp k=2 addition/subtraction mse, 64 groups a batch, {args.threads} CPU thread(s)",
         "base_model": base_info.id,
         "base_model_prepare_seconds": round(base_seconds, 2),
         "parity_ray": {k: v for k, v in ours.items() if k != "curve"},

@@ -89,7 +89,7 @@ def run_tune(options) -> Dict[str, Any]:
     trials = {
         row["run_id"]: {
             "status": row["status"],
-            "error": row["error"],
+            "error": row["error"] if isinstance(row["error"], str) else None,  # NaN when the trial completed
             "wall_seconds": _float(row["wall_seconds"]),
             "train_seconds": _float(row["train_seconds"]),
         }

@@ -24,7 +24,6 @@ def test_benchmark_smoke_test(script, tmp_path):
     assert result.stdout.strip().splitlines()[-1].startswith("{")
 
 
-@pytest.mark.slow
 def own_copy(experiment: str, tmp_path) -> str:
     """A copy of the shared trained experiment: a benchmark's simulations land in it, not in the original."""
     import shutil
@@ -32,6 +31,7 @@ def own_copy(experiment: str, tmp_path) -> str:
     return str(shutil.copytree(experiment, tmp_path / "experiment"))
 
 
+@pytest.mark.slow
 def test_serve_tail_smoke_test(tmp_path, trained_experiment):
     """The tail benchmark end to end on digits: every mode interleaved, the comparison printed, JSON last."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "PARITY_RAY_CACHE": str(tmp_path / "cache")}
