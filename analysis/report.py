@@ -19,7 +19,7 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -33,28 +33,51 @@ GENERATOR = "parity-ray report"  # marks a folder as a report we may replace
 VERSION_KEYS = ("parity_ray", "python", "torch", "ray", "pandas", "pyarrow")
 
 
-def build_report(path: str, out: Optional[str] = None, max_thumbnails: int = explorer.MAX_THUMBNAILS,
-                 data_root: Optional[str] = None) -> Dict[str, object]:
+def build_report(path: Union[str, Sequence[str]], out: Optional[str] = None,
+                 max_thumbnails: int = explorer.MAX_THUMBNAILS, data_root: Optional[str] = None) -> Dict[str, object]:
     """Write the report of the experiment at ``path``; return a summary (``report`` is the index).
 
-    ``out`` (a local folder or ``s3://`` URI) replaces the default ``<path>/report/``.
+    ``path`` may also be a list of experiment folders: one report of them all, whose run vs run
+    compares runs of different experiments (run ids are shown with their experiment's name).
+    ``out`` (a local folder or ``s3://`` URI) replaces the default ``<path>/report/``; a report of
+    several experiments belongs in none of them, so there ``out`` is required.
     ``max_thumbnails`` bounds the decodes per run shown with images in the instance explorer
     (0: none); ``data_root`` is where to find the test images if not where the runs read them.
     Bad input (no experiment, another schema version, an unwritable target) raises
     :class:`UsageError` before anything is written.
     """
     started = time.perf_counter()
+    paths = [str(path)] if isinstance(path, (str, os.PathLike)) else list(dict.fromkeys(str(p) for p in path))
+    if not paths:
+        raise UsageError("report needs an experiment folder (or several)")
+    several = len(paths) > 1
     if max_thumbnails < 0:
         raise UsageError(f"--max-thumbnails must be 0 or more, got {max_thumbnails}")
+    if several and not out:
+        raise UsageError(f"a report of {len(paths)} experiments belongs in none of them: give the folder to write "
+                         f"it to with --out DIR")
     if data_root:
         from parity_ray.data import data_roots
 
         data_roots(data_root)  # an explicit --data-root is used or refused, before anything is written
-    loaded = results.load_experiment(path)  # one experiment: the report is written into it
-    target = storage.canonical(str(out) if out else storage.join(_experiment_root(str(path)), "report"))
+    if several:
+        for one in paths:
+            found, many = results.experiment_paths(one)  # a missing folder: the one-experiment message
+            if many:
+                raise UsageError(f"'{one}' is not an experiment folder but holds {len(found)}: name each experiment "
+                                 f"to report on")
+        labels = results.experiment_labels(paths)
+        loaded = tables.qualify_ids(results.load(paths))  # run ids become <experiment>/<run id>
+        target = storage.canonical(str(out))
+    else:
+        labels = [Path(_experiment_root(paths[0]).rstrip("/")).name or paths[0]]
+        loaded = results.load_experiment(paths[0])  # one experiment: the report is written into it
+        target = storage.canonical(str(out) if out else storage.join(_experiment_root(paths[0]), "report"))
+    experiments = list(zip(paths, labels))
 
     def render_into(folder: Path) -> List[str]:
-        return render(loaded, str(path), folder, max_thumbnails=max_thumbnails, data_root=data_root)
+        return render(loaded, paths[0], folder, max_thumbnails=max_thumbnails, data_root=data_root,
+                      experiments=experiments if several else None)
 
     if storage.is_remote(target):
         with tempfile.TemporaryDirectory(prefix="parity-ray-report-") as staging:
@@ -62,11 +85,15 @@ def build_report(path: str, out: Optional[str] = None, max_thumbnails: int = exp
             _upload(Path(staging), files, target)
     else:
         files = _publish_local(Path(target), render_into)
+    runs = loaded.runs
+    per_experiment = runs["experiment"].astype(str).value_counts() if several else {}
     return {
         "report": storage.join(target, "index.html"),
-        "experiment": str(path),
-        "runs": len(loaded.runs),
-        "status": {k: int(v) for k, v in loaded.runs["status"].value_counts().sort_index().items()},
+        "experiment": paths[0] if not several else ", ".join(paths),
+        "experiments": [{"path": one, "name": name, "runs": int(per_experiment.get(name, 0)) if several else len(runs)}
+                        for one, name in experiments],
+        "runs": len(runs),
+        "status": {k: int(v) for k, v in runs["status"].value_counts().sort_index().items()},
         "simulations": int(loaded.simulations["simulation_id"].nunique()) if not loaded.simulations.empty else 0,
         "figures": [f for f in files if f.endswith(".png") and "/" not in f],
         "explorer_runs": sum(1 for f in files if f.startswith("data/run-")),
@@ -79,8 +106,13 @@ def build_report(path: str, out: Optional[str] = None, max_thumbnails: int = exp
 def format_summary(summary: Dict[str, object]) -> str:
     """The human lines ``parity-ray report`` prints."""
     status = ", ".join(f"{k.lower()} {v}" for k, v in summary["status"].items())
-    return "\n".join([
-        f"{'experiment':<12}{summary['experiment']}",
+    experiments = summary.get("experiments") or []
+    if len(experiments) > 1:
+        head = [f"{'experiments' if n == 0 else '':<12}{e['name']}: {e['path']} ({e['runs']} runs)"
+                for n, e in enumerate(experiments)]
+    else:
+        head = [f"{'experiment':<12}{summary['experiment']}"]
+    return "\n".join(head + [
         f"{'runs':<12}{summary['runs']}  {status}",
         f"{'simulations':<12}{summary['simulations']}",
         f"{'figures':<12}{', '.join(summary['figures'])}",
@@ -169,8 +201,12 @@ STATIC = ["report.css", "report.js"]  # copied from analysis/assets beside index
 
 
 def render(loaded, experiment: str, folder: Path, max_thumbnails: int = explorer.MAX_THUMBNAILS,
-           data_root: Optional[str] = None) -> List[str]:
-    """Write ``index.html``, its scripts, data files, thumbnails and PNG figures into ``folder``; return the file names."""
+           data_root: Optional[str] = None, experiments: Optional[List[Tuple[str, str]]] = None) -> List[str]:
+    """Write ``index.html``, its scripts, data files, thumbnails and PNG figures into ``folder``; return the file names.
+
+    ``experiments``: ``(path, name)`` of each experiment when ``loaded`` holds several (their run
+    ids qualified by ``tables.qualify_ids``); the sections then group or label runs by experiment.
+    """
     written: List[str] = []
     charts: List[dict] = []
 
@@ -190,7 +226,7 @@ def render(loaded, experiment: str, folder: Path, max_thumbnails: int = explorer
         return f'<div class="charts{" wide" if wide else ""}">' + "".join(parts) + "</div>" + link
 
     loaded, boxes = split_box_predictions(loaded)  # regression runs: scored by IoU, no class columns
-    built = explorer.build(loaded, folder, max_thumbnails=max_thumbnails, data_root=data_root)
+    built = explorer.build(loaded, folder, boxes=boxes, max_thumbnails=max_thumbnails, data_root=data_root)
     written += built["files"]
     manifest = built["manifest"]
     manifest["pair"] = explorer.default_pair(manifest["runs"])
@@ -199,21 +235,25 @@ def render(loaded, experiment: str, folder: Path, max_thumbnails: int = explorer
     shutil.copyfile(interactive.plotly_js(), folder / "plotly.min.js")
     written += STATIC + ["plotly.min.js"]
 
+    tasks = {r["task"] for r in manifest["runs"]}
     sections = [
-        _header(loaded, experiment),
-        _accuracy_section(loaded, figure),
+        _header(loaded, experiment, experiments),
+        _accuracy_section(loaded, figure, several=bool(experiments)),
         _boxes_section(loaded, boxes),
-        _codes_section(loaded),
-        _lineage_section(loaded, manifest),
-        EXPLORER_SECTION,
-        COMPARE_SECTION,
+        _codes_section(loaded, several=bool(experiments)),
+        _lineage_section(loaded, manifest, several=bool(experiments)),
+        explorer_section(classes="classification" in tasks or not tasks, boxes="regression" in tasks),
+        compare_section(several=bool(experiments)),
         _curves_section(loaded, figure),
-        _erasure_section(loaded, figure),
-        _latency_section(loaded, experiment, figure),
+        _erasure_section(loaded, figure, boxes=not boxes.empty),
+        _latency_section(loaded, experiment, figure, several=bool(experiments)),
     ]
     if not loaded.sweeps.empty:
         sections.append(_sweeps_section(loaded, figure))
-    name = Path(_experiment_root(experiment).rstrip("/")).name or experiment
+    if experiments:
+        name = " vs ".join(label for _, label in experiments)
+    else:
+        name = Path(_experiment_root(experiment).rstrip("/")).name or experiment
     page = PAGE.format(title=html.escape(f"{name} — parity_ray report"), generator=GENERATOR,
                        nav=NAV + (SWEEPS_NAV if not loaded.sweeps.empty else ""),
                        body="\n".join(sections), manifest=explorer.json_for_script(manifest),
@@ -284,12 +324,18 @@ def _note(text: str, note_id: str) -> str:
     return f'<p class="note" id="{note_id}">{text}</p>'
 
 
-def _header(loaded, experiment: str) -> str:
+def _header(loaded, experiment: str, experiments: Optional[List[Tuple[str, str]]] = None) -> str:
     runs = loaded.runs
     status = ", ".join(f"{html.escape(k)} {v}" for k, v in runs["status"].value_counts().sort_index().items())
     spaces = ", ".join(sorted(runs["space"].dropna().astype(str).unique())) if "space" in runs else ""
-    rows = [
-        ("experiment", html.escape(experiment)),
+    if experiments:
+        counts = runs["experiment"].astype(str).value_counts()
+        where = "<br>".join(f"<b>{html.escape(name)}</b>: {html.escape(path)} ({int(counts.get(name, 0))} runs)"
+                            for path, name in experiments)
+        rows = [("experiments", f'<span id="experiment-list">{where}</span>')]
+    else:
+        rows = [("experiment", html.escape(experiment))]
+    rows += [
         ("generated", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
         ("runs", f"{len(runs)} ({status})"),
         ("search space", html.escape(spaces or "—")),
@@ -298,7 +344,8 @@ def _header(loaded, experiment: str) -> str:
         ("versions", html.escape(_versions(runs))),
     ]
     items = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows)
-    return f'<header id="top"><h1>Parity models: experiment report</h1><dl id="experiment-header">{items}</dl></header>'
+    title = f"report of {len(experiments)} experiments" if experiments else "experiment report"
+    return f'<header id="top"><h1>Parity models: {title}</h1><dl id="experiment-header">{items}</dl></header>'
 
 
 def _versions(runs: pd.DataFrame) -> str:
@@ -316,12 +363,20 @@ def _completed(loaded) -> Tuple[pd.DataFrame, Dict[str, str]]:
     return done, tables.run_labels(done)
 
 
-def _accuracy_section(loaded, figure) -> str:
+def _with_experiment(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (one row per run) with the run's experiment as its first column."""
+    return table.assign(experiment=table["run_id"].map(dict(zip(runs["run_id"], runs["experiment"].astype(str)))))[
+        ["experiment"] + [c for c in table.columns if c != "experiment"]]
+
+
+def _accuracy_section(loaded, figure, several: bool = False) -> str:
     table = tables.degraded_accuracy_table(loaded.runs)
     extra = [c for c in loaded.runs.columns if c.startswith("degraded_accuracy_e")]
     if extra:
         table = table.merge(loaded.runs[["run_id"] + extra], on="run_id", how="left")
     shown = table.drop(columns=["degraded_top5", "best_epoch"])
+    if several:
+        shown = _with_experiment(shown, loaded.runs).sort_values(["experiment"], kind="stable")
     order = [c for c in shown.columns if c not in ("run_id", "note")] + ["run_id", "note"]
     parts = [
         '<section id="accuracy"><h2>Degraded-mode accuracy</h2>',
@@ -372,15 +427,18 @@ def _boxes_section(loaded, boxes: pd.DataFrame) -> str:
         '<section id="boxes"><h2>Box localisation (regression runs)</h2>',
         "<p>Outputs are boxes (x, y, w, h). A rebuilt box counts as correct when its IoU with the true box is at least "
         "0.75 (<b>degraded</b> accuracy; <b>base</b>: the base model's own box); <b>agreement</b> is IoU &ge; 0.75 with "
-        "the base model's box. Mean IoU is shown beside them. These runs have no classes: the class tables and the "
-        "instance explorer leave them out.</p>",
+        "the base model's box. Mean IoU is shown beside them. These runs have no classes: the class tables leave them "
+        "out; the <a href=\"#explorer\">instance explorer</a> shows their decodes with the boxes drawn over the "
+        "images.</p>",
         _table(pd.DataFrame(rows), "box-localization-table"),
         "</section>",
     ])
 
 
-def _codes_section(loaded) -> str:
+def _codes_section(loaded, several: bool = False) -> str:
     table = tables.code_comparison_table(loaded.runs)
+    if several and not table.empty:
+        table = _with_experiment(table, loaded.runs)
     if table.empty or table.groupby(tables.CODE_CELL).size().max() < 2 and table["code_family"].nunique() < 2:
         return ""  # one code per cell: nothing to compare
     return "\n".join([
@@ -404,21 +462,41 @@ def _seconds(value) -> str:
     return f"{value:.1f} s" if value < 120 else f"{value / 60:.1f} min"
 
 
-def _lineage_section(loaded, manifest: dict) -> str:
-    """dataset -> base model -> code family -> (k, r) -> run, as nested lists with each node's key metrics."""
+def _lineage_section(loaded, manifest: dict, several: bool = False) -> str:
+    """dataset -> base model -> code family -> (k, r) -> run, as nested lists with each node's key metrics
+    (under each experiment first, in a report of several)."""
     table = instances.lineage(loaded.runs, loaded.base_models)
     explorable = {r["run_id"]: r["i"] for r in manifest["runs"]}
     # What tells two runs of one (k, r) cell apart besides the coder and loss (a learning rate, ...).
     extra = tables.varying_keys(loaded.runs, tables.EXTRA_KEYS)
     settings = {row["run_id"]: ", ".join(f"{key}={row[key]}" for key in extra) for _, row in loaded.runs.iterrows()}
     open_cells = " open" if len(table) <= 24 else ""  # a big grid starts folded at (k, r): one line per cell
-    head = ('<section id="lineage"><h2>Lineage</h2><p>Each base model with the runs derived from it. A run\'s '
+    head = ('<section id="lineage"><h2>Lineage</h2><p>Each base model with the runs derived from it'
+            + (", under the experiment that trained them" if several else "") + '. A run\'s '
             '<b>degraded</b> accuracy is its decoded test top-1 (one unavailable worker unless marked e=2, e=3), '
             '<b>drop</b> the points lost against its base model, <b>recon</b> how often the decoded answer '
             'equals the base model\'s. <i>explore</i> opens the run in the instance explorer.</p>')
     if table.empty:
         return head + _note("No run in this experiment.", "no-lineage") + "</section>"
     out = ['<ul class="tree" id="lineage-tree">']
+    if several:
+        experiment_of = dict(zip(loaded.runs["run_id"], loaded.runs["experiment"].astype(str)))
+        table = table.assign(_experiment=table["run_id"].map(experiment_of))
+        for name, by_experiment in table.groupby("_experiment", sort=True):
+            out.append(f'<li><details open><summary><span class="node experiment">{html.escape(str(name))}</span>'
+                       f'<span class="metrics">experiment · {len(by_experiment)} run{"s" if len(by_experiment) != 1 else ""}'
+                       f'</span></summary><ul>')
+            out += _lineage_datasets(by_experiment, explorable, settings, open_cells)
+            out.append("</ul></details></li>")
+    else:
+        out += _lineage_datasets(table, explorable, settings, open_cells)
+    out.append("</ul>")
+    return head + "".join(out) + "</section>"
+
+
+def _lineage_datasets(table: pd.DataFrame, explorable: Dict[str, int], settings: Dict[str, str],
+                      open_cells: str) -> List[str]:
+    out = []
     for dataset, by_dataset in table.groupby("dataset", sort=False):
         out.append(f'<li><details open><summary><span class="node dataset">{html.escape(str(dataset))}</span>'
                    f'<span class="metrics">{len(by_dataset)} run{"s" if len(by_dataset) != 1 else ""}</span></summary><ul>')
@@ -448,8 +526,7 @@ def _lineage_section(loaded, manifest: dict) -> str:
                 out.append("</ul></details></li>")
             out.append("</ul></details></li>")
         out.append("</ul></details></li>")
-    out.append("</ul>")
-    return head + "".join(out) + "</section>"
+    return out
 
 
 def _lineage_run(run: dict, explorable: Dict[str, int], settings: str = "") -> str:
@@ -490,8 +567,12 @@ def _curves_section(loaded, figure) -> str:
             + "</section>")
 
 
-def _erasure_section(loaded, figure) -> str:
+def _erasure_section(loaded, figure, boxes: bool = False) -> str:
     head = '<section id="erasures"><h2>Erasure breakdown</h2>'
+    if loaded.predictions.empty and boxes:
+        return head + _note("The runs here predict boxes, not classes: their decodes are scored in the "
+                            "<a href=\"#boxes\">box localisation</a> section and shown in the "
+                            "<a href=\"#explorer\">instance explorer</a>.", "no-predictions") + "</section>"
     if loaded.predictions.empty:
         return head + _note("No test predictions were recorded (no run completed).", "no-predictions") + "</section>"
     _, labels = _completed(loaded)
@@ -512,8 +593,11 @@ def _erasure_section(loaded, figure) -> str:
     ])
 
 
-def _latency_section(loaded, experiment: str, figure) -> str:
+def _latency_section(loaded, experiment: str, figure, several: bool = False) -> str:
     head = '<section id="latency"><h2>Serving latency (degraded-mode simulation)</h2>'
+    if loaded.simulations.empty and several:
+        return head + _note("No serving simulation in these experiments yet: run <code>parity-ray simulate "
+                            "--experiment E</code> on one of them to add latency results.", "no-simulations") + "</section>"
     if loaded.simulations.empty:
         return head + _note(
             f"No serving simulation in this experiment yet: run <code>parity-ray simulate --experiment "
@@ -552,43 +636,61 @@ NAV = "".join(f'<a href="#{anchor}">{text}</a>' for anchor, text in [
     ("learning-curves", "Learning curves"), ("erasures", "Erasures"), ("latency", "Latency")])
 SWEEPS_NAV = '<a href="#sweeps">Sweeps</a>'  # only when the experiment has tables/sweeps/
 
-EXPLORER_SECTION = """<section id="explorer"><h2>Instance explorer</h2>
-<p>The test decodes whose answer differs from the base model's on the same image: <i>lost by decoding</i> (base right,
+def explorer_section(classes: bool = True, boxes: bool = False) -> str:
+    """The explorer's controls; those of one task (class decodes, boxes) show while a run of that task is picked."""
+    intro = []
+    if classes:
+        intro.append("""<p>The test decodes whose answer differs from the base model's on the same image: <i>lost by decoding</i> (base right,
 decoded wrong), <i>fixed by decoding</i> (base wrong, decoded right) and <i>different mistake</i> (both wrong, with different
 answers). Each shows the image beside its k-group partners and the coded queries the encoder built from them (what the parity
-workers saw; unavailable workers are struck through), with base vs decoded scores.</p>
-<div class="controls" id="ex-controls">
-<label>Run <select id="ex-run"></select></label>
-<label>Outcome <select id="ex-outcome"><option value="">all</option></select></label>
-<label>True class <select id="ex-class"><option value="">all</option></select></label>
-<label>Rebuilt slot <select id="ex-position"><option value="">all</option></select></label>
-<label>Erasure pattern <select id="ex-pattern"><option value="">all</option></select></label>
-<label>KL from <input id="ex-kl-min" type="number" min="0" step="any" placeholder="0" size="6"> to
-<input id="ex-kl-max" type="number" min="0" step="any" placeholder="max" size="6"> nats</label>
-<label>Test image <input id="ex-test-index" type="number" min="0" step="1" placeholder="any" size="6"></label>
-<label>Sort <select id="ex-sort">
-<option value="kl-desc">KL, largest first</option><option value="kl-asc">KL, smallest first</option>
-<option value="dec-desc">decoded confidence, highest first</option><option value="base-desc">base confidence, highest first</option>
-<option value="label">true class</option><option value="test">test image</option></select></label>
-<button type="button" id="ex-reset">Reset filters</button>
-</div>
-<p class="status"><span id="ex-status" aria-live="polite">Loading…</span> <span id="ex-count" hidden></span></p>
+workers saw; unavailable workers are struck through), with base vs decoded scores.</p>""")
+    if boxes:
+        intro.append("""<p id="ex-boxes-intro">Localisation runs (boxes): a box <i>hits</i> when its IoU with the true box is at least 0.75.
+The explorer lists the decodes <i>lost by decoding</i> (the base model's box hits, the decoded box misses), <i>fixed by decoding</i>
+(the other way round) and those where <i>both miss</i>. Each image shows the true, base and decoded boxes drawn over it (in the
+frame of the test images the runs read: the dataset's boxes scaled with their image), its k-group partners with their true and
+base boxes, the coded queries, and the IoUs.</p>""")
+    task = ' data-task="classification"' if boxes else ""
+    controls = ["""<label>Run <select id="ex-run"></select></label>
+<label>Outcome <select id="ex-outcome"><option value="">all</option></select></label>"""]
+    if classes:
+        controls.append(f"""<label{task}>True class <select id="ex-class"><option value="">all</option></select></label>""")
+    controls.append("""<label>Rebuilt slot <select id="ex-position"><option value="">all</option></select></label>
+<label>Erasure pattern <select id="ex-pattern"><option value="">all</option></select></label>""")
+    if classes:
+        controls.append(f"""<label{task}>KL from <input id="ex-kl-min" type="number" min="0" step="any" placeholder="0" size="6"> to
+<input id="ex-kl-max" type="number" min="0" step="any" placeholder="max" size="6"> nats</label>""")
+    if boxes:
+        controls.append("""<label data-task="regression">IoU of <select id="ex-iou-which"><option value="iou_dt">decoded vs true box</option>
+<option value="iou_bt">base vs true box</option><option value="iou_db">decoded vs base box</option></select>
+from <input id="ex-iou-min" type="number" min="0" max="1" step="0.05" placeholder="0" size="5"> to
+<input id="ex-iou-max" type="number" min="0" max="1" step="0.05" placeholder="1" size="5"></label>""")
+    controls.append("""<label>Test image <input id="ex-test-index" type="number" min="0" step="1" placeholder="any" size="6"></label>
+<label>Sort <select id="ex-sort"></select></label>
+<button type="button" id="ex-reset">Reset filters</button>""")
+    return "\n".join(['<section id="explorer"><h2>Instance explorer</h2>'] + intro + [
+        '<div class="controls" id="ex-controls">', "\n".join(controls), "</div>",
+        """<p class="status"><span id="ex-status" aria-live="polite">Loading…</span> <span id="ex-count" hidden></span></p>
 <p class="note" id="ex-images-note" hidden></p>
 <div class="cards" id="ex-list"></div>
 <button type="button" id="ex-more" hidden>Show more</button>
-</section>"""
+</section>"""])
 
-COMPARE_SECTION = """<section id="compare"><h2>Run vs run</h2>
+
+def compare_section(several: bool = False) -> str:
+    across = (" The runs may come from different experiments (their names lead the labels): the test images are "
+              "joined by their index in the dataset's test split.") if several else ""
+    return f"""<section id="compare"><h2>Run vs run</h2>
 <p>Two runs on the same test images: which does each image right after decoding? A run gets an image right when most of
-its decodes of it (every erasure pattern and slot at the chosen number of unavailable workers) give the true label.
-The images that flip — right in exactly one run — are listed below.</p>
+its decodes of it (every erasure pattern and slot at the chosen number of unavailable workers) give the true label (for
+boxes: hit the true box, IoU &ge; 0.75). The images that flip — right in exactly one run — are listed below.{across}</p>
 <div class="controls" id="cmp-controls">
 <label>Run A <select id="cmp-a"></select></label>
 <label>Run B <select id="cmp-b"></select></label>
 <label>Unavailable workers <select id="cmp-e"></select></label>
 <label>Show <select id="cmp-side"><option value="flips">all flips</option><option value="only_a">right only in A</option>
 <option value="only_b">right only in B</option><option value="both_wrong">wrong in both</option></select></label>
-<label>True class <select id="cmp-class"><option value="">all</option></select></label>
+<label id="cmp-class-label">True class <select id="cmp-class"><option value="">all</option></select></label>
 <label>Sort <select id="cmp-sort"><option value="gap">largest difference first</option><option value="test">test image</option>
 <option value="label">true class</option></select></label>
 </div>
@@ -597,6 +699,7 @@ The images that flip — right in exactly one run — are listed below.</p>
 <div class="cards compact" id="cmp-list"></div>
 <button type="button" id="cmp-more" hidden>Show more</button>
 </section>"""
+
 
 PAGE = """<!DOCTYPE html>
 <html lang="en">

@@ -130,15 +130,19 @@ def run_labels(runs: pd.DataFrame) -> Dict[str, str]:
 
     ``"k=2 addition"`` reads better in a legend than a run id. When two runs share a cell
     (a learning rate or another setting differs), the settings that differ are added
-    (``"addition lr=0.001"``); when nothing tells them apart, the run id is used.
+    (``"addition lr=0.001"``); when nothing tells them apart, the run id is used. Runs of
+    several experiments are labelled ``"<experiment>: addition"``.
     """
     varying = varying_keys(runs, CELL_KEYS + ["seed"])
+    # Runs of several experiments (``results.load`` of a list): the experiment's name leads.
+    several = "experiment" in runs and runs["experiment"].astype(str).nunique() > 1
 
     def make(keys):
         labels = {}
         for row in runs.itertuples(index=False):
             parts = [f"{key}={getattr(row, key)}" if key in NAMED_KEYS else str(getattr(row, key)) for key in keys]
-            labels[row.run_id] = " ".join(parts) if parts else row.run_id
+            text = " ".join(parts) if parts else row.run_id
+            labels[row.run_id] = f"{row.experiment}: {text}" if several and parts else text
         return labels
 
     labels = make(varying)
@@ -151,6 +155,35 @@ def run_labels(runs: pd.DataFrame) -> Dict[str, str]:
     if len(set(labels.values())) < len(labels):
         labels = {run_id: run_id for run_id in labels}
     return labels
+
+
+def qualify_ids(loaded: results.Tables) -> results.Tables:
+    """The tables of several experiments (``results.load`` of a list) with unambiguous ids.
+
+    A run id names a config, so two experiments may hold the same one (and the same base model,
+    simulation or sweep id). Each id becomes ``<experiment>/<id>`` in every table, so that the
+    functions here, which key on ``run_id``, keep the experiments' runs apart. Tables of one
+    experiment (no ``experiment`` column, or one value in it) are returned as they are.
+    """
+    import dataclasses
+
+    runs = loaded.runs
+    if "experiment" not in runs or runs["experiment"].nunique() < 2:
+        return loaded
+    ids = ("run_id", "base_model_id", "simulation_id", "sweep_id")
+    changed = {}
+    for field in dataclasses.fields(loaded):
+        frame = getattr(loaded, field.name)
+        if not isinstance(frame, pd.DataFrame) or frame.empty or "experiment" not in frame:
+            continue
+        frame = frame.copy()
+        prefix = frame["experiment"].astype(str) + "/"
+        for column in ids:
+            if column in frame:
+                present = frame[column].notna()
+                frame.loc[present, column] = prefix[present] + frame.loc[present, column].astype(str)
+        changed[field.name] = frame
+    return dataclasses.replace(loaded, **changed)
 
 
 # --------------------------------------------------------------------------- learning curves
@@ -206,6 +239,9 @@ def erasure_breakdown(predictions: pd.DataFrame) -> ErasureBreakdown:
 OUTCOMES = ["both_correct", "lost_by_decoding", "fixed_by_decoding", "same_mistake", "different_mistake"]
 # The outcomes in which the decoded answer differs from the base model's: what the explorer shows.
 DIFFERING = ["lost_by_decoding", "fixed_by_decoding", "different_mistake"]
+# Regression (boxes): a box hits when its IoU with the true box is at least 0.75 (parity_ray.boxes).
+BOX_OUTCOMES = ["both_hit", "lost_by_decoding", "fixed_by_decoding", "both_miss"]
+BOX_DIFFERING = BOX_OUTCOMES[1:]  # what the explorer shows of a regression run
 
 
 def with_outcomes(predictions: pd.DataFrame) -> pd.DataFrame:
@@ -230,6 +266,30 @@ def with_outcomes(predictions: pd.DataFrame) -> pd.DataFrame:
         default=OUTCOMES[4],
     )
     p["outcome"] = pd.Categorical(outcome, categories=OUTCOMES)
+    return p
+
+
+def with_box_outcomes(boxes: pd.DataFrame, threshold: Optional[float] = None) -> pd.DataFrame:
+    """Box predictions (regression runs) with each decode's outcome against the true box.
+
+    Adds the booleans ``base_hit`` and ``decoded_hit`` (IoU with the true box at least
+    ``threshold``, 0.75 by default as the localisation accuracy counts it), ``agrees`` (decoded
+    box within ``threshold`` IoU of the base model's) and the categorical ``outcome``: one of
+    :data:`BOX_OUTCOMES` (``both_hit``, ``lost_by_decoding``, ``fixed_by_decoding``, ``both_miss``).
+    """
+    if threshold is None:
+        from parity_ray.boxes import IOU_THRESHOLD as threshold
+    p = boxes.copy()
+    if "erasures" not in p:
+        p["erasures"] = np.int16(1)
+    if "pattern" not in p:
+        p["pattern"] = p["position"].astype(str) if len(p) else pd.Series(dtype=str)
+    p["base_hit"] = p["iou_base_true"] >= threshold
+    p["decoded_hit"] = p["iou_decoded_true"] >= threshold
+    p["agrees"] = p["iou_decoded_base"] >= threshold
+    outcome = np.select([p["base_hit"] & p["decoded_hit"], p["base_hit"] & ~p["decoded_hit"],
+                         ~p["base_hit"] & p["decoded_hit"]], BOX_OUTCOMES[:3], default=BOX_OUTCOMES[3])
+    p["outcome"] = pd.Categorical(outcome, categories=BOX_OUTCOMES)
     return p
 
 

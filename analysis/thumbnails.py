@@ -17,19 +17,20 @@ import numpy as np
 SHEET = 16  # cells per side
 CELLS = SHEET * SHEET
 MAX_SIDE = 64  # thumbnails are shrunk to at most this many pixels a side (small images keep their pixels)
+BOX_SIDE = 96  # images with boxes drawn over them (localisation) get bigger cells: a box needs room
 
 
-def cell_size(height: int, width: int) -> Tuple[int, int]:
-    scale = min(1.0, MAX_SIDE / max(height, width))
+def cell_size(height: int, width: int, max_side: int = MAX_SIDE) -> Tuple[int, int]:
+    scale = min(1.0, max_side / max(height, width))
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 class SheetSet:
     """Thumbnails of one kind (a dataset's test images, or one code's coded queries) by integer id."""
 
-    def __init__(self, name: str, height: int, width: int):
+    def __init__(self, name: str, height: int, width: int, max_side: int = MAX_SIDE):
         self.name = name  # folder under images/
-        self.height, self.width = cell_size(height, width)
+        self.height, self.width = cell_size(height, width, max_side)
         self.cells: Dict[int, np.ndarray] = {}
         self.slots: Dict[int, int] = {}  # for coded queries: group id -> its dense slot
         self.workers = 1  # images per slot

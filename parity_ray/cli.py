@@ -280,7 +280,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from parity_ray.analysis.report import build_report, format_summary
 
-    summary = build_report(args.path, out=args.out, max_thumbnails=args.max_thumbnails, data_root=args.data_root)
+    path = args.path[0] if len(args.path) == 1 else args.path
+    summary = build_report(path, out=args.out, max_thumbnails=args.max_thumbnails, data_root=args.data_root)
     print(format_summary(summary))
     if args.json:
         print(json.dumps(summary, sort_keys=True))
@@ -461,11 +462,17 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--write-config", metavar="FILE", help="write a Serve config file for this app and exit")
     srv.set_defaults(func=cmd_serve)
 
-    report = commands.add_parser("report", help="write a static HTML report of an experiment (tables, charts, instance explorer)",
+    report = commands.add_parser("report", help="write a static HTML report of an experiment, or of several side by side "
+                                                 "(tables, charts, instance explorer, run vs run)",
                                  description="Write <PATH>/report/index.html with its charts, instance explorer and data "
-                                             "files beside it; opens from disk, no server or network needed.")
-    report.add_argument("path", help="experiment folder or s3:// URI (from parity-ray tune)")
-    report.add_argument("--out", help="write the report to this folder (or s3:// prefix) instead of <PATH>/report/")
+                                             "files beside it; opens from disk, no server or network needed. Given "
+                                             "several experiments (parity-ray report A B --out DIR), one report of them "
+                                             "all: runs are named with their experiment and run vs run compares runs "
+                                             "of different experiments.")
+    report.add_argument("path", nargs="+", metavar="PATH",
+                        help="experiment folder or s3:// URI (from parity-ray tune); several for one report of them all")
+    report.add_argument("--out", help="write the report to this folder (or s3:// prefix) instead of <PATH>/report/ "
+                                      "(required with several experiments)")
     report.add_argument("--max-thumbnails", type=int, default=200, metavar="N",
                         help="instance explorer: show at most N differing decodes per run with images (default 200; 0: none)")
     report.add_argument("--data-root", help="where the test images are, if not where the runs read them "

@@ -315,8 +315,9 @@ def experiment_paths(path: Experiments) -> Tuple[List[str], bool]:
     return found, True
 
 
-def _experiment_labels(paths: List[str]) -> List[str]:
-    """Each experiment's name (its folder name); the paths themselves where two names collide."""
+def experiment_labels(paths: List[str]) -> List[str]:
+    """Each experiment's name (its folder name); the paths themselves where two names collide: the
+    ``experiment`` column of the tables that ``load`` reads from several experiments."""
     names = [_experiment_name(p) for p in paths]
     return names if len(set(names)) == len(names) else [str(p) for p in paths]
 
@@ -365,7 +366,7 @@ def load(path: Experiments) -> Tables:
     loaded = [_load_one(p) for p in paths]
     merged = {}
     for name in TABLES + SIMULATION_TABLES:
-        parts = [_tagged(frames[name], label) for frames, label in zip(loaded, _experiment_labels(paths))
+        parts = [_tagged(frames[name], label) for frames, label in zip(loaded, experiment_labels(paths))
                  if name in frames]
         if parts:
             merged[name] = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]

@@ -95,11 +95,16 @@ def write_cats_v_dogs(folder: Path, n_per_class: int = 5, seed: int = 0) -> Path
     return folder
 
 
-def write_cub(root: Path, n_images: int = 8, seed: int = 0) -> tuple:
+BOX_PAINT = (255, 220, 0)  # write_cub(paint=True): the box's pixels, on a darkened background
+
+
+def write_cub(root: Path, n_images: int = 8, seed: int = 0, paint: bool = False) -> tuple:
     """Write a tiny CUB_200_2011 folder (real JPEGs, the metadata files); return it and its records.
 
     Records are ``(image id, relative path, (width, height), (x, y, w, h), is_train)``; every
     second image is a test image, and the sizes differ so that box scaling is exercised.
+    ``paint``: each image's box is filled with :data:`BOX_PAINT` (pixel columns x .. x+w, rows
+    y .. y+h of the file), so a picture of the image shows where its box is.
     """
     from PIL import Image
 
@@ -113,7 +118,11 @@ def write_cub(root: Path, n_images: int = 8, seed: int = 0) -> tuple:
         x, y = float(rng.randint(0, width // 2)), float(rng.randint(0, height // 2))
         box = (x, y, float(rng.randint(5, width - int(x))), float(rng.randint(5, height - int(y))) + 0.5)
         (folder / "images" / klass).mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.randint(0, 256, size=(height, width, 3)).astype(np.uint8)).save(folder / "images" / rel)
+        pixels = rng.randint(0, 256, size=(height, width, 3)).astype(np.uint8)
+        if paint:
+            pixels //= 3
+            pixels[int(round(y)):int(round(y + box[3])), int(round(x)):int(round(x + box[2]))] = BOX_PAINT
+        Image.fromarray(pixels).save(folder / "images" / rel, **({"quality": 95} if paint else {}))
         records.append((image_id, rel, (width, height), box, image_id % 2 == 1))
     (folder / "images.txt").write_text("".join(f"{i} {rel}\n" for i, rel, _, _, _ in records))
     (folder / "bounding_boxes.txt").write_text("".join(f"{i} {' '.join(map(str, box))}\n" for i, _, _, box, _ in records))

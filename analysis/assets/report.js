@@ -5,6 +5,9 @@
  * Thumbnails are cells of shared PNG sheets (images/<set>/s<n>.png), drawn onto canvases.
  * For tests and devtools, <body> carries data-charts, data-sheets-loaded / -failed,
  * data-thumbs-drawn, data-explorer-count and data-compare-count.
+ * Regression (localisation) runs have boxes instead of classes: [x, y, w, h] in the frame of the
+ * dataset's test images (manifest.datasets[d].frame = [height, width]), drawn as SVG rectangles
+ * over the thumbnails (an SVG whose viewBox is that frame, laid exactly over the canvas).
  */
 (function () {
   "use strict";
@@ -15,7 +18,19 @@
   var PAGE = 60; // cards added per "show more"
   var OUTCOME_TEXT = { lost_by_decoding: "lost by decoding", fixed_by_decoding: "fixed by decoding",
     different_mistake: "different mistake", both_right: "right in both", only_a: "right only in A",
-    only_b: "right only in B", both_wrong: "wrong in both" };
+    only_b: "right only in B", both_wrong: "wrong in both", both_miss: "both miss" };
+  var SVG = "http://www.w3.org/2000/svg";
+  var BOX_TEXT = { "true": "true box", base: "base model's box", decoded: "decoded box" };
+  var SORTS = {
+    classification: [["kl-desc", "KL, largest first"], ["kl-asc", "KL, smallest first"],
+      ["dec-desc", "decoded confidence, highest first"], ["base-desc", "base confidence, highest first"],
+      ["label", "true class"], ["test", "test image"]],
+    regression: [["db-asc", "decoded box farthest from the base box first"], ["dt-asc", "IoU decoded vs true, lowest first"],
+      ["dt-desc", "IoU decoded vs true, highest first"], ["gain-asc", "IoU lost by decoding, most first"],
+      ["gain-desc", "IoU gained by decoding, most first"], ["test", "test image"]]
+  };
+  function isBoxes(i) { return manifest.runs[i].task === "regression"; }
+  function outcomesOf(task) { return task === "regression" ? manifest.box_outcomes : manifest.outcomes; }
 
   function $(id) { return document.getElementById(id); }
   function el(tag, attrs, children) {
@@ -29,6 +44,7 @@
     return node;
   }
   function pct(v) { return v == null ? "—" : (v * 100).toFixed(1) + " %"; }
+  function fmtIoU(v) { return v == null ? "—" : v.toFixed(3); }
   function num(v) { return v.toLocaleString("en-US"); }
   function fmtKL(v) { return v == null ? "—" : (v >= 100 ? v.toFixed(0) : v.toPrecision(3)); }
   function option(select, value, text) { select.appendChild(el("option", { value: value, text: text })); }
@@ -102,6 +118,51 @@
     return fig;
   }
 
+  // A thumbnail with boxes drawn over it: `boxes` is [{kind: "true" | "base" | "decoded", box: [x, y, w, h]}] in the
+  // dataset's frame (the test images' pixels). The SVG has the canvas's size and that frame as its viewBox, so a
+  // box lands on the pixels it names whatever the thumbnail's size; a dark halo under each line keeps it visible.
+  function boxTile(set, index, size, caption, cls, boxes) {
+    var fig = el("figure", { cls: "tile boxed " + (cls || ""), "data-test-index": index });
+    if (!set) {
+      fig.appendChild(el("div", { cls: "noimg", text: "no image" }));
+      fig.appendChild(el("figcaption", { text: caption }));
+      return fig;
+    }
+    var canvas = thumb(set, index, size), frame = set.frame || [set.h, set.w];
+    var svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("class", "boxes");
+    svg.setAttribute("width", canvas.width);
+    svg.setAttribute("height", canvas.height);
+    svg.setAttribute("viewBox", "0 0 " + frame[1] + " " + frame[0]);
+    svg.setAttribute("preserveAspectRatio", "none");
+    svg.setAttribute("aria-hidden", "true");
+    boxes.forEach(function (b) {
+      var box = b.box;
+      if (!box || box[0] == null || !(box[2] > 0) || !(box[3] > 0)) return; // an empty box has nothing to draw
+      ["halo", b.kind].forEach(function (layer) {
+        var rect = document.createElementNS(SVG, "rect");
+        rect.setAttribute("x", box[0]);
+        rect.setAttribute("y", box[1]);
+        rect.setAttribute("width", box[2]);
+        rect.setAttribute("height", box[3]);
+        rect.setAttribute("vector-effect", "non-scaling-stroke");
+        rect.setAttribute("class", layer === "halo" ? "halo" : "box-" + b.kind);
+        if (layer !== "halo") rect.setAttribute("data-box", b.kind);
+        svg.appendChild(rect);
+      });
+    });
+    var holder = el("div", { cls: "box-holder" }, [canvas]);
+    holder.appendChild(svg);
+    fig.appendChild(holder);
+    fig.appendChild(el("figcaption", { text: caption }));
+    return fig;
+  }
+  function boxLegend(kinds) {
+    return el("div", { cls: "box-legend" }, kinds.map(function (k) {
+      return el("span", { cls: "key key-" + k }, [el("i", {}), document.createTextNode(BOX_TEXT[k])]);
+    }));
+  }
+
   // ------------------------------------------------------------------ charts (Plotly, shipped beside the page)
   function drawCharts() {
     if (!window.Plotly) {
@@ -136,11 +197,16 @@
   }
 
   // ------------------------------------------------------------------ instance explorer
-  var ex = { run: null, data: null, order: [], shown: 0 };
-  var exControls = ["ex-outcome", "ex-class", "ex-position", "ex-pattern", "ex-kl-min", "ex-kl-max", "ex-test-index", "ex-sort"];
+  var ex = { run: null, data: null, order: [], shown: 0, task: null };
+  // Controls of the page (a page without regression runs has no IoU controls, one without class runs no class ones).
+  var exControls = ["ex-outcome", "ex-class", "ex-position", "ex-pattern", "ex-kl-min", "ex-kl-max", "ex-iou-which",
+    "ex-iou-min", "ex-iou-max", "ex-test-index", "ex-sort"].filter(function (id) { return $(id) !== null; });
+  function value(id) { return $(id) ? $(id).value : ""; }
 
   function fillSelect(id, values, text) {
-    var select = $(id), keep = select.value;
+    var select = $(id);
+    if (!select) return;
+    var keep = select.value;
     while (select.options.length > 1) select.remove(1);
     values.forEach(function (v) { option(select, String(v), text ? text(v) : String(v)); });
     select.value = values.map(String).indexOf(keep) >= 0 ? keep : "";
@@ -149,14 +215,33 @@
     return Array.from(new Set(values)).sort(function (a, b) { return a - b; });
   }
 
+  // Show the controls of a run's task (classes or boxes): outcomes, filters and sort orders differ.
+  function setTask(task) {
+    if (ex.task === task) return;
+    ex.task = task;
+    Array.prototype.forEach.call(document.querySelectorAll("#ex-controls [data-task]"), function (label) {
+      label.hidden = label.dataset.task !== task;
+      if (label.hidden) Array.prototype.forEach.call(label.querySelectorAll("input"), function (i) { i.value = ""; });
+    });
+    var outcome = $("ex-outcome");
+    while (outcome.options.length > 1) outcome.remove(1);
+    outcomesOf(task).forEach(function (o) { option(outcome, o, OUTCOME_TEXT[o]); });
+    outcome.value = "";
+    var sort = $("ex-sort");
+    sort.textContent = "";
+    SORTS[task].forEach(function (pair) { option(sort, pair[0], pair[1]); });
+    sort.value = SORTS[task][0][0];
+  }
+
   function selectExplorerRun(i, options) {
     options = options || {};
     $("ex-run").value = String(i);
     $("ex-status").textContent = "Loading " + manifest.runs[i].file + " …";
     return loadRun(i).then(function (data) {
       ex.run = i; ex.data = data;
+      setTask(data.task || "classification");
       var rows = data.rows;
-      fillSelect("ex-class", uniqueSorted(rows.label));
+      if (rows.label) fillSelect("ex-class", uniqueSorted(rows.label));
       fillSelect("ex-position", uniqueSorted(rows.position), function (p) { return "slot " + p; });
       var patterns = uniqueSorted(rows.pattern);
       fillSelect("ex-pattern", patterns, function (p) {
@@ -170,7 +255,8 @@
         ". The decodes are listed without them (run parity-ray report with --data-root to add them).";
       else if (images.status === "off") note.textContent = "Images are not shown: " + images.reason + ".";
       else if (images.status === "ok" && images.capped) note.textContent = "Images are shown for the " + images.shown +
-        " decoded instances with the largest KL (--max-thumbnails); the others are listed without them.";
+        (data.task === "regression" ? " decoded instances whose box is farthest from the base model's"
+          : " decoded instances with the largest KL") + " (--max-thumbnails); the others are listed without them.";
       else if (images.status === "none") note.hidden = true;
       applyExplorer();
     }, function (err) {
@@ -181,27 +267,38 @@
   function applyExplorer() {
     var d = ex.data;
     if (!d) return;
-    var rows = d.rows, n = rows.group.length;
-    var outcome = $("ex-outcome").value, cls = $("ex-class").value, pos = $("ex-position").value;
-    var pattern = $("ex-pattern").value, klMin = parseFloat($("ex-kl-min").value), klMax = parseFloat($("ex-kl-max").value);
-    var ti = $("ex-test-index").value;
-    var outcomeIndex = outcome === "" ? -1 : manifest.outcomes.indexOf(outcome);
+    var rows = d.rows, n = rows.group.length, boxes = d.task === "regression";
+    var outcome = value("ex-outcome"), cls = value("ex-class"), pos = value("ex-position");
+    var pattern = value("ex-pattern"), klMin = parseFloat(value("ex-kl-min")), klMax = parseFloat(value("ex-kl-max"));
+    var iou = boxes ? rows[value("ex-iou-which") || "iou_dt"] : null;
+    var iouMin = parseFloat(value("ex-iou-min")), iouMax = parseFloat(value("ex-iou-max"));
+    var ti = value("ex-test-index");
+    var outcomeIndex = outcome === "" ? -1 : outcomesOf(d.task || "classification").indexOf(outcome);
     var order = [];
     for (var j = 0; j < n; j++) {
       if (outcomeIndex >= 0 && rows.outcome[j] !== outcomeIndex) continue;
-      if (cls !== "" && rows.label[j] !== +cls) continue;
       if (pos !== "" && rows.position[j] !== +pos) continue;
       if (pattern !== "" && rows.pattern[j] !== +pattern) continue;
-      if (!isNaN(klMin) && !(rows.kl[j] >= klMin)) continue;
-      if (!isNaN(klMax) && !(rows.kl[j] <= klMax)) continue;
       if (ti !== "" && rows.test_index[j] !== +ti) continue;
+      if (boxes) {
+        if (!isNaN(iouMin) && !(iou[j] >= iouMin)) continue;
+        if (!isNaN(iouMax) && !(iou[j] <= iouMax)) continue;
+      } else {
+        if (cls !== "" && rows.label[j] !== +cls) continue;
+        if (!isNaN(klMin) && !(rows.kl[j] >= klMin)) continue;
+        if (!isNaN(klMax) && !(rows.kl[j] <= klMax)) continue;
+      }
       order.push(j);
     }
     var sort = $("ex-sort").value, key = {
       "kl-desc": function (j) { return -rows.kl[j]; }, "kl-asc": function (j) { return rows.kl[j]; },
       "dec-desc": function (j) { return -rows.decoded_p[j]; }, "base-desc": function (j) { return -rows.base_p[j]; },
-      "label": function (j) { return rows.label[j]; }, "test": function (j) { return rows.test_index[j]; }
-    }[sort];
+      "label": function (j) { return rows.label[j]; }, "test": function (j) { return rows.test_index[j]; },
+      "db-asc": function (j) { return rows.iou_db[j]; }, "dt-asc": function (j) { return rows.iou_dt[j]; },
+      "dt-desc": function (j) { return -rows.iou_dt[j]; },
+      "gain-asc": function (j) { return rows.iou_dt[j] - rows.iou_bt[j]; },
+      "gain-desc": function (j) { return rows.iou_bt[j] - rows.iou_dt[j]; }
+    }[sort] || function (j) { return j; };
     order.sort(function (a, b) { return key(a) - key(b) || a - b; });
     ex.order = order; ex.shown = 0;
     $("ex-list").textContent = "";
@@ -213,7 +310,8 @@
   function explorerStatus() {
     var d = ex.data, total = d.rows.group.length, count = ex.order.length, text;
     if (count === total) {
-      text = num(total) + " decode" + (total === 1 ? " differs" : "s differ") + " from the base model's answer (of " +
+      text = num(total) + " decode" + (total === 1 ? " differs" : "s differ") + " from the base model's " +
+        (d.task === "regression" ? "box in outcome or miss the true box" : "answer") + " (of " +
         num(d.decodes) + " decodes of " + num(d.instances_total) + " test images).";
     } else {
       text = num(count) + " of the " + num(total) + " differing decodes match the filters.";
@@ -229,9 +327,25 @@
 
   function showMoreExplorer() {
     var list = $("ex-list"), end = Math.min(ex.order.length, ex.shown + PAGE);
-    for (var n = ex.shown; n < end; n++) list.appendChild(explorerCard(ex.order[n]));
+    for (var n = ex.shown; n < end; n++) list.appendChild(ex.data.task === "regression" ? boxCard(ex.order[n]) : explorerCard(ex.order[n]));
     ex.shown = end;
     explorerStatus();
+  }
+
+  function erasedText(d, rows, j, pattern, down) {
+    return "group " + rows.group[j] + ", slot " + rows.position[j] + " rebuilt; worker" +
+      (down.length > 1 ? "s {" : " {") + pattern + "} unavailable" + (rows.parity ? "; parity " + rows.parity[j] : "");
+  }
+  // The coded queries the encoder built from the group (what the parity workers saw), or null without images.
+  function codedStrip(d, j, down) {
+    var images = d.images, codedSet = manifest.coded[images.coded];
+    var coded = el("div", { cls: "tiles" }), slot = images.coded_slots[d.rows.group[j]];
+    images.workers.forEach(function (worker, w) {
+      coded.appendChild(tile(codedSet, slot * codedSet.workers + w, 56, "worker " + worker,
+        down.indexOf(worker) >= 0 ? "down" : ""));
+    });
+    return el("div", { cls: "strip" }, [el("div", { cls: "label",
+      text: d.systematic ? "coded queries (parity workers)" : "coded queries (every worker)" }), coded]);
   }
 
   function explorerCard(j) {
@@ -240,13 +354,11 @@
     var down = pattern.split(",").map(Number), members = d.groups[rows.group[j]] || [];
     var withImages = images.status === "ok" && rows.thumb[j] === 1;
     var dataSet = withImages ? manifest.datasets[images.data] : null;
-    var codedSet = withImages ? manifest.coded[images.coded] : null;
     var head = el("h4", {}, [
       el("span", { text: "test image #" + rows.test_index[j] + " · class " + rows.label[j] }),
       el("span", { cls: "badge " + outcome, text: OUTCOME_TEXT[outcome] }),
       el("span", { cls: "sub", text: "KL " + fmtKL(rows.kl[j]) + " nats" }),
-      el("span", { cls: "sub", text: "group " + rows.group[j] + ", slot " + rows.position[j] + " rebuilt; worker" +
-        (down.length > 1 ? "s {" : " {") + pattern + "} unavailable" + (rows.parity ? "; parity " + rows.parity[j] : "") })
+      el("span", { cls: "sub", text: erasedText(d, rows, j, pattern, down) })
     ]);
     var group = el("div", { cls: "tiles" });
     members.forEach(function (index, slot) {
@@ -259,15 +371,7 @@
     var strips = el("div", { cls: "strips" }, [
       el("div", { cls: "strip" }, [el("div", { cls: "label", text: "k-group (slot " + rows.position[j] + " rebuilt)" }), group])
     ]);
-    if (withImages) {
-      var coded = el("div", { cls: "tiles" }), slot = images.coded_slots[rows.group[j]];
-      images.workers.forEach(function (worker, w) {
-        coded.appendChild(tile(codedSet, slot * codedSet.workers + w, 56, "worker " + worker,
-          down.indexOf(worker) >= 0 ? "down" : ""));
-      });
-      strips.appendChild(el("div", { cls: "strip" }, [el("div", { cls: "label",
-        text: d.systematic ? "coded queries (parity workers)" : "coded queries (every worker)" }), coded]));
-    }
+    if (withImages) strips.appendChild(codedStrip(d, j, down));
     var base = rows.base_top5 ? rows.base_top5.slice(5 * j, 5 * j + 5) : [rows.base[j]];
     var baseP = rows.base_top5_p ? rows.base_top5_p.slice(5 * j, 5 * j + 5) : [rows.base_p[j]];
     var dec = rows.decoded_top5 ? rows.decoded_top5.slice(5 * j, 5 * j + 5) : [rows.decoded[j]];
@@ -282,21 +386,83 @@
     return card;
   }
 
+  // IoU of two boxes as a bar, with the 0.75 threshold marked; `hit` marks IoUs against the true box.
+  function iouBar(title, v, hit) {
+    var fill = el("div", { cls: "fill" }), ok = v != null && v >= 0.75;
+    fill.style.width = Math.max(0, Math.min(100, Math.round((v || 0) * 100))) + "%";
+    return el("div", { cls: "bar iou" + (ok ? " truth" : "") }, [el("span", { text: title }),
+      el("div", { cls: "track", title: "IoU; the mark is the 0.75 threshold" }, [fill, el("i", { cls: "threshold" })]),
+      el("span", { cls: hit ? (ok ? "ok" : "bad") : "", text: fmtIoU(v) + (hit ? (ok ? " ✓" : " ✗") : "") })]);
+  }
+  function boxText(b) { return "[" + b.map(function (v) { return v == null ? "—" : v.toFixed(1); }).join(", ") + "]"; }
+
+  // A regression decode: the image with its true, base and decoded boxes, the k-group partners with their true and
+  // base boxes, the coded queries, and the IoUs (decoded and base against the true box, decoded against base).
+  function boxCard(j) {
+    var d = ex.data, rows = d.rows, images = d.images, info = manifest.runs[ex.run];
+    var outcome = manifest.box_outcomes[rows.outcome[j]], pattern = d.patterns[rows.pattern[j]];
+    var down = pattern.split(",").map(Number), members = d.groups[rows.group[j]] || [];
+    var withImages = images.status === "ok" && rows.thumb[j] === 1;
+    var dataSet = withImages ? manifest.datasets[images.data] : null;
+    function box(name) { return rows[name].slice(4 * j, 4 * j + 4); }
+    var head = el("h4", {}, [
+      el("span", { text: "test image #" + rows.test_index[j] }),
+      el("span", { cls: "badge " + outcome, text: OUTCOME_TEXT[outcome] }),
+      el("span", { cls: "sub", text: "IoU decoded vs base " + fmtIoU(rows.iou_db[j]) }),
+      el("span", { cls: "sub", text: erasedText(d, rows, j, pattern, down) })
+    ]);
+    var group = el("div", { cls: "tiles" });
+    members.forEach(function (index, slot) {
+      var target = slot === rows.position[j], erased = d.systematic && down.indexOf(slot) >= 0;
+      var cls = target ? "target" + (erased ? " down-target" : "") : erased ? "down" : "";
+      var known = d.boxes && d.boxes[index], boxes = target
+        // The dashed base box last: where decoding reproduced it, both lines stay visible.
+        ? [{ kind: "true", box: box("true_box") }, { kind: "decoded", box: box("decoded_box") }, { kind: "base", box: box("base_box") }]
+        : known ? [{ kind: "true", box: known.slice(0, 4) }, { kind: "base", box: known.slice(4, 8) }] : [];
+      group.appendChild(boxTile(dataSet, index, target ? 128 : 80, (target ? "rebuilt: " : "") + "#" + index, cls, boxes));
+    });
+    var strips = el("div", { cls: "strips" }, [
+      el("div", { cls: "strip" }, [el("div", { cls: "label", text: "k-group (slot " + rows.position[j] + " rebuilt)" }), group])
+    ]);
+    if (withImages) strips.appendChild(codedStrip(d, j, down));
+    var frame = dataSet && dataSet.frame ? dataSet.frame[1] + " × " + dataSet.frame[0] : "test image";
+    var ious = el("div", { cls: "ious" }, [
+      el("h5", { text: "IoU (hit: ≥ 0.75)" }),
+      iouBar("base vs true", rows.iou_bt[j], true),
+      iouBar("decoded vs true", rows.iou_dt[j], true),
+      iouBar("decoded vs base", rows.iou_db[j], false),
+      el("div", { cls: "sub coords", text: "x, y, w, h in the " + frame + " frame: true " + boxText(box("true_box")) +
+        ", base " + boxText(box("base_box")) + ", decoded " + boxText(box("decoded_box")) })
+    ]);
+    return el("div", { cls: "card boxes-card", "data-row": j, "data-run": info.run_id, "data-test-index": rows.test_index[j] },
+      [head, boxLegend(["true", "base", "decoded"]), strips, ious]);
+  }
+
   // ------------------------------------------------------------------ run vs run
   var cmp = { order: [], shown: 0, a: null, b: null, joined: null };
 
   function comparable(a) {
-    return manifest.runs.filter(function (r) { return r.dataset === manifest.runs[a].dataset; });
+    var run = manifest.runs[a];
+    return manifest.runs.filter(function (r) { return r.dataset === run.dataset && r.task === run.task; });
   }
+  // Runs as options; in a report of several experiments, grouped under each experiment's name.
   function fillRuns(select, list) {
     select.textContent = "";
-    list.forEach(function (r) { option(select, String(r.i), r.label + " — " + r.run_id); });
+    var grouped = (manifest.experiments || []).length > 1, groups = {};
+    list.forEach(function (r) {
+      var into = select;
+      if (grouped) {
+        if (!groups[r.experiment]) select.appendChild(groups[r.experiment] = el("optgroup", { label: "experiment " + r.experiment }));
+        into = groups[r.experiment];
+      }
+      option(into, String(r.i), r.label + " — " + r.run_id);
+    });
   }
 
   function selectPair(a, b) {
     $("cmp-a").value = String(a);
     fillRuns($("cmp-b"), comparable(a));
-    if (b == null || manifest.runs[b].dataset !== manifest.runs[a].dataset) {
+    if (b == null || comparable(a).indexOf(manifest.runs[b]) < 0) {
       var others = comparable(a).filter(function (r) { return r.i !== a; });
       b = others.length ? others[0].i : a;
     }
@@ -314,37 +480,49 @@
   }
 
   function joinRuns(A, B, e) {
-    var sa = A.summaries[e], sb = B.summaries[e];
+    var sa = A.summaries[e], sb = B.summaries[e], boxes = A.task === "regression";
     if (!sa || !sb) { $("cmp-status").textContent = "No decodes with " + e + " unavailable worker(s) in both runs."; return; }
     var at = {}, n;
     for (n = 0; n < sa.test_index.length; n++) at[sa.test_index[n]] = n;
     var joined = [], counts = { both_right: 0, only_a: 0, only_b: 0, both_wrong: 0 };
+    function at_(s, key, i) { return s[key] ? s[key][i] : null; }
     for (n = 0; n < sb.test_index.length; n++) {
       var m = at[sb.test_index[n]];
       if (m === undefined) continue;
       var ra = sa.correct[m] > 500, rb = sb.correct[n] > 500;
       var outcome = ra && rb ? "both_right" : ra ? "only_a" : rb ? "only_b" : "both_wrong";
       counts[outcome] += 1;
-      joined.push({ ti: sa.test_index[m], label: sa.label[m], outcome: outcome, ca: sa.correct[m], cb: sb.correct[n],
-        pa: sa.prediction[m], pb: sb.prediction[n], base: sa.base[m], baseB: sb.base[n], da: sa.decodes[m], db: sb.decodes[n] });
+      joined.push({ ti: sa.test_index[m], label: at_(sa, "label", m), outcome: outcome, ca: sa.correct[m], cb: sb.correct[n],
+        pa: at_(sa, "prediction", m), pb: at_(sb, "prediction", n), base: sa.base[m], baseB: sb.base[n], da: sa.decodes[m],
+        db: sb.decodes[n], ia: at_(sa, "iou", m), ib: at_(sb, "iou", n), biou: at_(sa, "base_iou", m) });
     }
     cmp.joined = joined;
     var total = joined.length || 1;
     function cell(key) { return el("td", { text: num(counts[key]) + " (" + pct(counts[key] / total) + ")", "data-outcome": key }); }
+    var right = boxes ? " hits" : " right", wrong = boxes ? " misses" : " wrong";
     var table = el("table", { cls: "confusion", id: "comparison-table" }, [
-      el("thead", {}, [el("tr", {}, [el("th", { text: "" }), el("th", { text: "B right" }), el("th", { text: "B wrong" })])]),
+      el("thead", {}, [el("tr", {}, [el("th", { text: "" }), el("th", { text: "B" + right }), el("th", { text: "B" + wrong })])]),
       el("tbody", {}, [
-        el("tr", {}, [el("th", { text: "A right" }), cell("both_right"), cell("only_a")]),
-        el("tr", {}, [el("th", { text: "A wrong" }), cell("only_b"), cell("both_wrong")])
+        el("tr", {}, [el("th", { text: "A" + right }), cell("both_right"), cell("only_a")]),
+        el("tr", {}, [el("th", { text: "A" + wrong }), cell("only_b"), cell("both_wrong")])
       ])
     ]);
-    var legend = el("p", { cls: "sub", text: "A = " + manifest.runs[cmp.a].label + " (" + manifest.runs[cmp.a].run_id +
-      "), B = " + manifest.runs[cmp.b].label + " (" + manifest.runs[cmp.b].run_id + "); " + num(joined.length) +
-      " test images decoded by both with " + e + " unavailable worker(s)." });
+    function who(i) {
+      var r = manifest.runs[i];
+      return r.label + " (" + (r.experiment && (manifest.experiments || []).length > 1 ? "experiment " + r.experiment + ", " : "") +
+        r.run_id + ")";
+    }
+    var legend = el("p", { cls: "sub", id: "cmp-legend", text: "A = " + who(cmp.a) + ", B = " + who(cmp.b) + "; " +
+      num(joined.length) + " test images decoded by both with " + e + " unavailable worker(s)" +
+      (boxes ? "; an image is a hit when most of its decoded boxes have IoU ≥ 0.75 with the true box." : ".") });
     $("cmp-table").textContent = "";
     $("cmp-table").appendChild(table);
     $("cmp-table").appendChild(legend);
-    fillSelect("cmp-class", uniqueSorted(joined.map(function (r) { return r.label; })));
+    $("cmp-class-label").hidden = boxes;
+    Array.prototype.forEach.call($("cmp-sort").options, function (o) { if (o.value === "label") o.hidden = boxes; });
+    if (boxes && $("cmp-sort").value === "label") $("cmp-sort").value = "gap";
+    if (boxes) $("cmp-class").value = "";
+    else fillSelect("cmp-class", uniqueSorted(joined.map(function (r) { return r.label; })));
     applyCompare();
   }
 
@@ -374,27 +552,54 @@
     $("cmp-more").hidden = cmp.shown >= cmp.order.length;
   }
 
+  // The true and base boxes of a test image, from whichever of the two runs lists it (regression runs).
+  function knownBoxes(ti) {
+    var found = [runs[cmp.a], runs[cmp.b]].map(function (d) { return d && d.boxes && d.boxes[ti]; }).filter(Boolean)[0];
+    return found ? [{ kind: "true", box: found.slice(0, 4) }, { kind: "base", box: found.slice(4, 8) }] : [];
+  }
+
   function compareCard(r) {
     var dataset = manifest.runs[cmp.a].dataset, set = hasThumb(dataset, r.ti) ? manifest.datasets[dataset] : null;
+    var boxes = manifest.runs[cmp.a].task === "regression";
+    function explore(parts, run) {
+      parts.push(document.createTextNode(" · "));
+      parts.push(el("a", { href: "#explore=" + run + "&ti=" + r.ti, text: "explore" }));
+    }
     function line(name, run, prediction, correct, decodes, base) {
       var right = prediction === r.label;
       var parts = [el("b", { text: name + " " }), el("span", { cls: right ? "ok" : "bad", text: prediction + (right ? " ✓" : " ✗") }),
         el("span", { title: "decodes of this image that give the true label",
           text: " · " + Math.round(correct * decodes / 1000) + "/" + decodes + " right" })];
-      if (prediction !== base) {  // the run's explorer lists this image's decodes that differ from the base model
-        parts.push(document.createTextNode(" · "));
-        parts.push(el("a", { href: "#explore=" + run + "&ti=" + r.ti, text: "explore" }));
-      }
+      if (prediction !== base) explore(parts, run); // the run's explorer lists this image's decodes that differ from the base model
       return el("div", {}, parts);
     }
-    var base = el("div", {}, [el("b", { text: "base " }), el("span", { cls: r.base === r.label ? "ok" : "bad",
-      text: r.base + (r.base === r.label ? " ✓" : " ✗") }),
-      document.createTextNode(r.baseB !== r.base ? " (B's base model: " + r.baseB + ")" : "")]);
+    function boxLine(name, run, correct, decodes, iou) {
+      var hit = correct > 500;
+      var parts = [el("b", { text: name + " " }), el("span", { cls: hit ? "ok" : "bad", text: hit ? "hit ✓" : "miss ✗" }),
+        el("span", { title: "decoded boxes of this image with IoU ≥ 0.75 against the true box",
+          text: " · " + Math.round(correct * decodes / 1000) + "/" + decodes + " hit · mean IoU " + fmtIoU(iou / 1000) })];
+      if (correct < 1000) explore(parts, run); // a decode that misses is listed in the run's explorer
+      return el("div", {}, parts);
+    }
+    var lines, title, picture;
+    if (boxes) {
+      lines = [boxLine("A", cmp.a, r.ca, r.da, r.ia), boxLine("B", cmp.b, r.cb, r.db, r.ib),
+        el("div", {}, [el("b", { text: "base " }), el("span", { cls: r.base ? "ok" : "bad", text: r.base ? "hit ✓" : "miss ✗" }),
+          document.createTextNode(" · IoU " + fmtIoU(r.biou / 1000) + (r.baseB !== r.base ? " (B's base model differs)" : ""))])];
+      title = "#" + r.ti;
+      picture = boxTile(set, r.ti, 80, "", "", knownBoxes(r.ti));
+    } else {
+      lines = [line("A", cmp.a, r.pa, r.ca, r.da, r.base), line("B", cmp.b, r.pb, r.cb, r.db, r.baseB),
+        el("div", {}, [el("b", { text: "base " }), el("span", { cls: r.base === r.label ? "ok" : "bad",
+          text: r.base + (r.base === r.label ? " ✓" : " ✗") }),
+          document.createTextNode(r.baseB !== r.base ? " (B's base model: " + r.baseB + ")" : "")])];
+      title = "#" + r.ti + " · class " + r.label;
+      picture = tile(set, r.ti, 56, "", "");
+    }
     return el("div", { cls: "card", "data-test-index": r.ti }, [
-      el("h4", {}, [el("span", { text: "#" + r.ti + " · class " + r.label }),
+      el("h4", {}, [el("span", { text: title }),
         el("span", { cls: "badge " + r.outcome, text: OUTCOME_TEXT[r.outcome] })]),
-      el("div", { cls: "flip" }, [tile(set, r.ti, 56, "", ""),
-        el("div", { cls: "lines" }, [line("A", cmp.a, r.pa, r.ca, r.da, r.base), line("B", cmp.b, r.pb, r.cb, r.db, r.baseB), base])])
+      el("div", { cls: "flip" }, [picture, el("div", { cls: "lines" }, lines)])
     ]);
   }
 
@@ -409,7 +614,10 @@
   }
 
   function clearFilters() {
-    exControls.forEach(function (id) { if (id !== "ex-sort") $(id).value = ""; });
+    exControls.forEach(function (id) {
+      if (id === "ex-iou-which") $(id).value = "iou_dt";
+      else if (id !== "ex-sort") $(id).value = "";
+    });
   }
 
   function init() {
@@ -422,7 +630,7 @@
       return;
     }
     fillRuns(runSelect, manifest.runs);
-    manifest.outcomes.forEach(function (o) { option($("ex-outcome"), o, OUTCOME_TEXT[o]); });
+    setTask(manifest.runs[0].task || "classification");
     runSelect.addEventListener("change", function () { selectExplorerRun(+runSelect.value); });
     exControls.forEach(function (id) {
       $(id).addEventListener($(id).tagName === "INPUT" ? "input" : "change", applyExplorer);

@@ -31,12 +31,17 @@ def _table(df: pd.DataFrame, folder: Path, name: str) -> None:
 
 
 def write_grid(folder: Path, labels: np.ndarray, dataset: str = "mnist", data_root: Optional[str] = None,
-               schema: int = 1, runs: Optional[int] = None, seed: int = 0) -> Path:
-    """Write runs / epochs / predictions / base_models tables of a synthetic grid into ``folder``."""
+               schema: int = 1, runs: Optional[int] = None, seed: int = 0, grid: Optional[dict] = None) -> Path:
+    """Write runs / epochs / predictions / base_models tables of a synthetic grid into ``folder``.
+
+    ``grid`` replaces :data:`GRID` (same keys); two grids written with different seeds hold the
+    same run ids with different predictions, as two experiments of one config do.
+    """
     rng = np.random.default_rng(seed)
     n = len(labels)
     classes = int(labels.max()) + 1
-    cells = [dict(zip(GRID, values)) for values in itertools.product(*GRID.values())][:runs]
+    grid = grid or GRID
+    cells = [dict(zip(grid, values)) for values in itertools.product(*grid.values())][:runs]
     base_id = f"{dataset}-base-mlp-s0-synthetic"
     run_rows, epoch_rows, frames = [], [], []
     base_predictions = np.where(rng.random(n) < 0.97, labels, rng.integers(0, classes, n))
@@ -91,7 +96,7 @@ def write_grid(folder: Path, labels: np.ndarray, dataset: str = "mnist", data_ro
         single = frame[frame.get("erasures", pd.Series(1, index=frame.index)) == 1]
         degraded = float((single["decoded_prediction"] == single["label"]).mean())
         row = {**{k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in resolved.items()},
-               "experiment": "synthetic", "run_id": run_id, "status": "COMPLETED", "error": None,
+               "experiment": folder.name, "run_id": run_id, "status": "COMPLETED", "error": None,
                "config_json": json.dumps(config.to_dict()), "space": "synthetic", "base_model_id": base_id,
                "available_accuracy": available, "degraded_accuracy": degraded,
                "reconstruction_accuracy": float((single["decoded_prediction"] == single["base_prediction"]).mean()),

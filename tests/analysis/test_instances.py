@@ -79,3 +79,44 @@ def test_outcomes_of_a_v1_table_in_the_v2_shape():
     assert out["outcome"].tolist() == ["both_correct", "lost_by_decoding", "both_correct", "different_mistake"]
     assert out["pattern"].tolist() == ["0", "1", "0", "1"] and (out["erasures"] == 1).all()
     assert instances.group_members(p, "r").to_numpy().tolist() == [[3, 4], [5, 6]]
+
+
+def test_box_outcomes_score_each_decode_against_the_true_box():
+    p = pd.DataFrame({"run_id": "r", "group_id": [0, 0, 1, 1], "position": np.array([0, 1, 0, 1], dtype="int16"),
+                      "test_index": [3, 4, 5, 6],
+                      "iou_base_true": np.float32([0.9, 0.9, 0.2, 0.3]), "iou_decoded_true": np.float32([0.8, 0.5, 0.75, 0.1]),
+                      "iou_decoded_base": np.float32([0.9, 0.4, 0.1, 0.95])})
+    out = tables.with_box_outcomes(p)
+    assert out["outcome"].tolist() == ["both_hit", "lost_by_decoding", "fixed_by_decoding", "both_miss"]
+    assert out["agrees"].tolist() == [True, False, False, True] and out["pattern"].tolist() == ["0", "1", "0", "1"]
+    assert tables.BOX_DIFFERING == ["lost_by_decoding", "fixed_by_decoding", "both_miss"]
+
+
+def test_runs_of_two_experiments_keep_apart_under_qualified_ids():
+    from parity_ray.results import Tables
+
+    runs = pd.DataFrame({"experiment": ["a", "b"], "run_id": ["same", "same"], "base_model_id": ["base", "base"],
+                         "dataset": "mnist", "model": "mlp", "k": 2, "r": 1, "encoder": ["addition", "concatenation"],
+                         "decoder": "subtraction", "loss": "mse", "status": "COMPLETED"})
+    predictions = pd.DataFrame({"experiment": ["a", "b"], "run_id": ["same", "same"], "test_index": [0, 0]})
+    simulations = pd.DataFrame({"experiment": ["a"], "simulation_id": ["s1"], "run_id": [None]})
+    loaded = Tables(runs=runs, epochs=pd.DataFrame(), predictions=predictions, base_models=pd.DataFrame(
+        {"experiment": ["a", "b"], "base_model_id": ["base", "base"]}), simulations=simulations)
+    qualified = tables.qualify_ids(loaded)
+    assert qualified.runs["run_id"].tolist() == ["a/same", "b/same"]
+    assert qualified.runs["base_model_id"].tolist() == ["a/base", "b/base"]
+    assert qualified.base_models["base_model_id"].tolist() == ["a/base", "b/base"]
+    assert qualified.predictions["run_id"].tolist() == ["a/same", "b/same"]
+    assert qualified.simulations["simulation_id"].tolist() == ["a/s1"] and qualified.simulations["run_id"].isna().all()
+    assert loaded.runs["run_id"].tolist() == ["same", "same"]  # the tables given are left as they were
+    assert tables.run_labels(qualified.runs) == {"a/same": "a: addition", "b/same": "b: concatenation"}
+    one = Tables(runs=runs.iloc[:1], epochs=pd.DataFrame(), predictions=predictions.iloc[:1], base_models=pd.DataFrame())
+    assert tables.qualify_ids(one) is one  # one experiment: its ids as they are
+
+
+def test_default_pair_prefers_two_experiments_at_the_same_k_and_r():
+    runs = [{"i": 0, "experiment": "a", "dataset": "mnist", "k": 2, "r": 1, "encoder": "addition", "code_family": "x"},
+            {"i": 1, "experiment": "a", "dataset": "mnist", "k": 2, "r": 1, "encoder": "concatenation", "code_family": "x"},
+            {"i": 2, "experiment": "b", "dataset": "mnist", "k": 2, "r": 1, "encoder": "berrut", "code_family": "berrut"},
+            {"i": 3, "experiment": "b", "dataset": "mnist", "k": 4, "r": 1, "encoder": "addition", "code_family": "x"}]
+    assert explorer.default_pair(runs) == [0, 2]

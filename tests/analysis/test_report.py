@@ -276,7 +276,120 @@ def test_report_of_an_s3_experiment_goes_to_its_report_prefix(small_experiment, 
     assert storage.read_bytes(f"{uri}/report/latency_cdf.png").startswith(b"\x89PNG")
 
 
+TWO_CODES = {"k": [2], "r": [1], "encoder": ["addition", "concatenation"], "loss": ["mse"], "lr": [0.001]}
+
+
+def _two_experiments(folder: Path, runs: int = 2) -> tuple:
+    """Two synthetic experiments over the digits test split holding the same run ids (one config, two seeds)."""
+    from parity_ray.data import load_data
+    from tests.analysis.synthetic import write_grid
+
+    labels = load_data("digits").test_y.numpy()
+    a = write_grid(folder / "exp-a", labels, dataset="digits", schema=2, grid=TWO_CODES, runs=runs, seed=0)
+    b = write_grid(folder / "exp-b", labels, dataset="digits", schema=2, grid=TWO_CODES, runs=runs, seed=1)
+    return a, b
+
+
+def _cells(browser: Browser) -> dict:
+    cells = browser.evaluate("JSON.stringify(Array.from(document.querySelectorAll('#comparison-table td'))"
+                             ".map(function (td) { return [td.dataset.outcome, td.textContent]; }))")
+    return {outcome: int(text.split(" ")[0].replace(",", "")) for outcome, text in json.loads(cells)}
+
+
+@pytest.mark.slow
+def test_report_of_two_experiments_compares_runs_across_them(tmp_path):
+    """parity-ray report A B --out DIR: one page; run vs run offers the runs of both (same run ids, told apart by
+    their experiment) and lists the images that flip between a run of A and a run of B."""
+    _require_browser()
+    a, b = _two_experiments(tmp_path)
+    out = tmp_path / "report"
+    result = cli("report", str(a), str(b), "--out", str(out), "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["experiments"] == [{"path": str(a), "name": "exp-a", "runs": 2}, {"path": str(b), "name": "exp-b", "runs": 2}]
+    assert summary["runs"] == summary["explorer_runs"] == 4 and summary["report"] == str(out / "index.html")
+    assert "exp-a: " in result.stdout and "exp-b: " in result.stdout  # the human summary names both
+    assert not (a / "report").exists() and not (b / "report").exists()  # written only where --out says
+    run_ids = results.load(str(a)).runs["run_id"].tolist()
+    assert run_ids == results.load(str(b)).runs["run_id"].tolist()  # the same ids in both experiments
+    predictions = {"exp-a": results.load(str(a)).predictions, "exp-b": results.load(str(b)).predictions}
+    page = (out / "index.html").read_text()
+    assert page.count('class="node experiment"') == 2 and 'id="experiment-list"' in page
+    assert "exp-a vs exp-b" in page.split("</title>")[0]
+
+    with Browser(CHROMIUM, tmp_path / "profile") as browser:
+        browser.open((out / "index.html").as_uri())
+        _ready(browser, 6)
+        runs = browser.evaluate("PR.manifest.runs.map(function (r) { return [r.i, r.experiment, r.run_id, r.label]; })")
+        index = {(experiment, run_id.split("/", 1)[1]): i for i, experiment, run_id, _ in runs}
+        assert sorted(index) == sorted((e, r) for e in ("exp-a", "exp-b") for r in run_ids)
+        assert all(label.startswith(experiment + ": ") for _, experiment, _, label in runs)
+        # Both pickers offer every run, under its experiment's name.
+        for select in ("cmp-a", "ex-run"):
+            groups = browser.evaluate(f"Array.from(document.querySelectorAll('#{select} optgroup')).map(function (g) {{ "
+                                      f"return [g.label, g.querySelectorAll('option').length]; }})")
+            assert groups == [["experiment exp-a", 2], ["experiment exp-b", 2]], (select, groups)
+
+        def check(key_a, key_b):
+            assert browser.evaluate("[+document.getElementById('cmp-a').value, +document.getElementById('cmp-b').value]") \
+                == [index[key_a], index[key_b]]
+            expected = analysis.compare_runs(predictions[key_a[0]], key_a[1], key_b[1], predictions_b=predictions[key_b[0]])
+            counts = expected.table.set_index("outcome")["instances"]
+            assert _cells(browser) == {o: int(counts[o]) for o in counts.index}
+            assert _count(browser, "compareCount") == counts["only_a"] + counts["only_b"] > 0
+            return expected
+
+        # The first pair shown: two codes at the same k and r, from the two experiments.
+        check(("exp-a", run_ids[0]), ("exp-b", run_ids[1]))
+        legend = browser.evaluate("document.getElementById('cmp-legend').textContent")
+        assert "experiment exp-a" in legend and "experiment exp-b" in legend
+        # The same run id in both experiments is two runs: compare them with each other.
+        _set(browser, "cmp-b", index[("exp-b", run_ids[0])])
+        browser.wait_for(f"+document.getElementById('cmp-b').value === {index[('exp-b', run_ids[0])]} && "
+                         f"document.getElementById('cmp-legend').textContent.indexOf('exp-b/{run_ids[0]}') >= 0")
+        expected = check(("exp-a", run_ids[0]), ("exp-b", run_ids[0]))
+        _set(browser, "cmp-side", "only_b")
+        assert _count(browser, "compareCount") == int((expected.instances["outcome"] == "only_b").sum())
+        _set(browser, "cmp-sort", "test")
+        flips = browser.evaluate("Array.from(document.querySelectorAll('#cmp-list .card')).map(function (c) { "
+                                 "return +c.dataset.testIndex; })")
+        assert flips == sorted(expected.flips[expected.flips["outcome"] == "only_b"]["test_index"].tolist())[:60]
+        browser.wait_for("document.querySelectorAll('#cmp-list canvas[data-drawn]').length > 0")
+        browser.evaluate("document.getElementById('compare').scrollIntoView()")
+        browser.settle(0.5)
+        browser.screenshot(tmp_path / "compare-two-experiments.png", full_page=False)
+
+        # A flip opens in the explorer of the run of experiment A that lost it.
+        link = browser.evaluate("(function () { var a = document.querySelector('#cmp-list a[href^=\"#explore=\"]'); "
+                                "a.click(); return a.getAttribute('href'); })()")
+        run, ti = (int(v) for v in re.match(r"#explore=(\d+)&ti=(\d+)", link).groups())
+        assert run == index[("exp-a", run_ids[0])]
+        differing = analysis.differing_decodes(predictions["exp-a"], run_ids[0])
+        want = int((differing["test_index"] == ti).sum())
+        browser.wait_for(f"document.getElementById('ex-run').value === '{run}' && "
+                         f"document.body.dataset.explorerCount === '{want}'")
+        assert want > 0
+        assert browser.errors() == []
+    shot = tmp_path / "compare-two-experiments.png"
+    assert shot.read_bytes().startswith(b"\x89PNG") and shot.stat().st_size > 30_000
+
+
 # --------------------------------------------------------------------------- bad input
+
+
+def test_report_of_two_experiments_needs_an_out_folder(tmp_path):
+    a, b = _two_experiments(tmp_path, runs=1)
+    before = _listing(tmp_path)
+    line = assert_usage_error(cli("report", str(a), str(b)), "2 experiments", "--out")
+    assert "report" in line
+    assert _listing(tmp_path) == before  # nothing written: no report/ in either experiment
+    # A parent folder is not an experiment: each experiment is named.
+    line = assert_usage_error(cli("report", str(a), str(tmp_path), "--out", str(tmp_path / "report")),
+                              "not an experiment folder")
+    assert _listing(tmp_path) == before and not (tmp_path / "report").exists()
+    assert_usage_error(cli("report", str(a), str(tmp_path / "nope"), "--out", str(tmp_path / "report")),
+                       "does not exist")
+    assert _listing(tmp_path) == before
 
 
 def test_report_refuses_a_negative_thumbnail_bound(tmp_path):

@@ -284,3 +284,13 @@ def test_every_config_flag_says_what_it_does_and_its_default():
         assert f"--{field.name.replace('_', '-')}" in text
         assert "".join(docs[field.name].split()) in text, field.name
     assert "(default:'addition')" in text and "(default:30)" in text
+
+
+def test_report_help_takes_one_experiment_or_several():
+    result = cli("report", "--help")
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert "PATH [PATH ...]" in text and "report A B --out DIR" in text
+    assert "(required with several experiments)" in text
+    # Several experiments and no --out: one line, exit 2, before anything is read or written.
+    assert_usage_error(cli("report", "results/a", "results/b"), "a report of 2 experiments", "--out DIR")
