@@ -53,6 +53,7 @@ class TrainConfig:
     lr_schedule: str = "none"  # none | cosine (to 0 over the epochs) | step (x lr_gamma every lr_step epochs)
     lr_step: int = 10  # epochs between learning-rate drops (lr_schedule step)
     lr_gamma: float = 0.1  # factor of each drop (lr_schedule step)
+    ema_decay: float = 0.0  # per-step decay of an exponential moving average of the trained weights, used for evaluation, best.pt and predictions (0 = off)
     seed: int = 0  # seeds init, the validation split, and every epoch's random k-groups
     # ---- data ----
     data_root: Optional[str] = None  # None = $PARITY_RAY_DATA, then the user cache
@@ -169,6 +170,8 @@ class TrainConfig:
         _positive("eval_batch_size", self.eval_batch_size, minimum=1)
         if self.lr <= 0:
             raise UsageError(f"lr must be > 0, got {self.lr}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise UsageError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.weight_decay < 0:
             raise UsageError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.optimizer not in OPTIMIZERS:

@@ -8,6 +8,7 @@ are fixed. Checkpoints (latest, best) carry the resolved config, seed and versio
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -123,8 +124,11 @@ class Code:
             module.train(mode)
 
     def state(self) -> Dict[str, Dict[str, torch.Tensor]]:
-        """``{"parity_state", "encoder_state", "decoder_state"}``: plain CPU state_dicts (empty when fixed)."""
-        return {f"{name}_state": {k: v.detach().cpu() for k, v in module.state_dict().items()}
+        """``{"parity_state", "encoder_state", "decoder_state"}``: plain CPU state_dicts (empty when fixed).
+
+        Copies, never views of the live weights (on the CPU ``.cpu()`` alone would alias them).
+        """
+        return {f"{name}_state": {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
                 for name, module in self.modules().items()}
 
     def load_state(self, checkpoint: Dict[str, Any]) -> None:
@@ -140,6 +144,60 @@ class Code:
         if self.systematic:
             return torch.cat([base_outputs, coded_outputs], dim=1), coded_outputs
         return coded_outputs, coded_outputs
+
+
+class WeightAverage:
+    """An exponential moving average (Polyak) of a code's weights, updated after every optimiser step.
+
+    Late in training the weights wander around a good point with the optimiser's noise; their
+    average sits nearer it, so it scores higher sooner and moves less from epoch to epoch (which
+    also steadies the choice of the best epoch). Evaluation, ``best.pt`` and predictions use the
+    average; ``latest.pt`` keeps the live weights and the average, so a resumed run is exact.
+    The decay warms up as ``min(decay, (1 + t) / (10 + t))`` so that early averages are not
+    dominated by the initial weights.
+    """
+
+    def __init__(self, code: "Code", decay: float):
+        self.decay, self.steps = decay, 0
+        # state_dict tensors share storage with the parameters and buffers, which the optimiser
+        # and batch norm update in place: this list always holds the live values.
+        trained = [m for m in code.modules().values() if any(p.requires_grad for p in m.parameters())]
+        live = [t for module in trained for t in module.state_dict().values()]
+        self.live = [t for t in live if t.is_floating_point()]
+        self.average = [t.detach().clone() for t in self.live]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.steps += 1
+        decay = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        torch._foreach_lerp_(self.average, self.live, 1.0 - decay)
+
+    @contextlib.contextmanager
+    def applied(self):
+        """The averaged weights in place of the live ones, for the duration of the block."""
+        with torch.no_grad():
+            live = [t.clone() for t in self.live]
+            torch._foreach_copy_(self.live, self.average)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                torch._foreach_copy_(self.live, live)
+
+    def state(self) -> Dict[str, Any]:
+        return {"weight_average": {"steps": self.steps, "tensors": [t.detach().cpu() for t in self.average]}}
+
+    def load_state(self, checkpoint: Dict[str, Any]) -> None:
+        saved = checkpoint.get("weight_average")
+        if saved is None:
+            raise UsageError("the checkpoint holds no weight average (it was trained with ema_decay 0)")
+        self.steps = int(saved["steps"])
+        with torch.no_grad():
+            torch._foreach_copy_(self.average, [t.to(a.device) for t, a in zip(saved["tensors"], self.average)])
+
+
+def averaged(average: Optional[WeightAverage]):
+    return average.applied() if average is not None else contextlib.nullcontext()
 
 
 def build_code(config: TrainConfig, spec, base_model: nn.Module, device, train_targets: Optional[torch.Tensor] = None) -> Code:
@@ -240,10 +298,11 @@ def train(
     parameters = code.trainable_parameters()
     optimizer = make_optimizer(config, parameters) if parameters else None
     scheduler = make_scheduler(config, optimizer) if optimizer is not None else None
+    average = WeightAverage(code, config.ema_decay) if config.ema_decay and optimizer is not None else None
 
     state = RunState()
     if checkpoint is not None:
-        state = restore(checkpoint, data, code, optimizer, scheduler, device)
+        state = restore(checkpoint, data, code, optimizer, scheduler, device, average)
         log(f"resuming {run_dir} after epoch {state.epoch}")
     write_run_record(run_dir, config, data, base_info, device)
 
@@ -257,20 +316,24 @@ def train(
         epoch_started = time.perf_counter()
         results = {}
         if epoch > 0:
-            results["train"] = train_one_epoch(config, epoch, data, base_outputs, code, loss_fn, optimizer, progress, base_model)
+            results["train"] = train_one_epoch(config, epoch, data, base_outputs, code, loss_fn, optimizer, progress,
+                                               base_model, average)
             if scheduler is not None:
                 scheduler.step()
         state.train_seconds += time.perf_counter() - epoch_started
-        for split in EVAL_SPLITS:
-            x, y = data.split_tensors(split)
-            results[split] = evaluate(eval_groups[split], x, y, base_outputs[split], code, loss_fn, config)
+        with averaged(average):  # the weights a run stopped here would report (and best.pt would hold)
+            for split in EVAL_SPLITS:
+                x, y = data.split_tensors(split)
+                results[split] = evaluate(eval_groups[split], x, y, base_outputs[split], code, loss_fn, config)
+            evaluated = code.state() if average is not None else None
         for split, metrics in results.items():
             state.history.append({"epoch": epoch, "split": split, **metrics, "available_accuracy": available[split]})
         state.epoch = epoch
         improved = epoch == 0 or improves(results["val"], state.best_score)
         if improved:
             state.best_epoch, state.best_score = epoch, results["val"][EPOCH_SELECTION_METRIC]
-        save_checkpoints(run_dir, config, state, code, optimizer, scheduler, base_info, data, improved)
+        save_checkpoints(run_dir, config, state, code, optimizer, scheduler, base_info, data, improved,
+                         evaluated=evaluated, extra=average.state() if average is not None else None)
         if epoch == config.epochs or (improved and predictions_on_improvement):
             write_predictions(run_dir, code, eval_groups["test"], data, base_outputs["test"], config)
         if should_log(epoch, config.epochs, time.perf_counter() - epoch_started):
@@ -387,7 +450,8 @@ def make_augmenter(config: TrainConfig, data: DataBundle, base_model: nn.Module,
     return Augmenter(augmentation, base_model, black_level(data.normalization), generator)
 
 
-def train_one_epoch(config, epoch, data, base_outputs, code: Code, loss_fn, optimizer, progress, base_model=None):
+def train_one_epoch(config, epoch, data, base_outputs, code: Code, loss_fn, optimizer, progress, base_model=None,
+                    average: Optional[WeightAverage] = None):
     code.train()
     groups = random_groups(len(data.train_y), config.k, config.seed, epoch, data.train_x.device)
     batches = groups.split(config.batch_size)
@@ -405,6 +469,8 @@ def train_one_epoch(config, epoch, data, base_outputs, code: Code, loss_fn, opti
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if average is not None:
+            average.update()
         metrics.add_loss(loss, len(idx))
         metrics.add_rebuilt(batch.decoded.detach(), batch.rebuilt, batch.base_outputs, batch.labels)
     return metrics.result()
@@ -536,9 +602,12 @@ def write_run_record(run_dir: Path, config: TrainConfig, data: DataBundle, base:
     )
 
 
-def save_checkpoints(run_dir, config, state, code: Code, optimizer, scheduler, base_info, data, improved) -> None:
+def save_checkpoints(run_dir, config, state, code: Code, optimizer, scheduler, base_info, data, improved,
+                     evaluated: Optional[Dict[str, Any]] = None, extra: Optional[Dict[str, Any]] = None) -> None:
     """best.pt (when improved), then latest.pt (the commit point of an epoch), then metrics.jsonl.
 
+    ``evaluated``: the weights the epoch was scored with (the weight average, when there is one),
+    which best.pt holds; latest.pt holds the live weights plus ``extra`` (the average's state).
     Everything in them is tensors and plain Python values, so they load with ``weights_only=True``.
     """
     common = {
@@ -556,10 +625,11 @@ def save_checkpoints(run_dir, config, state, code: Code, optimizer, scheduler, b
     folder = run_dir / "checkpoints"
     if improved:
         rows = [row for row in state.history if row["epoch"] == state.epoch]
-        atomic_torch_save({**common, "epoch": state.epoch, "metrics": rows}, folder / "best.pt")
+        atomic_torch_save({**common, **(evaluated or {}), "epoch": state.epoch, "metrics": rows}, folder / "best.pt")
     atomic_torch_save(
         {
             **common,
+            **(extra or {}),
             "epoch": state.epoch,
             "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
             "scheduler_state": scheduler.state_dict() if scheduler is not None else None,
@@ -681,11 +751,13 @@ def write_predictions(run_dir, code: Code, groups, data, base_outputs, config) -
     write_parquet(frame, str(run_dir / "predictions.parquet"), {"parity_ray.best_epoch": best["epoch"]})
 
 
-def restore(path: Path, data, code: Code, optimizer, scheduler, device) -> RunState:
+def restore(path: Path, data, code: Code, optimizer, scheduler, device, average: Optional[WeightAverage] = None) -> RunState:
     checkpoint = load_checkpoint(path, device)
     if checkpoint["split"]["val_indices_sha256"] != data.split["val_indices_sha256"]:
         raise UsageError(f"checkpoint {path} was trained on a different validation split; the dataset files changed")
     code.load_state(checkpoint)
+    if average is not None:
+        average.load_state(checkpoint)
     if optimizer is not None and checkpoint.get("optimizer_state") is not None:
         optimizer.load_state_dict(checkpoint["optimizer_state"])
     if scheduler is not None and checkpoint.get("scheduler_state") is not None:

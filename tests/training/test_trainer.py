@@ -73,15 +73,37 @@ def test_same_config_and_seed_give_identical_metrics(tmp_path):
     assert [r["loss"] for r in c.history] != [r["loss"] for r in a.history]
 
 
-def test_resume_continues_at_next_epoch_exactly(tmp_path):
-    straight = run(tmp_path, "straight", epochs=4)
-    first = run(tmp_path, "resumed", epochs=2)
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_resume_continues_at_next_epoch_exactly(tmp_path, ema_decay):
+    straight = run(tmp_path, "straight", epochs=4, ema_decay=ema_decay)
+    first = run(tmp_path, "resumed", epochs=2, ema_decay=ema_decay)
     assert [r["epoch"] for r in first.history] == [1, 1, 1, 2, 2, 2]
-    resumed = run(tmp_path, "resumed", epochs=4)
+    resumed = run(tmp_path, "resumed", epochs=4, ema_decay=ema_decay)
     assert resumed.history == straight.history  # no duplicated rows, identical numbers
     lines = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line) for line in lines] == straight.history
     assert resumed.summary["degraded_accuracy"] == straight.summary["degraded_accuracy"]
+
+
+def test_a_weight_average_is_what_is_scored_and_kept_as_best(tmp_path):
+    """With ema_decay, epochs are scored with the averaged weights; best.pt holds them, latest.pt the live ones."""
+    plain = run(tmp_path, "plain", epochs=3)
+    averaged = run(tmp_path, "ema", epochs=3, ema_decay=0.95)
+    train_rows = lambda r: [row["loss"] for row in r.history if row["split"] == "train"]  # noqa: E731
+    assert train_rows(plain) == train_rows(averaged)  # the same optimisation: the average only watches it
+    assert [row["loss"] for row in plain.history if row["split"] == "val"] != \
+        [row["loss"] for row in averaged.history if row["split"] == "val"]  # ... but scores other weights
+    folder = averaged.run_dir / "checkpoints"
+    best = torch.load(folder / "best.pt", weights_only=True)
+    latest = torch.load(folder / "latest.pt", weights_only=True)
+    assert latest["weight_average"]["steps"] > 0 and "weight_average" not in best
+    if best["epoch"] == latest["epoch"]:  # the average, not the live weights, is what best.pt keeps
+        live = [t for t in latest["parity_state"].values() if t.is_floating_point()]
+        kept = [t for t in best["parity_state"].values() if t.is_floating_point()]
+        assert any(not torch.equal(a, b) for a, b in zip(live, kept))
+        assert all(torch.equal(a, b) for a, b in zip(latest["weight_average"]["tensors"], kept))
+    with pytest.raises(UsageError, match="ema_decay"):
+        TrainConfig.from_dict({**DIGITS, "ema_decay": 1.0}).validate()
 
 
 def test_checkpoints_carry_config_seed_and_versions(tmp_path):
