@@ -205,7 +205,6 @@ def main(argv=None) -> int:
         rows.append({"target": name, "accuracy": target, "published": t_pub, "fast": t_fast,
                      "wall_ratio": ratio(t_fast, t_pub, "wall"), "cpu_ratio": ratio(t_fast, t_pub, "cpu")})
     final = {"published": accuracy_after(pub, published_epochs), "fast": accuracy_after(fst, fst[-1]["epoch"])}
-    long_row = rows[-1]
     report = {
         "workload": f"{common['dataset']} {common['model']} k={args.k} r=1 addition/subtraction mse, "
                     f"{args.threads} torch thread(s), {'in-process' if args.in_process else 'a fresh process per run'}",
@@ -218,8 +217,10 @@ def main(argv=None) -> int:
         "epoch_wall_seconds": {k: (v["curve"][-1]["wall"] - v["curve"][0]["wall"]) / max(1, len(v["curve"]) - 1) for k, v in runs.items()},
         "curves": {k: v["curve"] for k, v in runs.items()},
         "goals": {
-            "fast_within_a_third_of_published_time": long_row["wall_ratio"] is not None and long_row["wall_ratio"] <= 1 / 3,
-            "fast_within_a_third_cpu": long_row["cpu_ratio"] is not None and long_row["cpu_ratio"] <= 1 / 3,
+            **{f"fast_within_a_third_of_published_time@{row['target'].split('@')[1]}":
+               row["wall_ratio"] is not None and row["wall_ratio"] <= 1 / 3 for row in rows},
+            **{f"fast_within_a_third_cpu@{row['target'].split('@')[1]}":
+               row["cpu_ratio"] is not None and row["cpu_ratio"] <= 1 / 3 for row in rows},
             "no_loss_at_published_epochs": final["fast"] >= final["published"] - 1e-12,
         },
     }
