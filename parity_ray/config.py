@@ -34,7 +34,7 @@ class TrainConfig:
     # ---- what is coded ----
     dataset: str = "mnist"  # a registered dataset: digits, mnist, fashion-mnist, cifar10, cifar100
     model: SpecType = "base-mlp"  # the deployed base model F: a registered name or {"cls": ..., **kwargs}
-    parity_model: Optional[SpecType] = None  # worker on coded queries: a trained model (None = F's architecture, the paper's choice) or "base" (F itself, frozen)
+    parity_model: Optional[SpecType] = None  # worker on coded queries: a trained model (None = F's architecture, the paper's choice; berrut with epochs 0: F) or "base" (F itself, frozen)
     parity_init: str = "random"  # trained workers start from random weights (paper) or from F's weights ("base"; same architecture)
     k: int = 2  # data queries per coding group
     r: int = 1  # extra workers per group (parity queries, or coded queries beyond k); erasure patterns up to r are scored
@@ -106,13 +106,14 @@ class TrainConfig:
     # ------------------------------------------------------------------ defaults
     def resolved(self) -> "TrainConfig":
         """A copy with every data-dependent default filled in (what artifacts record)."""
-        from .coders import default_systematic
+        from .coders import default_systematic, evaluates_with_base
         from .data import get_dataset_spec
 
         spec = get_dataset_spec(self.dataset)
         return dataclasses.replace(
             self,
-            parity_model=self.parity_model if self.parity_model is not None else self.model,
+            parity_model=self.parity_model if self.parity_model is not None else (
+                "base" if self.epochs == 0 and evaluates_with_base(self.encoder) else self.model),
             systematic=self.systematic if self.systematic is not None else default_systematic(self.encoder),
             batch_size=self.batch_size if self.batch_size is not None else (64 if self.k == 2 else 32),
             val_size=self.val_size if self.val_size is not None else spec.default_val_size,

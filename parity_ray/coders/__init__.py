@@ -189,6 +189,16 @@ def default_systematic(spec: Spec) -> bool:
     return bool(getattr(factory, "default_systematic", True))
 
 
+def evaluates_with_base(spec: Spec) -> bool:
+    """Whether an evaluate-only run (``epochs 0``) of this encoder's code that names no worker runs F
+    itself on the coded queries (berrut: ApproxIFER's scheme needs no training)."""
+    try:
+        factory, _ = ENCODERS.resolve(spec)
+    except UsageError:
+        return False
+    return bool(getattr(factory, "evaluates_with_base", False))
+
+
 def code_family(encoder: Spec, decoder: Spec) -> str:
     """``learned`` if either side is learned, else the encoder's family; ``custom`` for unknown classes."""
     families = []

@@ -68,6 +68,7 @@ class BerrutEncoder(Encoder):
 
     family = "berrut"
     default_systematic = False  # ApproxIFER's scheme; --systematic sends the raw queries to F as well
+    evaluates_with_base = True  # nothing to train: evaluated (--epochs 0) with no worker named, every worker is F
     supports_non_systematic = True
 
     def __init__(self, k: int, r: int, input_shape: Sequence[int], systematic=None):

@@ -256,11 +256,12 @@ def test_sigkill_mid_run_then_rerun_resumes_exactly(tmp_path):
 def test_berrut_with_epochs_0_through_the_cli(tmp_path):
     """The issue's first command on digits: no training, every artifact written, both measures per e."""
     result = cli("train", "--dataset", "digits", "--model", "lenet5", "--k", "4", "--r", "2", "--encoder", "berrut",
-                 "--decoder", "berrut", "--parity-model", "base", "--epochs", "0", "--base-epochs", "3",
+                 "--decoder", "berrut", "--epochs", "0", "--base-epochs", "3",
                  "--out", str(tmp_path), "--json", "--no-progress")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["epochs"] == 0 and summary["code_family"] == "berrut" and summary["systematic"] is False
+    assert summary["worker"] == "base"  # no --parity-model: an evaluate-only Berrut code runs F on every worker
     for e in (1, 2):
         assert 0 <= summary[f"degraded_accuracy_e{e}"] <= 1 and 0 <= summary[f"all_accuracy_e{e}"] <= 1
     assert summary["degraded_accuracy"] == summary["degraded_accuracy_e1"]

@@ -192,6 +192,16 @@ def test_a_code_with_nothing_to_train_evaluates_with_epochs_0(tmp_path):
     assert again.history == result.history  # a rerun resumes: nothing evaluated twice
 
 
+def test_berrut_evaluated_with_no_worker_named_runs_f_and_trained_berrut_trains_fs_architecture():
+    """`--encoder berrut --decoder berrut --epochs 0` (the issue's command) needs no --parity-model: its workers are F."""
+    evaluated = TrainConfig.from_dict({**DIGITS, "encoder": "berrut", "decoder": "berrut", "epochs": 0}).validate().resolved()
+    assert evaluated.parity_model == "base" and evaluated.run_name().endswith("-berrut-ns-F-mse-s1")
+    trained = TrainConfig.from_dict({**DIGITS, "encoder": "berrut", "decoder": "berrut", "epochs": 2}).validate().resolved()
+    assert trained.parity_model == "base-mlp"  # with epochs, berrut in front of trained workers of F's architecture
+    addition = TrainConfig.from_dict({**DIGITS, "epochs": 0}).resolved()
+    assert addition.parity_model == "base-mlp"  # a parity-model code still needs its parity model (refused below)
+
+
 @pytest.mark.parametrize("overrides,message", [
     (dict(epochs=0), "this code trains its parity models"),
     (dict(epochs=3, encoder="berrut", decoder="berrut", parity_model="base"), "nothing to train"),
