@@ -142,10 +142,10 @@ def main(argv=None) -> int:
               "images": args.images, "batch_groups": args.batch_size, "epochs": args.epochs,
               "trainer_images_per_second": ours, "bare_images_per_second": bare, "ratio": ours / bare,
               "goal_ratio_ge_0_8": ours / bare >= 0.8}
-    if args.share_trials:
-        report["shared"] = shared_gpu_trials(args.share_trials, max(256, args.images // args.share_trials), device)
     print(f"device {report['device']}{' (' + report['gpu'] + ')' if report['gpu'] else ''}: trainer {ours:,.0f} images/s, "
-          f"bare loop {bare:,.0f} images/s, ratio {ours / bare:.2f} (goal >= 0.8 on a GPU)")
+          f"bare loop {bare:,.0f} images/s, ratio {ours / bare:.2f} (goal >= 0.8 on a GPU)", flush=True)
+    if args.share_trials:  # printed above first: the comparison stands even if the Tune part fails
+        report["shared"] = shared_gpu_trials(args.share_trials, max(256, args.images // args.share_trials), device)
     if "shared" in report:
         shared = report["shared"]
         print(f"{shared['trials']} trials at {shared['gpu_per_trial']:.2f} GPU each: "
