@@ -47,7 +47,7 @@ CODES = {  # cheapest first, so an interrupted run still has the most rows
 
 def run_code(dataset: str, name: str, keys: dict, args, out: Path) -> dict:
     config = TrainConfig.from_dict({
-        "dataset": dataset, "model": "lenet5", "k": args.k, "r": 1, "epochs": args.epochs, "seed": args.seed,
+        "dataset": dataset, "model": args.model, "k": args.k, "r": 1, "epochs": args.epochs, "seed": args.seed,
         "data_root": args.data_root, "out": str(out), "name": f"{dataset}-{len(list(out.iterdir()))}",
         "lr_schedule": "cosine", "num_threads": args.threads, **keys,
         **({"base_epochs": args.base_epochs} if args.base_epochs else {}),
@@ -70,6 +70,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     parser.add_argument("--datasets", default="mnist,fashion-mnist")
     parser.add_argument("--codes", default=",".join(CODES), help="comma-separated names from the table")
+    parser.add_argument("--model", default="lenet5", help="the base model F (ResNet-18: resnet18, on a GPU)")
     parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=10, help="epochs for the codes that train something")
     parser.add_argument("--seed", type=int, default=0)
@@ -96,7 +97,7 @@ def main(argv=None) -> int:
                 print(f"{dataset}: {name}", file=sys.stderr, flush=True)
                 rows.append(run_code(dataset, name, CODES[name], args, out))
 
-    print(f"\nk = {args.k}, r = 1 (one unavailable worker), LeNet-5 bases; trained codes: {args.epochs} epochs")
+    print(f"\nk = {args.k}, r = 1 (one unavailable worker), {args.model} bases; trained codes: {args.epochs} epochs")
     header = f"{'dataset':<14} {'code':<42} {'available':>9} {'degraded':>9} {'all-k':>7} {'seconds':>8}"
     print(header + "\n" + "-" * len(header))
     verdicts = {}
