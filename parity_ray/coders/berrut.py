@@ -169,6 +169,8 @@ def locate_errors(outputs: Tensor, points: Sequence[float], errors: int) -> Tens
     q_block = -(y.unsqueeze(-1) * basis_q[:, :errors].unsqueeze(0).unsqueeze(2)).reshape(b, m * c, errors)
     system = torch.cat([p_block, q_block], dim=2)
     rhs = (y * basis_q[:, errors].view(1, m, 1)).reshape(b, m * c, 1)
-    solution = torch.linalg.lstsq(system, rhs, driver="gelsd").solution[:, -errors:, 0]  # (B, E)
+    # gelsd (SVD-based: rank-deficient systems are fine) exists on the CPU only; the systems are small.
+    solution = torch.linalg.lstsq(system.cpu(), rhs.cpu(), driver="gelsd").solution[:, -errors:, 0]
+    solution = solution.to(outputs.device)  # (B, E)
     q_values = basis_q[:, errors].unsqueeze(0) + torch.einsum("id,bd->bi", basis_q[:, :errors], solution)
     return q_values.abs().topk(errors, dim=1, largest=False).indices

@@ -134,7 +134,7 @@ class SubtractionDecoder(LinearDecoder):
 
     def decode_matrix(self, available) -> Tensor:
         k = self.k
-        g = self.generator.to(torch.float64)
+        g = self.generator.detach().to("cpu", torch.float64)  # decode matrices are small: built on the CPU, cached, moved at use
         avail = torch.tensor(available, dtype=torch.bool)
         lost = (~avail[:k]).nonzero().flatten()
         kept = avail[:k].nonzero().flatten()
