@@ -23,10 +23,11 @@ are the steadier figure; published@10 / published@100 CPU ratio, final selected 
     MNIST k=2          0.37 / not reached   0.9289 vs 0.9333
     Fashion-MNIST k=2  0.25 / 0.24          0.8203 vs 0.8196
     MNIST k=3          0.27 / not reached   0.8467 vs 0.8497
+    MNIST k=4          0.35 / not reached   0.7455 vs 0.7523
 
 On MNIST the published run's selected 100-epoch figure sits at the top of its own epoch-to-epoch
 spread (test accuracy over epochs 70-100: 0.925-0.934), which fast's steadier curve does not reach
-in 40 epochs. Figures and k = 4 in the closing note of issue 12.
+in 40 epochs.
 
     python benchmarks/time_to_accuracy.py --data-root ../shared/data [--dataset fashion-mnist] [--k 3] [--json]
     python benchmarks/time_to_accuracy.py --smoke-test      # digits, a few epochs, in-process
