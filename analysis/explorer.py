@@ -148,12 +148,17 @@ def _groups(members: pd.DataFrame, differing: pd.DataFrame) -> Dict[str, list]:
     return {str(g): _ints(v) for g, v in zip(groups.index, groups.to_numpy(dtype=np.int64))}
 
 
-def _class_payload(row: pd.Series, p: pd.DataFrame, images: _Images) -> dict:
-    """A classification run's explorer data: decodes whose answer differs from the base model's."""
-    differing = p[p["outcome"].isin(DIFFERING)].sort_values(["kl_base_decoded", "group_id", "position"],
-                                                           ascending=[False, True, True], kind="stable")
+def _differing_decodes(row: pd.Series, p: pd.DataFrame, images: _Images, outcomes, sort_key: str, ascending: bool,
+                       boxes: bool = False):
+    """The decodes of ``outcomes``, sorted by ``sort_key`` (then group and slot), with the rows every
+    explorer payload shares: where each decode sits, its outcome and its thumbnail.
+
+    Returns ``(differing, members, shown images, patterns, rows)``.
+    """
+    differing = p[p["outcome"].isin(outcomes)].sort_values([sort_key, "group_id", "position"],
+                                                          ascending=[ascending, True, True], kind="stable")
     members = _members(p)
-    shown, thumb = images.for_run(row, differing, members)
+    shown, thumb = images.for_run(row, differing, members, boxes=boxes)
     pattern_codes, patterns = _patterns(differing)
     rows = {
         "group": _ints(differing["group_id"]),
@@ -161,15 +166,23 @@ def _class_payload(row: pd.Series, p: pd.DataFrame, images: _Images) -> dict:
         "erasures": _ints(differing["erasures"]),
         "pattern": _ints(pattern_codes),
         "test_index": _ints(differing["test_index"]),
+        "outcome": _ints(pd.Categorical(differing["outcome"].astype(object), categories=outcomes).codes),
+        "thumb": thumb.tolist(),
+    }
+    return differing, members, shown, patterns, rows
+
+
+def _class_payload(row: pd.Series, p: pd.DataFrame, images: _Images) -> dict:
+    """A classification run's explorer data: decodes whose answer differs from the base model's."""
+    differing, members, shown, patterns, rows = _differing_decodes(row, p, images, DIFFERING, "kl_base_decoded", False)
+    rows.update({
         "label": _ints(differing["label"]),
         "base": _ints(differing["base_prediction"]),
         "decoded": _ints(differing["decoded_prediction"]),
         "base_p": _round(differing["base_top_probability"], 3),
         "decoded_p": _round(differing["decoded_top_probability"], 3),
         "kl": _round(differing["kl_base_decoded"]),
-        "outcome": _ints(pd.Categorical(differing["outcome"].astype(object), categories=DIFFERING).codes),
-        "thumb": thumb.tolist(),
-    }
+    })
     if "parity" in differing:
         rows["parity"] = _ints(differing["parity"])
     for which in ("base", "decoded"):
@@ -201,26 +214,16 @@ def _box_payload(row: pd.Series, p: pd.DataFrame, images: _Images) -> dict:
     thumbnails in that frame. ``boxes`` holds every group member's true and base box (the
     partners' tiles show them).
     """
-    differing = p[p["outcome"].isin(BOX_DIFFERING)].sort_values(["iou_decoded_base", "group_id", "position"],
-                                                               ascending=[True, True, True], kind="stable")
-    members = _members(p)
-    shown, thumb = images.for_run(row, differing, members, boxes=True)
-    pattern_codes, patterns = _patterns(differing)
-    rows = {
-        "group": _ints(differing["group_id"]),
-        "position": _ints(differing["position"]),
-        "erasures": _ints(differing["erasures"]),
-        "pattern": _ints(pattern_codes),
-        "test_index": _ints(differing["test_index"]),
+    differing, members, shown, patterns, rows = _differing_decodes(row, p, images, BOX_DIFFERING, "iou_decoded_base", True,
+                                                                   boxes=True)
+    rows.update({
         "true_box": _boxes(differing["true_box"]),
         "base_box": _boxes(differing["base_box"]),
         "decoded_box": _boxes(differing["decoded_box"]),
         "iou_dt": _round(differing["iou_decoded_true"], 3),
         "iou_bt": _round(differing["iou_base_true"], 3),
         "iou_db": _round(differing["iou_decoded_base"], 3),
-        "outcome": _ints(pd.Categorical(differing["outcome"].astype(object), categories=BOX_DIFFERING).codes),
-        "thumb": thumb.tolist(),
-    }
+    })
     groups = _groups(members, differing)
     partners = sorted({i for v in groups.values() for i in v})
     per_image = p.drop_duplicates("test_index").set_index("test_index")
