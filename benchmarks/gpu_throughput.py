@@ -94,8 +94,9 @@ def bare_images_per_second(data: DataBundle, outputs: torch.Tensor, batch: int, 
 
 def shared_gpu_trials(trials: int, images: int, device: torch.device) -> dict:
     """``trials`` small trainer runs at once through Ray Tune, each asking for 1/trials of a GPU."""
-    import ray
     from ray import tune
+
+    from parity_ray.utils import ray_running
 
     gpu = 1.0 / trials if device.type == "cuda" else 0.0
 
@@ -107,14 +108,11 @@ def shared_gpu_trials(trials: int, images: int, device: torch.device) -> dict:
         tune.report({"images_per_second": rate})  # noqa: the Tune API
 
     started = time.perf_counter()
-    ray.init(num_cpus=max(trials, 1), num_gpus=1 if gpu else 0, include_dashboard=False, log_to_driver=False)
-    try:
+    with ray_running(num_cpus=max(trials, 1), num_gpus=1 if gpu else 0, log_to_driver=False):
         tuner = tune.Tuner(tune.with_resources(trainable, {"cpu": 1, "gpu": gpu}),
                            param_space={"images": images, "trial": tune.grid_search(list(range(trials)))})
         results = tuner.fit()
         rates = [r.metrics.get("images_per_second") for r in results]
-    finally:
-        ray.shutdown()
     return {"trials": trials, "gpu_per_trial": gpu, "images_per_second": rates,
             "total_images_per_second": sum(r or 0 for r in rates), "wall_seconds": time.perf_counter() - started}
 

@@ -10,6 +10,7 @@ step's share (Ray start, Tune grid, simulation, report) and the target.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -22,31 +23,34 @@ REPO = Path(__file__).resolve().parents[1]
 TARGET_S = 300.0
 
 
-def main() -> int:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", default=None, help="folder holding MNIST (default: ../shared/data beside the "
                         "repo; with --smoke-test: none, so the grid keeps to digits)")
     parser.add_argument("--smoke-test", action="store_true",
                         help="time `parity-ray quickstart --smoke-test` on digits: checks the script, judges nothing")
+    parser.add_argument("--storage", default=None,
+                        help="parent folder for the quickstart's experiment, kept afterwards (default: a temp folder, removed)")
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     if args.data_root is None and not args.smoke_test:
         args.data_root = str(REPO.parent / "shared" / "data")
     if args.smoke_test and args.data_root is None:
         env.pop("PARITY_RAY_DATA", None)  # no MNIST: the quickstart keeps to its digits cells
 
-    with tempfile.TemporaryDirectory(prefix="quickstart-bench-") as storage:
+    with (contextlib.nullcontext(args.storage) if args.storage else tempfile.TemporaryDirectory(prefix="quickstart-bench-")) \
+            as storage:
         started = time.perf_counter()
         result = subprocess.run(
             [sys.executable, "-m", "parity_ray", "quickstart", "--storage", storage,
              *(["--data-root", args.data_root] if args.data_root else []), *(["--smoke-test"] if args.smoke_test else []),
              "--json", "--no-progress"],
-            cwd=REPO, env=env, capture_output=True, text=True,
+            cwd=REPO, env=env, stdout=subprocess.PIPE, text=True,  # its progress lines go straight to stderr
         )
         wall = time.perf_counter() - started
     if result.returncode != 0:
-        print(result.stderr[-3000:], file=sys.stderr)
+        print(f"quickstart failed (exit {result.returncode}); its output is above", file=sys.stderr)
         return result.returncode
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     print("\n".join(result.stdout.strip().splitlines()[:-1]))
@@ -57,6 +61,7 @@ def main() -> int:
           + ", ".join(f"{k} {v:.0f} s" for k, v in summary["step_seconds"].items()))
     if args.json:
         print(json.dumps({"wall_seconds": wall, "target_seconds": TARGET_S, "steps": summary["step_seconds"],
+                          "quickstart": summary,
                           **({"smoke_test": True} if args.smoke_test else {})}))
     return 0 if args.smoke_test or wall <= TARGET_S else 1
 

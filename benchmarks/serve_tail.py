@@ -139,7 +139,7 @@ def print_comparison(result: dict, sustained: dict, queries: int) -> None:
               f"= {ratio:.2f} (>= 0.9: {mark[ratio >= 0.9]})")
 
 
-def main() -> int:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiment", help="an experiment holding an MNIST k=2 run (default: train one now)")
     parser.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -154,26 +154,25 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--smoke-test", action="store_true",
                         help="digits, one epoch, 10 qps, a few queries: checks the script, judges nothing")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.dataset = "mnist"
     if args.smoke_test:
         # no sustained-rate search: its code is the tail comparison's, at more rates
         args.dataset, args.tail_rates, args.queries, args.rates, args.rate_queries, args.interleave_s = \
             "digits", "10", 40, "", 30, 1.0
 
-    import ray
     from ray import serve
+
+    from parity_ray.utils import ray_running
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     experiment = ensure_experiment(args.experiment, args.data_root, args.dataset, 1 if args.smoke_test else 10)
-    ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level="warning",
-             **({"num_cpus": 2} if args.smoke_test else {}))
-    try:
-        comparisons = [tail_comparison(experiment, float(rate), args) for rate in args.tail_rates.split(",")]
-        sustained = sustained_rates(experiment, comparisons[0]["deadline_ms"], args) if args.rates else {}
-    finally:
-        serve.shutdown()
-        ray.shutdown()
+    with ray_running(log_to_driver=False, **({"num_cpus": 2} if args.smoke_test else {})):
+        try:
+            comparisons = [tail_comparison(experiment, float(rate), args) for rate in args.tail_rates.split(",")]
+            sustained = sustained_rates(experiment, comparisons[0]["deadline_ms"], args) if args.rates else {}
+        finally:
+            serve.shutdown()
 
     for result in comparisons:
         print_comparison(result, sustained, args.queries)

@@ -39,34 +39,26 @@ def speed(queries: int, workers, experiment: str) -> dict:
 
 
 def trained_experiment(storage: str, smoke: bool = False) -> str:
-    import ray
-
     from parity_ray.experiment import TuneOptions, run_experiment
+    from parity_ray.utils import ray_running
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
+    with ray_running(num_cpus=2, log_to_driver=False):
         opts = TuneOptions(space="quick", name="sweep-bench", storage=storage, progress=False,
                            overrides=["dataset=digits", "encoder=addition", "k=2",
                                       *(["base_epochs=2", "epochs=2"] if smoke else ["base_epochs=20", "epochs=40"])])
         run_experiment(opts, log=lambda _m: None)
-    finally:
-        ray.shutdown()
     return opts.uri
 
 
 def validation(experiment: str, queries: int, rate: float, deadline_ms: float) -> list:
-    import ray
-
     from parity_ray.actors.simulation import SimulationOptions, run_simulation
+    from parity_ray.utils import ray_running
 
     sim = SimulationOptions(experiment=experiment, modes=MODES, straggler=STRAGGLER, rate=rate, queries=queries,
                             warmup=50, deadline_ms=deadline_ms, timeout_s=5, progress=False, interleave_s=2.0,
                             cpus_per_replica=0.05)
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
+    with ray_running(num_cpus=2, log_to_driver=False):
         measured = run_simulation(sim, log=lambda m: print(m, file=sys.stderr))
-    finally:
-        ray.shutdown()
     target = f"{experiment}:{measured['simulation_id']}"
     swept = run_sweep(SweepOptions(experiment=experiment, modes=MODES, rates=[rate], stragglers=[STRAGGLER],
                                    queries=queries * 20, warmup=50, calibrate=target, deadline_ms=deadline_ms,
@@ -79,7 +71,7 @@ def validation(experiment: str, queries: int, rate: float, deadline_ms: float) -
             serve_v, sweep_v = serve_row[key], sweep_row[key]
             error = abs(sweep_v - serve_v) / serve_v if serve_v else float("nan")
             rows.append({"mode": serve_row["mode"], "stat": key, "serve_ms": serve_v, "sweep_ms": sweep_v,
-                         "error": error, "within_15pct": bool(error <= 0.15)})
+                         "error": error, "within_15pct": bool(error <= 0.15), "sweep_accuracy": sweep_row["accuracy"]})
     return rows
 
 
@@ -88,17 +80,20 @@ def main(argv=None) -> int:
     parser.add_argument("--experiment", help="an experiment (digits or MNIST k=2 run); default: train a small one here")
     parser.add_argument("--queries", type=int, default=1_000_000, help="speed: simulated queries")
     parser.add_argument("--workers", type=int, help="speed: Ray tasks at once (default: this machine's CPUs); 0: in process")
-    parser.add_argument("--serve-queries", type=int, default=600, help="validation: measured queries per mode on Serve")
+    parser.add_argument("--serve-queries", type=int, help="validation: measured queries per mode on Serve (default 600; "
+                                                           "60 with --smoke-test)")
     parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument("--deadline-ms", type=float, default=40.0)
     parser.add_argument("--skip-validation", action="store_true")
-    parser.add_argument("--smoke-test", action="store_true", help="20,000 queries, 60 on Serve")
+    parser.add_argument("--smoke-test", action="store_true", help="20,000 queries, in process; 60 a mode on Serve")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if args.smoke_test:
-        args.queries, args.serve_queries, args.workers = 20_000, 60, 0
+        args.queries, args.workers = 20_000, 0
+    if args.serve_queries is None:
+        args.serve_queries = 60 if args.smoke_test else 600
     storage = tempfile.mkdtemp(prefix="sweep-bench-")
     experiment = args.experiment or trained_experiment(storage, args.smoke_test)
     result = {"speed": speed(args.queries, args.workers, experiment)}

@@ -147,7 +147,7 @@ def parity_ray_run(config: TrainConfig, budget_seconds: float, train_images: int
     }
 
 
-def main() -> int:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     parser.add_argument("--budget", type=float, default=60.0, help="training seconds for the accuracy target")
@@ -158,7 +158,7 @@ def main() -> int:
     parser.add_argument("--smoke-test", action="store_true",
                         help="digits, a few epochs and batches: checks the script, judges nothing")
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     dataset, smoke = "mnist", {}
     if args.smoke_test:

@@ -163,7 +163,7 @@ def _fmt(value: Optional[float], width: int, digits: int = 1) -> str:
     return f"{value:>{width}.{digits}f}" if value is not None else f"{'-':>{width}}"
 
 
-def main() -> int:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--space", default="quick", help="a search_spaces name or a .py file (grid axes only)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -178,7 +178,7 @@ def main() -> int:
     parser.add_argument("--smoke-test", action="store_true",
                         help="two tiny digits trials each way: checks the script, judges nothing")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last stdout line")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.smoke_test:
         args.set = SMOKE_OVERRIDES + list(args.set)
 

@@ -185,7 +185,7 @@ def file_lock(path: PathLike) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
-def init_ray(address: Optional[str] = None) -> None:
+def init_ray(address: Optional[str] = None, **init_kwargs: Any) -> None:
     """Connect to the Ray cluster at ``address``, or start a local Ray when it is None.
 
     The one place the platform starts Ray (tune, simulate, serve, sweep), with no dashboard. On a
@@ -198,8 +198,30 @@ def init_ray(address: Optional[str] = None) -> None:
     from .errors import UsageError
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    kwargs = dict(include_dashboard=False, log_to_driver=bool(address), configure_logging=True, logging_level="warning")
+    kwargs = {"include_dashboard": False, "log_to_driver": bool(address), "configure_logging": True,
+              "logging_level": "warning", **init_kwargs}
     try:
         ray.init(address=address or "local", **kwargs)
     except ConnectionError as exc:
         raise UsageError(f"cannot connect to Ray at '{address}': {exc}") from None
+
+
+@contextlib.contextmanager
+def ray_running(address: Optional[str] = None, **init_kwargs: Any) -> Iterator[bool]:
+    """Ray for the ``with`` block: the one this process is already connected to, left running
+    afterwards, or one started (or joined, with ``address``) here and shut down at the end.
+
+    Yields whether the block owns its Ray. ``init_kwargs`` (say ``num_cpus``) apply only when a
+    local Ray is started here. A program that runs several commands in one process (a notebook, a
+    test session) therefore pays for one Ray, not one per command.
+    """
+    import ray
+
+    owns = not ray.is_initialized()
+    if owns:
+        init_ray(address, **init_kwargs)
+    try:
+        yield owns
+    finally:
+        if owns:
+            ray.shutdown()

@@ -167,46 +167,62 @@ def roots(data_root, cifar_root, cats_v_dogs_root, cub_root):
     }
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    """A local Ray for in-process experiments; workers import `tests.*` class-specs through PYTHONPATH."""
+def start_local_ray() -> None:
+    """Start this session's local Ray unless one is up; workers import `tests.*` class-specs through PYTHONPATH."""
     import ray
 
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    os.environ["RAY_AUTH_MODE"] = "disabled"  # the tests' own environment only; the library never sets it
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """One local Ray for the whole session, shared by every in-process experiment, simulation and
+    in-process CLI call that needs one (the library reuses a Ray that is up and leaves it running).
+    Tests that need a cluster of their own take it down and bring it back (``own_ray``)."""
+    import ray
+
+    start_local_ray()
     yield
     ray.shutdown()
 
 
-# A small trained experiment shared by the serving tests and the benchmarks' smoke tests: digits,
-# k=2, addition/subtraction, through Tune. Session-scoped and self-contained: it starts a Ray of
-# its own for training and shuts it down again before the first test that uses it runs, so it
-# never meets a module's ``local_ray``.
-@pytest.fixture(scope="session")
-def trained_experiment(tmp_path_factory) -> str:
-    from parity_ray.experiment import TuneOptions, run_experiment
-
-    storage = tmp_path_factory.mktemp("serve-results")
-    with ray_for_fixture():
-        opts = TuneOptions(space="quick", name="served", storage=str(storage), progress=False,
-                           overrides=["dataset=digits", "base_epochs=20", "encoder=addition", "k=2", "epochs=40"])
-        run_experiment(opts, log=lambda _m: None)
-    return opts.uri
-
-
 @contextlib.contextmanager
-def ray_for_fixture():
-    """A local Ray for a session fixture's own work (unless one is up), shut down again afterwards;
-    workers import `tests.*` class-specs through PYTHONPATH."""
+def own_ray():
+    """For a test that builds a Ray of its own (a multi-node cluster): the session's Ray is stopped
+    for the block and started again afterwards if it was up."""
     import ray
 
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    owns_ray = not ray.is_initialized()
-    if owns_ray:
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    was_up = ray.is_initialized()
+    if was_up:
+        ray.shutdown()
     try:
         yield
     finally:
-        if owns_ray:
+        if ray.is_initialized():
             ray.shutdown()
+        if was_up:
+            start_local_ray()
+
+
+# A small trained experiment shared by the serving tests and the benchmarks' smoke tests: digits,
+# k=2, addition/subtraction, through Tune on the session's Ray. Tests that write into an
+# experiment (simulations, reports) take a copy (``experiment_copy``).
+@pytest.fixture(scope="session")
+def trained_experiment(tmp_path_factory, local_ray) -> str:
+    from parity_ray.experiment import TuneOptions, run_experiment
+
+    storage = tmp_path_factory.mktemp("serve-results")
+    opts = TuneOptions(space="quick", name="served", storage=str(storage), progress=False,
+                       overrides=["dataset=digits", "base_epochs=20", "encoder=addition", "k=2", "epochs=40"])
+    run_experiment(opts, log=lambda _m: None)
+    return opts.uri
+
+
+def experiment_copy(experiment: str, folder: Path) -> str:
+    """A copy of a shared experiment for a test that writes into it (its simulations, its report)."""
+    import shutil
+
+    return str(shutil.copytree(experiment, Path(folder) / Path(experiment).name))

@@ -177,17 +177,29 @@ class Browser:
         Path(path).write_bytes(base64.b64decode(data))
         return Path(path)
 
-    def element_png(self, selector: str) -> bytes:
-        """A PNG of the element ``selector`` as drawn on screen (canvases of file:// images cannot be read from JS)."""
-        rect = self.evaluate(f"""(function () {{
-            var el = document.querySelector({json.dumps(selector)});
-            el.scrollIntoView({{block: "center"}});
-            var r = el.getBoundingClientRect();
+    def element_png(self, selector: str, attempts: int = 10) -> bytes:
+        """A PNG of the element ``selector`` as drawn on screen (canvases of file:// images cannot be read from JS).
+
+        The page may still be moving: Plotly draws its charts after the page is usable, and a chart
+        taller than its placeholder pushes everything below it down. A clip measured before such a
+        shift would capture whatever slid into its place, so the element's rectangle must be the same
+        before and after the capture (else it is measured and captured again)."""
+        self.evaluate(f"document.querySelector({json.dumps(selector)}).scrollIntoView({{block: 'center'}})")
+        for _ in range(attempts):
+            rect = self._document_rect(selector)
+            self.settle(0.2)
+            if self._document_rect(selector) != rect:
+                continue
+            data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
+                             clip={**rect, "scale": 1})["data"]
+            if self._document_rect(selector) == rect:
+                return base64.b64decode(data)
+        raise BrowserError(f"{selector} kept moving: no steady picture of it in {attempts} attempts")
+
+    def _document_rect(self, selector: str) -> dict:
+        return self.evaluate(f"""(function () {{
+            var r = document.querySelector({json.dumps(selector)}).getBoundingClientRect();
             return {{x: r.left + window.scrollX, y: r.top + window.scrollY, width: r.width, height: r.height}}; }})()""")
-        self.settle(0.2)
-        data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
-                         clip={**rect, "scale": 1})["data"]
-        return base64.b64decode(data)
 
     def errors(self) -> List[str]:
         """Uncaught exceptions, console.error calls and browser errors (failed resource loads) so far."""

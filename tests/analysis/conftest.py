@@ -1,7 +1,6 @@
 """A small real experiment for the analysis and report tests: trained through Tune, served on Ray Serve.
 
-Session-scoped and self-contained: it starts Ray, produces the tables, and shuts Ray down
-again before the first test runs, so it never meets another module's ``local_ray``.
+Session-scoped, on the session's Ray (``local_ray``); Serve is shut down again once the tables are written.
 """
 
 from __future__ import annotations
@@ -13,8 +12,6 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.conftest import ray_for_fixture
-
 
 @dataclass
 class SmallExperiment:
@@ -24,7 +21,7 @@ class SmallExperiment:
 
 
 @pytest.fixture(scope="session")
-def small_experiment(tmp_path_factory) -> SmallExperiment:
+def small_experiment(tmp_path_factory, local_ray) -> SmallExperiment:
     """digits, k=2, addition and concatenation, 8 epochs, plus two cells of a dataset whose files are
     not in the test data roots (speech-commands: UNAVAILABLE rows); then 100 measured queries in coded and replication modes with a straggler."""
     from ray import serve
@@ -34,16 +31,15 @@ def small_experiment(tmp_path_factory) -> SmallExperiment:
 
     started = time.perf_counter()
     storage = tmp_path_factory.mktemp("analysis-results")
-    with ray_for_fixture():
-        try:
-            options = TuneOptions(space="quick", name="small", storage=str(storage), progress=False,
-                                  overrides=["dataset=['digits','speech-commands']", "base_epochs=20", "k=2", "epochs=8"])
-            run_experiment(options, log=lambda _m: None)
-            no_simulation = storage / "no-simulation"
-            shutil.copytree(os.path.join(options.uri, "tables"), no_simulation / "tables")
-            run_simulation(SimulationOptions(experiment=options.uri, modes=["coded", "replication"], rate=40, queries=100,
-                                             warmup=10, straggler="slow:replica=0,p=0.3,delay_ms=80", deadline_ms=40,
-                                             timeout_s=5, progress=False), log=lambda _m: None)
-        finally:
-            serve.shutdown()
+    try:
+        options = TuneOptions(space="quick", name="small", storage=str(storage), progress=False,
+                              overrides=["dataset=['digits','speech-commands']", "base_epochs=20", "k=2", "epochs=8"])
+        run_experiment(options, log=lambda _m: None)
+        no_simulation = storage / "no-simulation"
+        shutil.copytree(os.path.join(options.uri, "tables"), no_simulation / "tables")
+        run_simulation(SimulationOptions(experiment=options.uri, modes=["coded", "replication"], rate=40, queries=100,
+                                         warmup=10, straggler="slow:replica=0,p=0.3,delay_ms=80", deadline_ms=40,
+                                         timeout_s=5, progress=False), log=lambda _m: None)
+    finally:
+        serve.shutdown()
     return SmallExperiment(options.uri, str(no_simulation), time.perf_counter() - started)

@@ -11,8 +11,6 @@ import pytest
 from parity_ray import analysis
 from parity_ray.analysis.tables import OUTCOMES
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def tables(small_experiment):

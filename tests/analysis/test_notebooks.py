@@ -47,7 +47,6 @@ def _outputs(book: nbformat.NotebookNode) -> list:
     return [out for cell in book.cells if cell.cell_type == "code" for out in cell.outputs]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_runs_headless_on_a_real_experiment(name, small_experiment, monkeypatch):
     book = _execute(name, small_experiment.uri, monkeypatch)
@@ -60,7 +59,6 @@ def test_notebook_runs_headless_on_a_real_experiment(name, small_experiment, mon
     assert expected[name] in html
 
 
-@pytest.mark.slow
 def test_tail_latency_notebook_says_when_there_is_no_simulation(small_experiment, monkeypatch):
     book = _execute("tail_latency", small_experiment.no_simulation, monkeypatch)
     outputs = _outputs(book)

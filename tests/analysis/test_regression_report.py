@@ -163,6 +163,9 @@ def test_the_explorer_draws_the_true_base_and_decoded_boxes_over_the_images(regr
         # ... and over the pixels it names: hide the overlays, find the painted box in the drawn thumbnail.
         first = cards[0]["tiles"]
         target = next(t for t in first if t["target"])
+        # Plotly draws the charts after the explorer is usable, and each taller than its placeholder moves the
+        # explorer down: the picture is taken once they are drawn (and element_png checks the canvas held still).
+        browser.wait_for("document.body.dataset.charts !== undefined")
         browser.evaluate("document.querySelectorAll('svg.boxes').forEach(function (s) { s.style.visibility = 'hidden'; })")
         shot = np.asarray(Image.open(io.BytesIO(browser.element_png("#ex-list .card figure.target canvas"))).convert("RGB"))
         browser.evaluate("document.querySelectorAll('svg.boxes').forEach(function (s) { s.style.visibility = ''; })")

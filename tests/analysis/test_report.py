@@ -21,7 +21,7 @@ from parity_ray.analysis import instances
 from parity_ray.analysis.report import build_report
 from parity_ray import results, storage
 from tests.analysis.browser import Browser
-from tests.cli.test_cli import assert_usage_error, cli
+from tests.cli.runner import assert_usage_error, cli
 from tests.experiment.test_s3 import s3_server  # noqa: F401  (a fixture: a real S3 server on loopback)
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -47,7 +47,6 @@ def _leftovers(folder: Path) -> list:
 # --------------------------------------------------------------------------- the report
 
 
-@pytest.mark.slow
 def test_report_command_writes_a_static_report_beside_the_tables(small_experiment):
     result = cli("report", small_experiment.uri, "--json")
     assert result.returncode == 0, result.stderr
@@ -79,7 +78,6 @@ def test_report_command_writes_a_static_report_beside_the_tables(small_experimen
     assert _leftovers(Path(small_experiment.uri)) == []
 
 
-@pytest.mark.slow
 def test_report_without_simulations_says_so(small_experiment, tmp_path):
     out = tmp_path / "nested" / "report"
     summary = build_report(small_experiment.no_simulation, out=str(out))
@@ -118,7 +116,6 @@ def _ready(browser: Browser, charts: int) -> None:
     browser.wait_for("+document.body.dataset.thumbsDrawn > 0 || document.querySelector('.noimg') !== null")
 
 
-@pytest.mark.slow
 def test_report_renders_in_a_headless_browser(small_experiment, tmp_path):
     _require_browser()
     out = tmp_path / "report"
@@ -200,7 +197,6 @@ def test_report_renders_in_a_headless_browser(small_experiment, tmp_path):
         assert shot.read_bytes().startswith(b"\x89PNG") and shot.stat().st_size > 30_000, name
 
 
-@pytest.mark.slow
 def test_explorer_without_the_test_images_still_lists_the_decodes(small_experiment, tmp_path, monkeypatch):
     _require_browser()
 
@@ -223,7 +219,7 @@ def test_explorer_without_the_test_images_still_lists_the_decodes(small_experime
         assert browser.errors() == []
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # paper scale: 72 runs x 10,000 test images, built and opened in the browser
 def test_report_of_a_72_run_grid_opens_in_seconds(tmp_path, data_root):
     """72 runs x 10,000 MNIST test images: the page is usable within seconds; run data load on demand."""
     _require_browser()
@@ -257,7 +253,6 @@ def test_report_of_a_72_run_grid_opens_in_seconds(tmp_path, data_root):
     assert explorer_ms < 8000
 
 
-@pytest.mark.slow
 def test_report_of_an_s3_experiment_goes_to_its_report_prefix(small_experiment, s3_server, tmp_path):  # noqa: F811
     uri = "s3://parity-bucket/analysis/small"
     tables = Path(small_experiment.uri, "tables")
@@ -296,7 +291,6 @@ def _cells(browser: Browser) -> dict:
     return {outcome: int(text.split(" ")[0].replace(",", "")) for outcome, text in json.loads(cells)}
 
 
-@pytest.mark.slow
 def test_report_of_two_experiments_compares_runs_across_them(tmp_path):
     """parity-ray report A B --out DIR: one page; run vs run offers the runs of both (same run ids, told apart by
     their experiment) and lists the images that flip between a run of A and a run of B."""
@@ -412,7 +406,6 @@ def test_report_of_tables_with_another_schema_version(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tables"]
 
 
-@pytest.mark.slow
 def test_report_targets_that_cannot_be_written(small_experiment, tmp_path):
     a_file = tmp_path / "a-file"
     a_file.write_text("keep me")
@@ -428,7 +421,6 @@ def test_report_targets_that_cannot_be_written(small_experiment, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "documents"]  # no staging folder left
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders; the permission check cannot fail")
 def test_report_under_a_read_only_folder(small_experiment, tmp_path):
     locked = tmp_path / "locked"

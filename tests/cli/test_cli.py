@@ -1,4 +1,5 @@
-"""The ``parity-ray`` command line as a user runs it: real subprocesses, real files."""
+"""The ``parity-ray`` command line as a user runs it: real files; ``main(argv)`` in process where the
+output is all there is to check, a real subprocess for the entry point and a SIGKILL (tests/cli/runner.py)."""
 
 from __future__ import annotations
 
@@ -11,28 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def cli(*args: str, cwd: Path = REPO, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "parity_ray", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
-
-
-def assert_usage_error(result: subprocess.CompletedProcess, *fragments: str) -> str:
-    assert result.returncode == 2, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr  # one clear line
-    assert lines[0].startswith("parity-ray: error: ")
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
+from tests.cli.runner import REPO, assert_usage_error, cli, cli_process, process_env
 
 
 def test_train_json_summary_is_last_stdout_line(tmp_path, data_root):
-    result = cli(
+    """The entry point as a process: ``python -m parity_ray train ... --json``."""
+    result = cli_process(
         "train", "--dataset", "digits", "--k", "3", "--encoder", "concatenation", "--epochs", "2",
         "--base-epochs", "5", "--out", str(tmp_path), "--json", "--no-progress",
     )
@@ -71,27 +56,6 @@ def test_foreign_weights_through_the_cli(tmp_path, data_root, foreign_mlp):
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["available_accuracy"] == 0.9793
     assert summary["base_model_source"] == "imported"
-
-
-@pytest.mark.slow
-def test_quickstart_runs_the_whole_workflow_offline(tmp_path):
-    """Tune grid -> simulation -> report in one command; with no MNIST here the grid keeps to digits."""
-    import pandas as pd
-
-    result = cli("quickstart", "--smoke-test", "--storage", str(tmp_path), "--json", "--no-progress", timeout=900)
-    assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert "MNIST is not on this machine" in result.stderr
-    experiment = tmp_path / "q1"
-    assert summary["experiment"] == str(experiment) and summary["report"] == str(experiment / "report" / "index.html")
-    runs = pd.read_parquet(experiment / "tables" / "runs.parquet")
-    assert set(runs.status) == {"COMPLETED"} and set(runs.dataset) == {"digits"} and len(runs) == 4
-    simulations = pd.read_parquet(experiment / "tables" / "simulations")  # one file per simulation in the folder
-    assert list(simulations["mode"]) == ["coded", "replication"]
-    assert (simulations.sent == simulations.measured + 2).all()
-    assert (simulations.direct + simulations.decoded + simulations.failed == simulations.measured).all()
-    assert "degraded" in (experiment / "report" / "index.html").read_text()
-    assert "report" in result.stdout and "coded" in result.stdout
 
 
 def test_quickstart_picks_the_next_free_name(tmp_path):
@@ -230,8 +194,7 @@ def test_sigkill_mid_run_then_rerun_resumes_exactly(tmp_path):
     args = ["train", "--dataset", "digits", "--base-epochs", "5", "--epochs", "40", "--no-progress", "--json"]
     straight = cli(*args, "--out", str(tmp_path / "a"))
     assert straight.returncode == 0, straight.stderr
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "parity_ray", *args, "--out", str(tmp_path / "b")], cwd=REPO, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "parity_ray", *args, "--out", str(tmp_path / "b")], cwd=REPO, env=process_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     latest = None
     deadline = time.time() + 120

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from parity_ray import results
-from tests.cli.test_cli import assert_usage_error, cli
+from tests.cli.runner import assert_usage_error, cli
 
 TRAIN = ["train", "--dataset", "digits", "--encoder", "mlp", "--decoder", "mlp", "--k", "2", "--epochs", "1",
          "--base-epochs", "2", "--no-progress"]

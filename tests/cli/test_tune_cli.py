@@ -1,4 +1,7 @@
-"""``parity-ray tune`` as a user runs it: progress, bad input, and a driver killed mid-grid."""
+"""``parity-ray tune`` as a user runs it: progress, bad input, and a driver killed mid-grid.
+
+Bad input is checked in process (``main(argv)``); the progress check and the SIGKILL run as real
+processes, because what reaches the terminal and what survives a killed driver are the point."""
 
 from __future__ import annotations
 
@@ -13,13 +16,11 @@ from pathlib import Path
 import pytest
 
 from parity_ray import results
-from tests.cli.test_cli import REPO, assert_usage_error, cli
+from tests.cli.runner import REPO, assert_usage_error, cli, cli_process, process_env
 
 FAST = ["--set", "dataset=digits", "--set", "base_epochs=5", "--set", "encoder=addition"]
-
-
-def tune_env():
-    return {**os.environ, "PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled"}
+SLOW = json.dumps({"cls": "tests.experiment.faulty.SlowMLP", "delay_s": 0.05})
+EPOCHS = 12
 
 
 @pytest.mark.parametrize(
@@ -35,7 +36,7 @@ def tune_env():
         (["quick", "--resume"], ["--resume: no experiment 'x'"]),
     ],
 )
-def test_bad_tune_input_exits_2_and_writes_nothing(tmp_path, args, fragments):
+def test_bad_tune_input_exits_2_and_writes_nothing(tmp_path, local_ray, args, fragments):
     storage = tmp_path / "results"
     result = cli("tune", *args, "--name", "x", "--storage", str(storage))
     assert_usage_error(result, *fragments)
@@ -47,10 +48,12 @@ def _checkpoints(storage: Path) -> int:
 
 
 @pytest.mark.slow
-def test_driver_sigkill_then_resume_completes_with_one_row_per_trial(tmp_path):
+def test_driver_sigkill_then_resume_completes_with_one_row_per_trial(tmp_path, local_ray):
     storage = tmp_path / "results"
-    args = ["tune", "quick", *FAST, "--set", "epochs=150", "--set", "k=[2,3]", "--name", "killed", "--storage", str(storage)]
-    proc = subprocess.Popen([sys.executable, "-m", "parity_ray", *args], cwd=REPO, env=tune_env(),
+    # 12 epochs, each slowed to about half a second (SlowMLP): time to kill the driver mid-grid
+    args = ["tune", "quick", *FAST, "--set", f"epochs={EPOCHS}", "--set", "k=[2,3]", "--set", f"parity_model={SLOW}",
+            "--name", "killed", "--storage", str(storage)]
+    proc = subprocess.Popen([sys.executable, "-m", "parity_ray", *args], cwd=REPO, env=process_env(RAY_AUTH_MODE="disabled"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
         deadline = time.time() + 180
@@ -73,7 +76,7 @@ def test_driver_sigkill_then_resume_completes_with_one_row_per_trial(tmp_path):
     assert len(tables.runs) == 2 and tables.runs.run_id.is_unique
     assert not tables.epochs.duplicated(["run_id", "epoch", "split", "metric"]).any()
     for run_id, group in tables.epochs.groupby("run_id"):
-        assert sorted(group.epoch.unique()) == list(range(1, 151)), run_id
+        assert sorted(group.epoch.unique()) == list(range(1, EPOCHS + 1)), run_id
 
     # resuming it with another space is refused, and changes nothing
     before = (storage / "killed" / "tables" / "runs.parquet").stat().st_mtime_ns
@@ -84,8 +87,10 @@ def test_driver_sigkill_then_resume_completes_with_one_row_per_trial(tmp_path):
     assert_usage_error(cli(*args), "already exists", "--resume")
 
 
+@pytest.mark.slow  # a real process: a Ray of its own and one Tune trial, about 20 s
 def test_progress_is_concise(tmp_path):
-    result = cli("tune", "quick", *FAST, "--set", "epochs=2", "--set", "k=2", "--name", "p", "--storage", str(tmp_path), "--json")
+    result = cli_process("tune", "quick", *FAST, "--set", "epochs=2", "--set", "k=2", "--name", "p", "--storage", str(tmp_path),
+                         "--json")
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     epoch_lines = [line for line in lines if " epoch " in line and "degraded" in line]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 from parity_ray.models import BaseMLP
 
@@ -25,3 +26,17 @@ class CrashOnceMLP(BaseMLP):
 class AlwaysCrashMLP(BaseMLP):
     def forward(self, x):
         raise RuntimeError("injected failure (every attempt)")
+
+
+class SlowMLP(BaseMLP):
+    """Sleeps ``delay_s`` in every training forward pass: a few epochs that last long enough for a test
+    to act mid-run (kill a driver, remove a node) without training hundreds of epochs."""
+
+    def __init__(self, input_shape, num_classes, delay_s: float = 0.02):
+        super().__init__(input_shape, num_classes)
+        self.delay_s = delay_s
+
+    def forward(self, x):
+        if self.training:
+            time.sleep(self.delay_s)
+        return super().forward(x)

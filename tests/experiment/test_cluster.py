@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -11,25 +12,36 @@ import pytest
 from parity_ray import results
 from parity_ray.experiment import TuneOptions, run_experiment
 from parity_ray.storage import is_shared
-from tests.conftest import REPO
+from tests.conftest import REPO, own_ray
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+SLOW = json.dumps({"cls": "tests.experiment.faulty.SlowMLP", "delay_s": 0.05})
+EPOCHS = 20
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def cluster():
+    """One cluster for the module (the session's Ray steps aside for it): a head with no CPUs and
+    three one-CPU workers. A test that removes a worker adds a fresh one back (``replace_node``)."""
     import ray
     from ray.cluster_utils import Cluster
 
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
-    workers = [cluster.add_node(num_cpus=1) for _ in range(3)]
-    ray.init(address=cluster.address, log_to_driver=False)
+    with own_ray():
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+        workers = [cluster.add_node(num_cpus=1) for _ in range(3)]
+        ray.init(address=cluster.address, log_to_driver=False)
+        cluster.wait_for_nodes()
+        try:
+            yield cluster, workers
+        finally:
+            ray.shutdown()
+            cluster.shutdown()
+
+
+def replace_node(cluster, workers, victim) -> None:
+    workers.remove(victim)
+    workers.append(cluster.add_node(num_cpus=1))
     cluster.wait_for_nodes()
-    yield cluster, workers
-    ray.shutdown()
-    cluster.shutdown()
 
 
 def _busy_workers(workers):
@@ -40,6 +52,8 @@ def _busy_workers(workers):
     return {w.node_id for w in workers if free.get(w.node_id, {}).get("CPU", 0) < 1}
 
 
+@pytest.mark.cluster
+@pytest.mark.slow
 def test_trials_spread_and_survive_a_dead_worker(tmp_path, cluster):
     cluster, workers = cluster
     killed = {}
@@ -53,16 +67,23 @@ def test_trials_spread_and_survive_a_dead_worker(tmp_path, cluster):
                 victim = next(w for w in workers if w.node_id in busy)
                 killed["node"] = victim.node_id
                 killed["busy"] = busy
+                killed["victim"] = victim
                 cluster.remove_node(victim)
                 return
             time.sleep(0.2)
 
     killer = threading.Thread(target=kill_a_busy_worker, daemon=True)
     killer.start()
+    # 20 epochs, each slowed to about half a second (SlowMLP): time to remove a node mid-trial
     opts = TuneOptions(space="quick", name="spread", storage=str(tmp_path), max_failures=3, progress=False,
-                       overrides=["dataset=digits", "base_epochs=5", "encoder=addition", "k=[2,3]", "epochs=250"])
-    run_experiment(opts, log=lambda _m: None)
-    killer.join(timeout=5)
+                       overrides=["dataset=digits", "base_epochs=5", "encoder=addition", "k=[2,3]", f"epochs={EPOCHS}",
+                                  f"parity_model={SLOW}"])
+    try:
+        run_experiment(opts, log=lambda _m: None)
+    finally:
+        killer.join(timeout=5)
+        if "victim" in killed:
+            replace_node(cluster, workers, killed["victim"])
     assert "node" in killed, "no worker was killed: the trials never ran on two nodes at once"
     assert len(killed["busy"]) == 2  # the two trials ran on different nodes
 
@@ -72,7 +93,7 @@ def test_trials_spread_and_survive_a_dead_worker(tmp_path, cluster):
     assert killed["node"] not in set(runs.node_id)  # the interrupted trial finished elsewhere
     assert not epochs.duplicated(["run_id", "epoch", "split", "metric"]).any()
     for run_id, group in epochs.groupby("run_id"):
-        assert sorted(group.epoch.unique()) == list(range(1, 251)), run_id
+        assert sorted(group.epoch.unique()) == list(range(1, EPOCHS + 1)), run_id
 
 
 def test_node_local_storage_is_refused_on_a_multi_host_cluster(tmp_path):
@@ -84,6 +105,8 @@ def test_node_local_storage_is_refused_on_a_multi_host_cluster(tmp_path):
     assert is_shared("s3://bucket/x") and not is_shared(str(tmp_path))
 
 
+@pytest.mark.cluster
+@pytest.mark.slow
 def test_simulation_replicas_sit_on_different_nodes(tmp_path, cluster):
     """Each of the k + r replicas of a coded simulation gets its own worker node (failure domain)."""
     import json

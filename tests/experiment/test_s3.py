@@ -12,8 +12,7 @@ import pytest
 
 from parity_ray import results, storage
 from parity_ray.experiment import TuneOptions, run_experiment
-
-pytestmark = pytest.mark.slow
+from tests.conftest import own_ray, start_local_ray
 
 
 def _free_port() -> int:
@@ -63,10 +62,12 @@ def test_storage_roundtrip_on_s3(s3_server):
     assert storage.list_dir("s3://parity-bucket/unit") == ["a.bin"]
 
 
-def test_experiment_on_s3_and_load_from_s3(s3_server, local_ray):
+def test_experiment_on_s3_and_load_from_s3(s3_server):
     opts = TuneOptions(space="quick", name="s3exp", storage="s3://parity-bucket/experiments", progress=False,
                        overrides=["dataset=digits", "base_epochs=5", "encoder=addition", "k=2", "epochs=3"])
-    summary = run_experiment(opts, log=lambda _m: None)
+    with own_ray():  # the trials' workers must see the S3 server's settings: a Ray started after they are set
+        start_local_ray()
+        summary = run_experiment(opts, log=lambda _m: None)
     assert summary["status"] == {"COMPLETED": 1}
     assert summary["tables"] == "s3://parity-bucket/experiments/s3exp/tables"
     tables = results.load("s3://parity-bucket/experiments/s3exp")

@@ -18,6 +18,7 @@ from parity_ray.actors.simulation import SimulationOptions, run_simulation
 from parity_ray import results
 from parity_ray.data import load_data
 from parity_ray.serving import resolve_run
+from tests.conftest import experiment_copy
 from tests.serve.http_client import free_port, instances, post, wait_until_serving
 
 pytestmark = pytest.mark.slow
@@ -136,7 +137,8 @@ def test_concurrent_clients_with_a_crashing_replica_get_answers_or_reasons(serve
     assert any(body["predictions"][0]["path"] == "decoded" for status, body in answers if status == 200)
 
 
-def test_the_same_image_gets_the_same_class_through_http_and_simulate(server, run, pixels, trained_experiment):
+def test_the_same_image_gets_the_same_class_through_http_and_simulate(server, run, pixels, trained_experiment, tmp_path):
+    trained_experiment = experiment_copy(trained_experiment, tmp_path)  # the simulation writes into it
     # A deadline far above any answer time, even on a busy machine: every answer is the image's own (direct).
     summary = run_simulation(SimulationOptions(experiment=trained_experiment, modes=["coded"], rate=40, queries=60,
                                                warmup=0, deadline_ms=10000, timeout_s=60, progress=False),

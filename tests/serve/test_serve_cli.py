@@ -12,11 +12,8 @@ import pytest
 import yaml
 
 from parity_ray.data import load_data
-from tests.cli.test_cli import REPO, assert_usage_error, cli
+from tests.cli.runner import REPO, assert_usage_error, cli
 from tests.serve.http_client import free_port, instances, post, wait_until_serving
-
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def image():
@@ -38,6 +35,7 @@ def _stop(process, timeout=90):
         raise
 
 
+@pytest.mark.slow
 def test_serve_in_the_foreground_until_ctrl_c(trained_experiment, image, tmp_path):
     port = free_port()
     log = open(tmp_path / "serve.log", "w+")
@@ -57,6 +55,7 @@ def test_serve_in_the_foreground_until_ctrl_c(trained_experiment, image, tmp_pat
     assert f"at http://127.0.0.1:{port}/" in output and "stopping" in output
 
 
+@pytest.mark.slow
 def test_write_config_then_serve_run_starts_the_same_app(trained_experiment, image, tmp_path):
     port = free_port()
     config_file = tmp_path / "serve.yaml"

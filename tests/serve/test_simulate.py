@@ -12,16 +12,17 @@ from parity_ray.actors.app import AppOptions, build_app
 from parity_ray.actors.simulation import SimulationOptions, normalise, run_simulation
 from parity_ray import results
 from parity_ray.serving import load_model, resolve_run
+from tests.conftest import experiment_copy
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def experiment(trained_experiment, local_ray):
-    """The shared digits k=2 experiment, served on this module's Ray."""
+def experiment(trained_experiment, local_ray, tmp_path_factory):
+    """A copy of the shared digits k=2 experiment (the simulations write into it), served on the session's Ray."""
     from ray import serve
 
-    yield trained_experiment
+    yield experiment_copy(trained_experiment, tmp_path_factory.mktemp("simulate"))
     serve.shutdown()
 
 

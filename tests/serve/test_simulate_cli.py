@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.cli.test_cli import assert_usage_error, cli
+from tests.cli.runner import assert_usage_error, cli
 
 
 @pytest.mark.parametrize(
