@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from parity_ray import storage
 from parity_ray.errors import UsageError, choices_hint
+from parity_ray.registry import trusting_stored_code
 from parity_ray.serving import ServedRun, resolve_run
 
 APP_NAME = "parity-ray"
@@ -132,19 +133,24 @@ def app_builder(args: Dict[str, Any]):
         raise UsageError("the app's args need 'experiment' (an experiment folder or s3:// URI)")
     run_id = args.pop("run", "best")
     filters = {key: args.pop(key, None) for key in ("dataset", "model", "k")}
+    trust_code = bool(args.pop("trust_code", False))  # written by `serve --write-config --trust-code` only
     known = {f.name for f in fields(AppOptions)}
     unknown = sorted(set(args) - known)
     if unknown:
-        raise UsageError(f"unknown app args {unknown}; valid: experiment, run, dataset, model, k, {', '.join(sorted(known))}")
-    run = resolve_run(experiment, run_id, **filters)
+        raise UsageError(f"unknown app args {unknown}; valid: experiment, run, dataset, model, k, trust_code, "
+                         f"{', '.join(sorted(known))}")
+    with trusting_stored_code(trust_code):
+        run = resolve_run(experiment, run_id, **filters)
     return build_app(run, AppOptions(**args))
 
 
 def serve_config(run: ServedRun, options: AppOptions, host: str = "0.0.0.0", port: int = 8000,
-                 name: str = APP_NAME, route_prefix: str = "/") -> Dict[str, Any]:
+                 name: str = APP_NAME, route_prefix: str = "/", trust_code: bool = False) -> Dict[str, Any]:
     """A Serve config file's content that runs the same app (``serve run FILE`` / ``serve deploy FILE``)."""
     defaults = AppOptions()
     args: Dict[str, Any] = {"experiment": storage.canonical(run.experiment), "run": run.run_id}
+    if trust_code:
+        args["trust_code"] = True
     args.update({key: value for key, value in asdict(options).items() if value != getattr(defaults, key) or key == "mode"})
     return {
         "proxy_location": "EveryNode",

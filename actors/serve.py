@@ -26,6 +26,7 @@ class ServeOptions(AppOptions):
     route_prefix: str = "/"
     address: Optional[str] = None
     write_config: Optional[str] = None
+    trust_code: bool = False  # --trust-code: the run's stored class-specs may be imported (also by `serve run FILE`)
 
     def app_options(self) -> AppOptions:
         return AppOptions(**{f.name: getattr(self, f.name) for f in fields(AppOptions)})
@@ -45,7 +46,8 @@ def run_serve(options: ServeOptions, log=stderr_log, ready: Optional[threading.E
     run = resolve_run(options.experiment, options.run, dataset=options.dataset, model=options.model, k=options.k)
     pools = plan(run, options.mode)
     if options.write_config:
-        config = serve_config(run, app_options, host=options.host, port=options.port, route_prefix=options.route_prefix)
+        config = serve_config(run, app_options, host=options.host, port=options.port, route_prefix=options.route_prefix,
+                              trust_code=options.trust_code)
         write_serve_config(options.write_config, config)
         log(f"wrote {options.write_config}: run {run.run_id}, mode {options.mode}; start it with "
             f"`serve run {options.write_config}` (or `serve deploy {options.write_config}` on a running cluster)")

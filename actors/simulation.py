@@ -246,12 +246,13 @@ def load_queries(run, options: SimulationOptions):
     """The seeded queries: test-set pixels in [0, 1], their labels, and the base model's predictions."""
     import torch
 
-    from parity_ray.data import load_data, recorded_data_root
+    from parity_ray.data import load_data
     from parity_ray.serving import load_model
 
     config = run.config
-    data_root = options.data_root or recorded_data_root(config.get("data_root"))
-    data = load_data(config["dataset"], data_root=data_root, download=False,
+    # The run's recorded data root is never followed (it is the experiment's word, not this user's): the
+    # test split comes from --data-root, or $PARITY_RAY_DATA and the user cache.
+    data = load_data(config["dataset"], data_root=options.data_root, download=False,
                      val_size=config["val_size"], split_seed=config["seed"], input_norm="none")
     total = options.warmup + options.queries
     rng = np.random.default_rng(options.seed)

@@ -280,7 +280,7 @@ def build(loaded, folder: Path, *, boxes: Optional[pd.DataFrame] = None, max_thu
                    "dataset": str(row["dataset"]), "decodes": int(len(p)), "instances_total": int(p["test_index"].nunique()),
                    **data}
         name = f"data/run-{i}.js"
-        text = f"PR.register({i}, {json.dumps(payload, separators=(',', ':'), allow_nan=False)});\n"
+        text = f"PR.register({i}, {json_for_script(payload)});\n"
         (folder / name).write_text(text, encoding="utf-8")
         files.append(name)
         manifest_runs.append({
@@ -343,8 +343,15 @@ def default_pair(manifest_runs: List[dict]) -> Optional[List[int]]:
     return best[1] if best else None
 
 
+_SCRIPT_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
 def json_for_script(obj) -> str:
-    """JSON safe inside a ``<script type="application/json">`` element."""
-    return json.dumps(obj, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    """JSON safe inside any ``<script>`` element, whatever strings a stored table holds.
+
+    ``<``, ``>`` and ``&`` are written as ``\\u003c``, ``\\u003e`` and ``\\u0026`` (so neither ``</script>``
+    nor ``<!--`` can end or derail the script), and the two line separators JavaScript once read
+    as newlines are escaped too; JSON.parse and a JavaScript literal read the same values back."""
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).translate(_SCRIPT_ESCAPES)
 
 

@@ -236,20 +236,23 @@ def _config(run: pd.Series) -> dict:
 def run_inputs(run: pd.Series, data_root: Optional[str] = None) -> RunInputs:
     """The run's normalised test split and its encoder (learned weights loaded), or :class:`ImagesUnavailable`.
 
-    ``data_root`` overrides the run's recorded data root (the data may live elsewhere at report time).
+    ``data_root`` is where the test images are (else ``$PARITY_RAY_DATA`` and the user cache); the run's
+    recorded data root is never followed, since it is the experiment's word, not the user's.
     """
     from parity_ray import storage
     from parity_ray.coders import create_encoder
-    from parity_ray.data import get_dataset_spec, load_data, recorded_data_root
+    from parity_ray.data import get_dataset_spec, load_data
     from parity_ray.errors import UsageError
+    from parity_ray.registry import check_stored_config
     from parity_ray.utils import load_torch_safely, stable_hash
 
+    check_stored_config(run.get("config_json"), f"run '{run.get('run_id')}'")  # refused, not turned into "unavailable"
     try:
         config = _config(run)
         spec = get_dataset_spec(config["dataset"])
     except (UsageError, KeyError, ValueError, TypeError) as exc:
         raise ImagesUnavailable(f"dataset of run '{run['run_id']}' is not available here: {exc}") from None
-    root = data_root or recorded_data_root(config.get("data_root"))
+    root = data_root  # never the run's recorded data root: the report's --data-root, or $PARITY_RAY_DATA and the cache
     norm = config.get("input_norm") or "dataset"
     cache_key = (spec.name, root, norm, config.get("val_size"), config.get("seed", 0))
     if cache_key not in _DATA_CACHE:

@@ -26,6 +26,7 @@ import pandas as pd
 
 from parity_ray import results, storage
 from parity_ray.errors import UsageError
+from parity_ray.registry import check_stored_config
 
 from . import explorer, figures, instances, interactive, tables
 
@@ -73,7 +74,11 @@ def build_report(path: Union[str, Sequence[str]], out: Optional[str] = None,
         labels = [Path(_experiment_root(paths[0]).rstrip("/")).name or paths[0]]
         loaded = results.load_experiment(paths[0])  # one experiment: the report is written into it
         target = storage.canonical(str(out) if out else storage.join(_experiment_root(paths[0]), "report"))
+        if not out:  # <experiment>/report may not be a link leading elsewhere (an --out you give is yours)
+            storage.check_inside(_experiment_root(paths[0]), target)
     experiments = list(zip(paths, labels))
+    for _, run in loaded.runs.iterrows():  # code a stored config names is refused before anything is written
+        check_stored_config(run.get("config_json"), f"run '{run.get('run_id')}'")
 
     def render_into(folder: Path) -> List[str]:
         return render(loaded, paths[0], folder, max_thumbnails=max_thumbnails, data_root=data_root,
@@ -112,13 +117,19 @@ def format_summary(summary: Dict[str, object]) -> str:
                 for n, e in enumerate(experiments)]
     else:
         head = [f"{'experiment':<12}{summary['experiment']}"]
-    return "\n".join(head + [
+    return "\n".join(printable(line) for line in head + [
         f"{'runs':<12}{summary['runs']}  {status}",
         f"{'simulations':<12}{summary['simulations']}",
         f"{'figures':<12}{', '.join(summary['figures'])}",
         f"{'explorer':<12}{summary['explorer_runs']} runs, {summary['thumbnail_sheets']} thumbnail sheets",
         f"{'report':<12}{summary['report']}  ({summary['seconds']:.1f} s)",
     ])
+
+
+def printable(text: str) -> str:
+    """``text`` for a terminal: control characters (escape sequences a stored string may carry) shown
+    escaped, as ``\\x1b``, never sent raw."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 # --------------------------------------------------------------------------- targets

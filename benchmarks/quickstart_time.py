@@ -33,7 +33,7 @@ def main(argv=None) -> int:
                         help="parent folder for the quickstart's experiment, kept afterwards (default: a temp folder, removed)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    env = dict(os.environ)
     if args.data_root is None and not args.smoke_test:
         args.data_root = str(REPO.parent / "shared" / "data")
     if args.smoke_test and args.data_root is None:

@@ -165,7 +165,6 @@ def main(argv=None) -> int:
 
     from parity_ray.utils import ray_running
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     experiment = ensure_experiment(args.experiment, args.data_root, args.dataset, 1 if args.smoke_test else 10)
     with ray_running(log_to_driver=False, **({"num_cpus": 2} if args.smoke_test else {})):
         try:

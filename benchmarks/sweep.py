@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -89,7 +88,6 @@ def main(argv=None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if args.smoke_test:
         args.queries, args.workers = 20_000, 0
     if args.serve_queries is None:

@@ -188,7 +188,6 @@ def main(argv=None) -> int:
         data_root = str(guess) if guess.is_dir() else None
     if data_root:
         os.environ["PARITY_RAY_DATA"] = data_root  # set before Ray starts, so its workers inherit it
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
     from parity_ray.errors import UsageError
     from parity_ray.spaces import expand

@@ -273,6 +273,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         timeout_s=args.timeout_s, max_batch_size=args.max_batch_size, batch_wait_ms=args.batch_wait_ms,
         cpus_per_replica=args.cpus_per_replica, gpus_per_replica=args.gpus_per_replica, straggler=args.straggler,
         seed=args.seed, max_instances=args.max_instances, address=args.address, write_config=args.write_config,
+        trust_code=args.trust_code,
     )
     return run_serve(options)
 
@@ -497,6 +498,12 @@ def build_parser() -> argparse.ArgumentParser:
     lister.set_defaults(func=cmd_list)
     for sub in commands.choices.values():  # also after the command: parity-ray train ... --log-level warning
         sub.add_argument("--log-level", choices=LOG_LEVELS, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    for name in READS_EXPERIMENTS:
+        commands.choices[name].add_argument(
+            "--trust-code", action="store_true",
+            help="import the class-specs (user code) that the experiment's stored configs name; without it such a "
+                 "run is refused (see docs/security.md). Only for experiments written by people you trust as you "
+                 "trust your own code")
     return parser
 
 
@@ -529,11 +536,17 @@ def _version() -> str:
     return f"parity-ray {__version__}"
 
 
+READS_EXPERIMENTS = ("simulate", "sweep", "serve", "report", "export")  # the commands that take --trust-code
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from .registry import trusting_stored_code
+
     try:
         args = build_parser().parse_args(argv)
         configure_logging(args.log_level)
-        return args.func(args)
+        with trusting_stored_code(getattr(args, "trust_code", False)):
+            return args.func(args)
     except UsageError as exc:
         print(f"parity-ray: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -41,6 +41,7 @@ class RunSource:
 def from_run_dir(path: str) -> RunSource:
     """A run folder of ``parity-ray train`` or a trial's checkpoint folder (``config.json`` + ``checkpoints/best.pt``)."""
     from .config import TrainConfig
+    from .registry import check_stored_config
 
     record_uri = storage.join(path, "config.json")
     if not storage.exists(path):
@@ -48,6 +49,7 @@ def from_run_dir(path: str) -> RunSource:
     if not storage.exists(record_uri):
         raise UsageError(f"'{path}' is not a run folder (no config.json); pass a run folder or --experiment E --run ID")
     record = json.loads(storage.read_bytes(record_uri))
+    check_stored_config(record["config"], f"run folder '{path}'")  # before anything is imported
     config = TrainConfig.from_dict(record["config"]).resolved().to_dict()
     best = storage.join(path, "checkpoints", "best.pt")
     return RunSource(run_id=_folder_name(path), config=config, checkpoint_uri=best if storage.exists(best) else None,

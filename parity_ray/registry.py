@@ -13,14 +13,23 @@ Classes that are not registered enter through a *class-spec*, a mapping with a
 ``"cls"`` key holding an import path and the constructor's keyword arguments::
 
     {"cls": "my_pkg.models.MyNet", "width": 64}
+
+A class-spec imports and runs code, so it is taken from the command line and the user's own files
+only. A config read back from an experiment (a table's ``config_json``, a run folder's
+``config.json``) passes :func:`check_stored_config` first: a class-spec there is refused unless the
+user trusts the experiment's authors (``--trust-code``, :func:`trusting_stored_code`); see
+docs/security.md.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import importlib
 import inspect
 import json
-from typing import Any, Callable, Dict, Generic, List, Mapping, TypeVar, Union
+import logging
+from typing import Any, Callable, Dict, Generic, Iterator, List, Mapping, Tuple, TypeVar, Union
 
 from .errors import UsageError, choices_hint
 
@@ -146,3 +155,56 @@ def call_with_accepted(factory: Callable, kwargs: Mapping[str, Any], required: M
             f"valid choices: {', '.join(p for p in params if p != 'self')}"
         )
     return factory(**{k: v for k, v in kwargs.items() if k in params})
+
+
+_TRUST_STORED_CODE = contextvars.ContextVar("parity_ray_trust_stored_code", default=False)
+
+
+@contextlib.contextmanager
+def trusting_stored_code(trust: bool = True) -> Iterator[None]:
+    """Within the block, class-specs read from stored configs are imported (``--trust-code``): only for
+    experiments whose authors the user trusts as they trust their own code."""
+    token = _TRUST_STORED_CODE.set(bool(trust))
+    try:
+        yield
+    finally:
+        _TRUST_STORED_CODE.reset(token)
+
+
+def stored_class_specs(config: Mapping[str, Any]) -> List[Tuple[str, str]]:
+    """``(config key, import path)`` of every class-spec in a config (mappings or JSON text)."""
+    found = []
+    for key, value in config.items():
+        if isinstance(value, str) and value.lstrip().startswith("{"):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                continue
+        if isinstance(value, Mapping) and "cls" in value:
+            found.append((str(key), str(value["cls"])))
+    return found
+
+
+def check_stored_config(config: Union[str, Mapping[str, Any], None], where: str) -> None:
+    """Refuse a stored config that names code to import, unless inside :func:`trusting_stored_code`.
+
+    ``config`` is the config or its JSON text (a table's ``config_json``); text that is not a JSON
+    object names nothing to import (whatever reads it next refuses it on its own terms). ``where``
+    names the config's source for the message (say "run 'r1' of experiment 'results/q1'").
+    Registered names are always fine: they resolve to the platform's own plugins.
+    """
+    if isinstance(config, str):
+        try:
+            config = json.loads(config)
+        except ValueError:
+            return
+    if not isinstance(config, Mapping):
+        return
+    specs = stored_class_specs(config)
+    if not specs:
+        return
+    named = ", ".join(f"{key} {{'cls': {path!r}}}" for key, path in specs)
+    if not _TRUST_STORED_CODE.get():
+        raise UsageError(f"{where} names code to import ({named}); a class-spec read from an experiment is not run: "
+                         f"pass --trust-code only if you trust whoever wrote it as you trust your own code")
+    logging.getLogger("parity_ray").warning(f"--trust-code: {where} imports {', '.join(path for _k, path in specs)}")

@@ -197,14 +197,16 @@ def tables_uri(experiment: str) -> str:
     return storage.join(experiment, "tables")
 
 
-def _write(frame: pd.DataFrame, uri: str, name: str) -> None:
+def _write(frame: pd.DataFrame, uri: str, name: str, experiment: str) -> None:
+    storage.check_inside(experiment, uri)
     storage.write_parquet(to_arrow(name, frame), uri, {VERSION_KEY: SCHEMA_VERSION, "parity_ray.table": name})
 
 
 def write_tables(experiment: str, tables: Dict[str, pd.DataFrame]) -> None:
-    """Write every table atomically (a reader sees the old file or the new one, never a part)."""
+    """Write every table atomically (a reader sees the old file or the new one, never a part), inside
+    the experiment: a link in its folder that leads elsewhere is refused (docs/security.md)."""
     for name in TABLES:
-        _write(tables[name], storage.join(tables_uri(experiment), f"{name}.parquet"), name)
+        _write(tables[name], storage.join(tables_uri(experiment), f"{name}.parquet"), name, experiment)
 
 
 def write_simulation(experiment: str, simulation_id: str, queries: pd.DataFrame, simulations: pd.DataFrame) -> List[str]:
@@ -217,7 +219,7 @@ def write_simulation(experiment: str, simulation_id: str, queries: pd.DataFrame,
     written = []
     for name, frame in (("queries", queries), ("simulations", simulations)):
         uri = storage.join(tables_uri(experiment), name, f"{simulation_id}.parquet")
-        _write(frame, uri, name)
+        _write(frame, uri, name, experiment)
         written.append(uri)
     return written
 
@@ -227,7 +229,7 @@ def write_sweep(experiment: str, sweep_id: str, sweeps: pd.DataFrame) -> str:
     if tuple(sweeps.columns) != SWEEP_COLUMNS:
         raise ValueError(f"sweep rows have columns {list(sweeps.columns)}; expected {list(SWEEP_COLUMNS)}")
     uri = storage.join(tables_uri(experiment), "sweeps", f"{sweep_id}.parquet")
-    _write(sweeps, uri, "sweeps")
+    _write(sweeps, uri, "sweeps", experiment)
     return uri
 
 

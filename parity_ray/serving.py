@@ -17,6 +17,7 @@ from . import storage
 from .config import TrainConfig
 from .errors import UsageError, choices_hint
 from .models import create_model
+from .registry import check_stored_config
 from .utils import load_torch_safely
 
 
@@ -74,6 +75,7 @@ def resolve_run(experiment: str, run: str = "best", *, dataset: Optional[str] = 
     base = tables.base_models[tables.base_models.base_model_id == row.base_model_id]
     if base.empty:
         raise UsageError(f"run '{row.run_id}' names base model '{row.base_model_id}', which the experiment does not hold")
+    check_stored_config(row.config_json, f"run '{row.run_id}' of experiment '{experiment}'")  # before anything is imported
     config = TrainConfig.from_dict(json.loads(row.config_json)).resolved().to_dict()
     checkpoint = storage.join(row.checkpoint_uri, "checkpoints", "best.pt") if row.checkpoint_uri else None
     served = ServedRun(

@@ -77,6 +77,27 @@ def read_bytes(uri: str) -> bytes:
         return fh.read()
 
 
+def check_inside(root: str, uri: str) -> None:
+    """Refuse a local write to ``uri`` that would leave ``root`` through a link (a symlinked
+    ``tables/`` or ``report``, dangling or not): one clear error, nothing written.
+
+    ``root`` itself may be a link the user named; what counts is where its own folders lead.
+    Object stores have no links: remote URIs pass.
+    """
+    if is_remote(uri):
+        return
+    top_path = Path(root).expanduser().absolute()
+    probe = Path(uri).expanduser().absolute()
+    while probe != top_path and not probe.exists() and not probe.is_symlink() and probe != probe.parent:
+        probe = probe.parent  # the deepest part of the target that is already there
+    if probe == top_path and not probe.exists() and not probe.is_symlink():
+        return  # a new experiment: nothing inside it yet that could lead anywhere
+    top, real = top_path.resolve(), probe.resolve()
+    if real != top and top not in real.parents:
+        raise UsageError(f"'{probe}' leads outside the experiment '{root}' (to '{real}'): a link inside an experiment "
+                         f"is not followed for writing; remove it (nothing was written)")
+
+
 def write_bytes(uri: str, data: bytes) -> None:
     """Atomic for readers: local temp + rename, or one remote object upload."""
     fs, path = resolve(uri)

@@ -197,7 +197,8 @@ def init_ray(address: Optional[str] = None, **init_kwargs: Any) -> None:
 
     from .errors import UsageError
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # Ray's token authentication stays as Ray sets it (on for local clusters since 2.59): turning it off
+    # would let anyone who reaches the job API's port run commands (docs/security.md).
     kwargs = {"include_dashboard": False, "log_to_driver": bool(address), "configure_logging": True,
               "logging_level": "warning", **init_kwargs}
     try:

@@ -34,7 +34,6 @@ __all__ = [
     "load_data",
     "missing_data_reason",
     "parse_input_norm",
-    "recorded_data_root",
     "register_dataset",
 ]
 
@@ -120,12 +119,6 @@ class DataBundle:
 def _read_raw(name: str, roots: Tuple, download: bool) -> RawData:
     spec = get_dataset_spec(name)
     return spec.reader(spec, list(roots), download)
-
-
-def recorded_data_root(path: Optional[str]) -> Optional[str]:
-    """A data root a run recorded: used where it exists on this machine; elsewhere None, so the
-    defaults are searched (it was the training command's explicit choice, not this command's)."""
-    return path if path and Path(path).expanduser().is_dir() else None
 
 
 def dataset_available(name: str, data_root: Optional[str] = None) -> bool:

@@ -255,12 +255,31 @@ _CIFAR = {
 }
 
 
+class _PlainDataUnpickler(pickle.Unpickler):
+    """Reads CIFAR's python batches and nothing that could run code: plain containers, numbers, strings,
+    bytes and numpy arrays only. Any other global a pickle names (a function to call, a class to build)
+    is refused before it is looked up, so a planted "batch" cannot execute anything."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("_codecs", "encode"),  # how protocol 2 writes bytes from Python 3
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which a CIFAR batch never holds "
+                                         f"(only plain containers, numbers, strings, bytes and numpy arrays are read)")
+        return super().find_class(module, name)
+
+
 def _read_cifar_batches(paths: Sequence[Path], label_key: str) -> Tuple[Tensor, Tensor]:
     images, labels = [], []
     for path in paths:
         try:
             with open(path, "rb") as fh:
-                entry = pickle.load(fh, encoding="latin1")
+                entry = _PlainDataUnpickler(fh, encoding="latin1").load()
             data = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
             target = np.asarray(entry[label_key], dtype=np.int64)
         except Exception as exc:

@@ -229,7 +229,7 @@ def test_report_of_a_72_run_grid_opens_in_seconds(tmp_path, data_root):
     labels = load_data("mnist", data_root=data_root).test_y.numpy()
     write_grid(tmp_path / "grid", labels, data_root=data_root)
     started = time.perf_counter()
-    summary = build_report(str(tmp_path / "grid"), out=str(tmp_path / "report"))
+    summary = build_report(str(tmp_path / "grid"), out=str(tmp_path / "report"), data_root=data_root)
     build_seconds = time.perf_counter() - started
     out = tmp_path / "report"
     assert summary["runs"] == summary["explorer_runs"] == 72

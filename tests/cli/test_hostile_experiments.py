@@ -1,0 +1,199 @@
+"""Opening someone else's experiment is safe (docs/security.md): hostile copies of a real experiment,
+each command that reads one, and a canary file that must stay absent.
+
+One tiny real run is trained through the CLI and wrapped in an experiment by the real table writer
+(tests/cli/test_safety.py); each hostile copy edits what an attacker with write access to the folder
+can edit: the runs table's stored config, a data root it names, strings shown in the report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from parity_ray import results
+from tests.cli.runner import assert_usage_error, cli
+from tests.cli.test_safety import TRAIN, make_experiment
+
+READERS = {  # every command that reads an experiment, as a user runs it (out: where it may write)
+    "report": lambda exp, out: ["report", exp, "--out", str(out / "report")],
+    "export": lambda exp, out: ["export", "--experiment", exp, "--run", "r1", "--out", str(out / "export")],
+    "serve --write-config": lambda exp, out: ["serve", "--experiment", exp, "--run", "r1", "--write-config",
+                                              str(out / "app.yaml")],
+    "simulate": lambda exp, out: ["simulate", "--experiment", exp, "--run", "r1", "--queries", "4", "--warmup", "0"],
+    "sweep": lambda exp, out: ["sweep", "--experiment", exp, "--run", "r1", "--service", "constant:ms=1", "--workers", "0",
+                               "--queries", "100"],
+}
+
+
+class Canary:
+    """A pickle that creates ``marker`` when it is loaded (what an attacker plants)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.fixture(scope="module")
+def honest(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hostile")
+    result = cli(*TRAIN, "--out", str(root / "runs"), "--json")
+    assert result.returncode == 0, result.stderr
+    run_dir = Path(json.loads(result.stdout.strip().splitlines()[-1])["run_dir"])
+    return make_experiment(root / "honest", run_dir)
+
+
+def hostile_copy(honest: str, folder: Path, **config_changes) -> str:
+    """A copy of the honest experiment whose run's stored config (``config_json``) is edited; the
+    readable columns (``encoder``, ...) still say what they said."""
+    copy = Path(shutil.copytree(honest, folder))
+    tables = {name: pd.read_parquet(copy / "tables" / f"{name}.parquet") for name in results.TABLES}
+    runs = tables["runs"]
+    runs["config_json"] = [json.dumps({**json.loads(runs.config_json.iloc[0]), **config_changes})]
+    results.write_tables(str(copy), tables)
+    return str(copy)
+
+
+def _everything_under(folder: Path) -> list:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+@pytest.mark.parametrize("command", sorted(READERS))
+@pytest.mark.parametrize("key", ["encoder", "parity_model", "model"])
+def test_a_stored_class_spec_is_refused_by_every_reader_and_runs_nothing(honest, tmp_path, command, key):
+    canary = tmp_path / "canary"
+    experiment = hostile_copy(honest, tmp_path / "exp", **{key: {"cls": "os.system", "command": f"touch {canary}"}})
+    before = _everything_under(Path(experiment))
+    out = tmp_path / "out"
+    line = assert_usage_error(cli(*READERS[command](experiment, out)), "run 'r1'", "os.system", "--trust-code")
+    assert key in line
+    assert not canary.exists()  # nothing ran
+    assert not out.exists() and _everything_under(Path(experiment)) == before  # nothing written, inside or out
+
+
+def test_the_notebook_helpers_refuse_a_stored_class_spec_too(honest, tmp_path):
+    from parity_ray import analysis
+    from parity_ray.analysis import instances
+    from parity_ray.errors import UsageError
+
+    canary = tmp_path / "canary"
+    experiment = hostile_copy(honest, tmp_path / "exp", encoder={"cls": "os.system", "command": f"touch {canary}"})
+    run = analysis.load(experiment).runs.iloc[0]
+    with pytest.raises(UsageError, match="names code to import"):
+        instances.run_inputs(run)
+    assert not canary.exists()
+
+
+def test_trust_code_imports_what_a_stored_class_spec_names_and_says_so(honest, tmp_path):
+    """The opt-in works, and says what it imports: a stored class-spec of a real (harmless) model class."""
+    experiment = hostile_copy(honest, tmp_path / "exp", parity_model={"cls": "parity_ray.models.BaseMLP"})
+    out = tmp_path / "app.yaml"
+    refused = cli("serve", "--experiment", experiment, "--run", "r1", "--write-config", str(out))
+    assert_usage_error(refused, "parity_model {'cls': 'parity_ray.models.BaseMLP'}")
+    trusted = cli("serve", "--experiment", experiment, "--run", "r1", "--write-config", str(out), "--trust-code")
+    assert trusted.returncode == 0, trusted.stderr
+    assert "--trust-code: run 'r1'" in trusted.stderr and "parity_ray.models.BaseMLP" in trusted.stderr
+    import yaml
+
+    assert yaml.safe_load(out.read_text())["applications"][0]["args"]["trust_code"] is True  # so `serve run` trusts it too
+
+
+def test_a_stored_data_root_is_never_followed_nor_its_pickles_loaded(honest, tmp_path, monkeypatch):
+    """A cifar10 run whose stored data root points at "CIFAR batches" planted in the experiment folder."""
+    canary = tmp_path / "canary"
+    experiment = Path(shutil.copytree(honest, tmp_path / "exp"))
+    planted = experiment / "data" / "cifar-10-batches-py"
+    planted.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with open(planted / name, "wb") as fh:
+            pickle.dump({"data": Canary(canary), "labels": [0]}, fh, protocol=2)
+    hostile = hostile_copy(str(experiment), tmp_path / "exp2", dataset="cifar10", data_root=str(experiment / "data"))
+    monkeypatch.delenv("PARITY_RAY_DATA", raising=False)
+    result = cli("report", hostile, "--out", str(tmp_path / "report"))
+    assert result.returncode == 0, result.stderr  # the report is written, its explorer says the images are missing
+    assert not canary.exists()
+    # ... and the restricted reader refuses the planted batches even when a user points at them
+    line = assert_usage_error(cli("simulate", "--experiment", hostile, "--run", "r1", "--data-root",
+                                  str(experiment / "data"), "--queries", "4", "--warmup", "0"), "cannot read CIFAR batch")
+    assert "posix.system" in line or "os.system" in line
+    assert not canary.exists()
+
+
+def test_the_report_page_survives_a_stored_comment_opener(tmp_path):
+    """``<!--<script>`` in a stored string cannot stop the page's scripts: the embedded JSON escapes ``<``."""
+    from parity_ray.analysis.report import build_report
+    from tests.analysis.synthetic import write_grid
+
+    import numpy as np
+
+    folder = write_grid(tmp_path / "exp", np.arange(40) % 10, dataset="digits", schema=2, runs=2,
+                        grid={"k": [2], "r": [1], "encoder": ["addition"], "loss": ["mse"], "lr": [0.001, 0.0003]})
+    tables = {name: pd.read_parquet(folder / "tables" / f"{name}.parquet") for name in results.TABLES}
+    tables["runs"]["loss"] = "<!--<script>"
+    results.write_tables(str(folder), tables)
+    build_report(str(folder), out=str(tmp_path / "report"))
+    page = (tmp_path / "report" / "index.html").read_text()
+    scripts = page.split("<script")[1:]
+    assert scripts and not any("<!--" in s.split("</script>")[0] for s in scripts)
+    for data_file in (tmp_path / "report" / "data").glob("*.js"):
+        assert "<" not in data_file.read_text()
+
+
+@pytest.mark.parametrize("dangling", [False, True])
+def test_a_report_link_leading_outside_is_refused_and_nothing_outside_changes(honest, tmp_path, dangling):
+    experiment = Path(shutil.copytree(honest, tmp_path / "exp"))
+    elsewhere = tmp_path / "someone-elses"
+    if not dangling:
+        elsewhere.mkdir()
+        (elsewhere / "keep.txt").write_text("mine")
+    (experiment / "report").symlink_to(elsewhere)
+    assert_usage_error(cli("report", str(experiment)), "leads outside the experiment", "nothing was written")
+    assert (sorted(p.name for p in elsewhere.iterdir()) == ["keep.txt"]) if not dangling else not elsewhere.exists()
+
+
+@pytest.mark.parametrize("table", ["tables", "tables/sweeps"])
+def test_a_table_folder_link_leading_outside_is_refused(honest, tmp_path, table):
+    from parity_ray.errors import UsageError
+
+    experiment = Path(shutil.copytree(honest, tmp_path / "exp"))
+    elsewhere = tmp_path / "elsewhere"
+    if table == "tables":
+        shutil.move(experiment / "tables", elsewhere)
+    else:
+        elsewhere.mkdir()
+    (experiment / table).symlink_to(elsewhere)
+    rows = pd.DataFrame([{c: None for c in results.SWEEP_COLUMNS}])
+    with pytest.raises(UsageError, match="leads outside the experiment"):
+        results.write_sweep(str(experiment), "sweep-x", rows)
+    assert not list(elsewhere.glob("**/sweep-x*"))
+
+
+def test_control_characters_in_stored_strings_reach_the_terminal_escaped():
+    from parity_ray.analysis.report import format_summary
+
+    text = format_summary({"status": {"COMPLETED\x1b[2J": 1}, "experiment": "e\x1b]0;owned\x07", "runs": 1,
+                           "simulations": 0, "figures": [], "explorer_runs": 0, "thumbnail_sheets": 0,
+                           "report": "r", "seconds": 0.0})
+    assert "\x1b" not in text and "\x07" not in text
+    assert "\\x1b[2j" in text.lower() and "\\x07" in text
+
+
+def test_no_shipped_code_turns_rays_authentication_off():
+    """Ray's token authentication (on by default for a local Ray since 2.59) is never disabled by the
+    library, the Serve layer, the analysis or the benchmarks; only the tests' own environment does."""
+    from tests.cli.runner import REPO
+
+    shipped = [p for folder in ("parity_ray", "actors", "analysis", "search_spaces", "benchmarks")
+               for p in (REPO / folder).rglob("*.py") if p.is_file()]
+    assert len(shipped) > 30
+    offenders = [str(p.relative_to(REPO)) for p in shipped if "RAY_AUTH_MODE" in p.read_text()
+                 and "disabled" in p.read_text().split("RAY_AUTH_MODE", 1)[1][:40]]
+    assert offenders == []
