@@ -77,6 +77,7 @@ def validate(options: SimulationOptions):
     from parity_ray.actors.app import check_options, plan
     from parity_ray.actors.modes import list_modes
     from parity_ray.actors.stragglers import parse_spec
+    from parity_ray.results import check_table_targets
     from parity_ray.serving import resolve_run
 
     modes = list_modes()
@@ -98,6 +99,7 @@ def validate(options: SimulationOptions):
 
         data_roots(options.data_root)  # an explicit --data-root that is not a folder: refused before Ray starts
     run = resolve_run(options.experiment, options.run, dataset=options.dataset, model=options.model, k=options.k)
+    check_table_targets(options.experiment, "queries", "simulations")  # a linked table folder: refused before Ray starts
     for mode in options.modes:
         plan(run, mode)  # the mode can serve this run's code
     return run, stragglers

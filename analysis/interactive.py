@@ -8,6 +8,7 @@ never over data, and charts take the width of the page.
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -95,7 +96,39 @@ def accuracy_chart(table: pd.DataFrame, labels: Dict[str, str]) -> Optional[dict
 
 def _chart(chart_id: str, title: str, data: List[dict], layout: dict) -> dict:
     # A legend beside the plot (many runs) needs the page's width; the report gives such charts a row each.
-    return {"id": chart_id, "title": title, "data": data, "layout": layout, "wide": layout["legend"].get("x") == 1.02}
+    return {"id": chart_id, "title": title, "data": [_plain_text_trace(trace) for trace in data], "layout": layout,
+            "wide": layout["legend"].get("x") == 1.02}
+
+
+_OWN_MARKUP = ("<br>", "<extra></extra>")  # the only tags the charts' hover templates write themselves
+
+
+def _plain(text: str) -> str:
+    """A stored string as Plotly shows it: as text. Plotly reads a few HTML tags in labels (an
+    ``<a href>`` there becomes a live link), so ``<``, ``>`` and ``&`` are written as entities."""
+    return html.escape(text, quote=False)
+
+
+def _plain_template(template: str) -> str:
+    """A hover template whose names came from stored strings: escaped, except the charts' own tags."""
+    escaped = _plain(template)
+    for tag in _OWN_MARKUP:
+        escaped = escaped.replace(_plain(tag), tag)
+    return escaped
+
+
+def _plain_text_trace(trace: dict) -> dict:
+    """Every string a trace shows (legend name, category labels, custom data in the hover) as plain text."""
+    out = dict(trace)
+    for key in ("name", "legendgroup"):
+        if isinstance(out.get(key), str):
+            out[key] = _plain(out[key])
+    for key in ("x", "y", "customdata", "text"):
+        if isinstance(out.get(key), list):
+            out[key] = [_plain(v) if isinstance(v, str) else v for v in out[key]]
+    if isinstance(out.get("hovertemplate"), str):
+        out["hovertemplate"] = _plain_template(out["hovertemplate"])
+    return out
 
 
 def _colors(run_ids) -> Dict[str, str]:

@@ -209,6 +209,13 @@ def write_tables(experiment: str, tables: Dict[str, pd.DataFrame]) -> None:
         _write(tables[name], storage.join(tables_uri(experiment), f"{name}.parquet"), name, experiment)
 
 
+def check_table_targets(experiment: str, *names: str) -> None:
+    """Refuse, before any work is done, table folders of ``experiment`` that a write would leave it
+    through (a link to elsewhere): the same check every write makes, made up front."""
+    for name in names or TABLES:
+        storage.check_inside(experiment, storage.join(tables_uri(experiment), name, "probe.parquet"))
+
+
 def write_simulation(experiment: str, simulation_id: str, queries: pd.DataFrame, simulations: pd.DataFrame) -> List[str]:
     """Write one simulation's rows as its own files: ``tables/queries/<id>.parquet`` and
     ``tables/simulations/<id>.parquet``.

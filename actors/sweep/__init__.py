@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from parity_ray.errors import UsageError, choices_hint
-from parity_ray.results import SCHEMA_VERSION, SWEEP_COLUMNS, write_sweep
+from parity_ray.results import SCHEMA_VERSION, SWEEP_COLUMNS, check_table_targets, write_sweep
 from parity_ray.utils import library_versions, stable_hash, stderr_log
 
 DEFAULT_MODES = ("coded", "coded-hedged", "replication", "hedged", "none")
@@ -120,6 +120,7 @@ def validate(options: SweepOptions):
     service = parse_service(options.service, options.seed) if options.service else calibrate(options.calibrate, options.batch_wait_ms)
     if options.busy_fraction is not None:
         service.busy_fraction = float(options.busy_fraction)
+    check_table_targets(options.experiment, "sweeps")  # a linked tables/sweeps: refused before any work
     run = run_layout = None
     has_parity = True
     if options.run:

@@ -197,3 +197,52 @@ def test_no_shipped_code_turns_rays_authentication_off():
     offenders = [str(p.relative_to(REPO)) for p in shipped if "RAY_AUTH_MODE" in p.read_text()
                  and "disabled" in p.read_text().split("RAY_AUTH_MODE", 1)[1][:40]]
     assert offenders == []
+
+
+def test_chart_labels_from_stored_strings_are_plain_text_in_the_browser(tmp_path):
+    """A stored ``<a href=...>`` in a run's encoder column is shown as text in the Plotly charts: no live link."""
+    import numpy as np
+
+    from parity_ray.analysis.report import build_report
+    from tests.analysis.browser import Browser
+    from tests.analysis.synthetic import write_grid
+    from tests.analysis.test_report import CHROMIUM, _require_browser
+
+    _require_browser()
+    evil = '<a href="https://example.invalid/x">click</a>'
+    folder = write_grid(tmp_path / "exp", np.arange(40) % 10, dataset="digits", schema=2, runs=2,
+                        grid={"k": [2], "r": [1], "encoder": ["addition", "concatenation"], "loss": ["mse"], "lr": [0.001]})
+    tables = {name: pd.read_parquet(folder / "tables" / f"{name}.parquet") for name in results.TABLES}
+    tables["runs"].loc[0, "encoder"] = evil
+    results.write_tables(str(folder), tables)
+    build_report(str(folder), out=str(tmp_path / "report"))
+    with Browser(CHROMIUM, tmp_path / "profile") as browser:
+        browser.open((tmp_path / "report" / "index.html").as_uri())
+        browser.wait_for("document.body.dataset.charts !== undefined && +document.body.dataset.charts > 0")
+        links = browser.evaluate("Array.from(document.querySelectorAll('.js-plotly-plot a')).map(a => "
+                                 "a.getAttribute('href') || a.getAttribute('xlink:href')).filter(Boolean)")
+        assert not any("example.invalid" in link for link in links), links
+        legend = browser.evaluate("Array.from(document.querySelectorAll('.js-plotly-plot .legendtext'))"
+                                  ".map(t => t.textContent).join(' | ')")
+        assert '<a href="https://example.invalid/x">click</a>' in legend  # shown, as the characters it is
+        assert browser.errors() == []
+
+
+def test_sweep_refuses_a_linked_sweeps_folder_in_one_line(honest, tmp_path):
+    experiment = Path(shutil.copytree(honest, tmp_path / "exp"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (experiment / "tables" / "sweeps").symlink_to(elsewhere)
+    result = cli(*READERS["sweep"](str(experiment), tmp_path / "out"))
+    assert_usage_error(result, "leads outside the experiment", "nothing was written")
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_simulate_refuses_a_linked_table_folder_before_ray_starts(honest, tmp_path):
+    experiment = Path(shutil.copytree(honest, tmp_path / "exp"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (experiment / "tables" / "queries").symlink_to(elsewhere)
+    result = cli(*READERS["simulate"](str(experiment), tmp_path / "out"))
+    assert_usage_error(result, "leads outside the experiment", "nothing was written")
+    assert list(elsewhere.iterdir()) == []
