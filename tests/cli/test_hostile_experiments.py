@@ -9,7 +9,6 @@ can edit: the runs table's stored config, a data root it names, strings shown in
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import shutil
 from pathlib import Path
@@ -19,7 +18,8 @@ import pytest
 
 from parity_ray import results
 from tests.cli.runner import assert_usage_error, cli
-from tests.cli.test_safety import TRAIN, make_experiment
+from tests.cli.test_safety import RunsCode as Canary  # a pickle that creates its marker file when loaded
+from tests.cli.test_safety import make_experiment, train_tiny_run
 
 READERS = {  # every command that reads an experiment, as a user runs it (out: where it may write)
     "report": lambda exp, out: ["report", exp, "--out", str(out / "report")],
@@ -32,23 +32,10 @@ READERS = {  # every command that reads an experiment, as a user runs it (out: w
 }
 
 
-class Canary:
-    """A pickle that creates ``marker`` when it is loaded (what an attacker plants)."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
 @pytest.fixture(scope="module")
 def honest(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
-    result = cli(*TRAIN, "--out", str(root / "runs"), "--json")
-    assert result.returncode == 0, result.stderr
-    run_dir = Path(json.loads(result.stdout.strip().splitlines()[-1])["run_dir"])
-    return make_experiment(root / "honest", run_dir)
+    return make_experiment(root / "honest", train_tiny_run(root))
 
 
 def hostile_copy(honest: str, folder: Path, **config_changes) -> str:
@@ -228,21 +215,13 @@ def test_chart_labels_from_stored_strings_are_plain_text_in_the_browser(tmp_path
         assert browser.errors() == []
 
 
-def test_sweep_refuses_a_linked_sweeps_folder_in_one_line(honest, tmp_path):
+@pytest.mark.parametrize("command,table", [("sweep", "sweeps"), ("simulate", "queries")])
+def test_a_linked_table_folder_is_refused_before_any_work(honest, tmp_path, command, table):
+    """simulate (before Ray starts) and sweep (before any cell runs) refuse their table folder linked elsewhere."""
     experiment = Path(shutil.copytree(honest, tmp_path / "exp"))
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    (experiment / "tables" / "sweeps").symlink_to(elsewhere)
-    result = cli(*READERS["sweep"](str(experiment), tmp_path / "out"))
-    assert_usage_error(result, "leads outside the experiment", "nothing was written")
-    assert list(elsewhere.iterdir()) == []
-
-
-def test_simulate_refuses_a_linked_table_folder_before_ray_starts(honest, tmp_path):
-    experiment = Path(shutil.copytree(honest, tmp_path / "exp"))
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    (experiment / "tables" / "queries").symlink_to(elsewhere)
-    result = cli(*READERS["simulate"](str(experiment), tmp_path / "out"))
+    (experiment / "tables" / table).symlink_to(elsewhere)
+    result = cli(*READERS[command](str(experiment), tmp_path / "out"))
     assert_usage_error(result, "leads outside the experiment", "nothing was written")
     assert list(elsewhere.iterdir()) == []

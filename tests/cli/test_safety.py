@@ -48,12 +48,17 @@ def make_experiment(folder: Path, run_dir: Path) -> str:
     return str(folder)
 
 
+def train_tiny_run(root: Path) -> Path:
+    """The tiny learned-code run of ``TRAIN``, trained through the CLI under ``root/runs``; its run folder."""
+    result = cli(*TRAIN, "--out", str(root / "runs"), "--json")
+    assert result.returncode == 0, result.stderr
+    return Path(json.loads(result.stdout.strip().splitlines()[-1])["run_dir"])
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("safety")
-    result = cli(*TRAIN, "--out", str(root / "runs"), "--json")
-    assert result.returncode == 0, result.stderr
-    run_dir = Path(json.loads(result.stdout.strip().splitlines()[-1])["run_dir"])
+    run_dir = train_tiny_run(root)
     return root, run_dir, make_experiment(root / "made", run_dir)
 
 
