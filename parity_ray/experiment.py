@@ -37,7 +37,7 @@ from .metrics import TUNE_METRIC, best_epoch_row
 from .tuning import SCHEDULERS, SEARCH_ALGS, build, build_callbacks
 from .results import SCHEMA_VERSION, best_run, empty_predictions, json_column, write_tables
 from .spaces import Cell, ExpandedSpace, expand
-from .utils import cache_dir, configure_logging, init_ray, library_versions, stable_hash, stderr_log
+from .utils import cache_dir, configure_logging, library_versions, ray_running, stable_hash, stderr_log
 
 Log = Callable[[str], None]
 
@@ -78,10 +78,7 @@ def run_experiment(options: TuneOptions, log: Log = stderr_log) -> Dict[str, Any
     if not space.runnable:
         raise UsageError(f"search space '{options.space}' has no cell that can run here: {space.cells[0].unavailable}")
 
-    owns_ray = not ray.is_initialized()
-    if owns_ray:
-        init_ray(options.address)
-    try:
+    with ray_running(options.address):  # the Ray this process is connected to, or one of its own
         check_resources(options)
         check_shared_storage(options.storage)
         if not options.resume:
@@ -93,9 +90,6 @@ def run_experiment(options: TuneOptions, log: Log = stderr_log) -> Dict[str, Any
         results = _fit(space, options, bases, base_errors, log)
         tables = build_tables(options, space, results, bases, base_errors)
         write_tables(options.uri, tables)
-    finally:
-        if owns_ray:
-            ray.shutdown()
     return summarize(options, tables, time.perf_counter() - started)
 
 
