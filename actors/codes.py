@@ -1,17 +1,13 @@
 """The one place the Serve layer touches a run's encoder and decoder.
 
-Written for the coder interface where
+Written for the one coder contract (``parity_ray.coders.Encoder`` / ``Decoder``):
 
 * an encoder has ``systematic`` and ``num_coded`` (``r`` when systematic, ``k + r`` when not) and maps
   queries ``(B, k, C, H, W)`` to coded queries ``(B, num_coded, C, H, W)``;
 * a decoder's ``decode(outputs (B, n, C), available (B, n) bool)`` returns ``(B, k, C)``, with
   ``n = k + r`` worker slots: for a systematic code slots ``0..k-1`` hold ``F(X_i)`` of the k data
   queries and slots ``k..n-1`` the r coded workers' outputs; for a non-systematic code all n slots
-  are coded workers' outputs.
-
-Coders of the earlier interface (an encoder returning ``(B, r, ...)`` parity queries, always
-systematic; ``decode(outputs (B, k, n), parity_outputs (B, r, n), erased (B, k), parity_available
-(B, r))``) are served through the same two calls, so switching interfaces touches this file only.
+  are coded workers' outputs. Nothing here inspects a signature: every decoder is called the same way.
 
 Learned coders get their weights from the run's ``best.pt`` (``encoder_state`` / ``decoder_state``).
 
@@ -26,7 +22,6 @@ numpy product. Everything else goes through the coder's own torch code.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Tuple
 
@@ -104,16 +99,6 @@ def code_layout(run) -> CodeLayout:
     return _layout_of(encoder, int(config["k"]), int(config["r"]))
 
 
-def _takes_available_only(decode) -> bool:
-    """True for ``decode(outputs, available)``; False for the earlier four-argument form."""
-    try:
-        params = [p for p in inspect.signature(decode).parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    except (TypeError, ValueError):
-        return True
-    return len(params) <= 2
-
-
 class GroupCode:
     """A run's encoder and decoder for one group at a time, as numpy in and out."""
 
@@ -123,8 +108,6 @@ class GroupCode:
         self.encoder, self.decoder = _build_coders(run)
         self.layout = _layout_of(self.encoder, self.k, self.r)
         self.systematic, self.num_coded, self.n = self.layout.systematic, self.layout.num_coded, self.layout.n
-        self.new_encoder = hasattr(self.encoder, "num_coded")
-        self.new_decoder = _takes_available_only(self.decoder.decode)
         self.fast = fast
         self._encode_matrix: Optional[np.ndarray] = None
         self._decode_matrices: Dict[bytes, Optional[np.ndarray]] = {}
@@ -209,11 +192,7 @@ class GroupCode:
         with torch.no_grad():
             out = torch.from_numpy(outputs)
             mask = torch.from_numpy(available)
-            if self.new_decoder:
-                decoded = self.decoder.decode(out, mask)
-            else:  # earlier interface: data outputs, parity outputs, erased data, arrived parities
-                k = self.k
-                decoded = self.decoder.decode(out[:, :k], out[:, k:], ~mask[:, :k], mask[:, k:])
+            decoded = self.decoder.decode(out, mask)
         return decoded.numpy().astype(np.float32, copy=False)
 
     def _probe_decoder(self, available: np.ndarray, classes: int) -> Optional[np.ndarray]:

@@ -74,17 +74,19 @@ def degraded_accuracy_table(runs: pd.DataFrame, failed: str = "mark") -> pd.Data
     return table
 
 
-CODE_CELL = ["dataset", "model", "k", "r"]
+CODE_CELL = ["dataset", "model", "k", "r", "byzantine"]  # a Byzantine run is compared with its own kind only
 
 
 def code_label(row) -> str:
-    """``berrut (non-systematic, F)``-style label of a runs row (older rows: the encoder name)."""
+    """``berrut (non-systematic, F)``-style label of a runs row, as ``coders.code_label`` labels a config."""
     encoder, decoder = str(row.get("encoder")), str(row.get("decoder"))
     name = encoder if decoder in (encoder, "subtraction", "None", "nan") else f"{encoder}/{decoder}"
     systematic = row.get("systematic")
     kind = "" if systematic is None or systematic != systematic else ("systematic, " if systematic else "non-systematic, ")
     worker = {"base": "F", "trained": "trained"}.get(row.get("worker"), "trained")
-    return f"{name} ({kind}{worker})"
+    byzantine = row.get("byzantine")
+    byzantine = f", byzantine {int(byzantine)}" if byzantine == byzantine and byzantine else ""  # NaN: older rows
+    return f"{name} ({kind}{worker}{byzantine})"
 
 
 def code_comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -97,6 +99,7 @@ def code_comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
     done = runs[runs["status"] == "COMPLETED"].copy()
     if done.empty:
         return pd.DataFrame(columns=CODE_CELL + ["redundancy", "code_family", "code", "best"])
+    done["byzantine"] = (done["byzantine"] if "byzantine" in done else pd.Series(0, index=done.index)).fillna(0).astype("int64")
     done["redundancy"] = done["r"] / done["k"]
     if "code_family" not in done:
         done["code_family"] = done["encoder"]
@@ -108,10 +111,11 @@ def code_comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
     if key not in table:
         table = table.assign(**{key: done["degraded_accuracy"]})
     chooser = results.selection_column(done)
-    score = done[chooser] if chooser in done else table[key]
-    table = table.assign(_score=score.to_numpy())
+    # The winner is chosen on validation only; rows without a validation figure (older tables) get none.
+    score = done[chooser] if chooser in done else pd.Series(np.nan, index=done.index)
+    table = table.assign(_score=score.to_numpy(dtype="float64"))
     best = table.groupby(CODE_CELL)["_score"].transform("max")
-    table = table.assign(best=np.where(table["_score"] == best, "best", "")).drop(columns="_score")
+    table = table.assign(best=np.where(table["_score"].notna() & (table["_score"] == best), "best", "")).drop(columns="_score")
     return table.sort_values(["dataset", "model", "redundancy", "k", "code_family", key],
                              ascending=[True, True, True, True, True, False], kind="stable").reset_index(drop=True)
 

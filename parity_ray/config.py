@@ -41,7 +41,7 @@ class TrainConfig:
     encoder: SpecType = "addition"  # turns k queries into coded queries: addition, concatenation, mlp, conv, berrut
     decoder: SpecType = "subtraction"  # rebuilds unavailable outputs from the rest: subtraction, mlp, berrut
     systematic: Optional[bool] = None  # raw queries go to F and r coded queries to extra workers; None = the encoder's default (berrut: non-systematic)
-    byzantine: int = 0  # Byzantine workers to locate and leave out (berrut; needs r >= 2E); evaluation injects that many wrong outputs
+    byzantine: int = 0  # Byzantine workers to locate and leave out (berrut; needs r >= 2E + 2*ceil((k-2)/6)); only the byzantine_* figures inject and locate them
     loss: SpecType = "mse"  # mse (paper; on rebuilt outputs when the decoder defines no worker target), kl (distil softmax), ce (labels)
     # ---- optimisation (defaults are the paper's) ----
     epochs: int = 30  # 0 = evaluate only (codes with nothing to train, e.g. berrut with F)

@@ -511,13 +511,15 @@ BYZANTINE_NOISE = 5.0  # scale of an injected wrong output's error, in standard 
 
 
 def score_byzantine(metrics: MetricAccumulator, code: Code, all_outputs, base_outputs, labels, errors: int, generator) -> None:
-    """E wrong outputs among the returned ones, S = r - 2E stragglers: answers with and without locating.
+    """E wrong outputs among the returned ones, with as many stragglers S as the locator tolerates
+    (``decoder.tolerated_stragglers``: r minus what the locator needs): answers with and without locating.
 
     A wrong output is the worker's output plus Gaussian noise ``BYZANTINE_NOISE`` times the spread
-    of the outputs. Located workers are treated as unavailable.
+    of the outputs. Located workers are treated as unavailable. This is the only place the locator
+    runs: the erasure figures never locate.
     """
     b, n, c = all_outputs.shape
-    stragglers = code.r - 2 * errors
+    stragglers = int(getattr(code.decoder, "tolerated_stragglers", code.r - 2 * errors))
     patterns = erasure_patterns(n, stragglers).to(all_outputs.device) if stragglers else torch.ones(1, n, dtype=torch.bool, device=all_outputs.device)
     for pattern in patterns:
         scores = torch.rand(b, n, generator=generator).to(all_outputs.device)
@@ -531,7 +533,7 @@ def score_byzantine(metrics: MetricAccumulator, code: Code, all_outputs, base_ou
         located = (~kept).gather(1, bad)  # (B, E): each injected output was left out
         served = []
         for mask in (kept, available):
-            estimates = code.decoder.decode(corrupted, mask, locate=False)
+            estimates = code.decoder.decode(corrupted, mask)
             rebuilt = rebuilt_slots(mask, code.k, code.systematic)
             returned = corrupted[:, : code.k] if code.systematic else estimates
             served.append(torch.where(rebuilt.unsqueeze(-1), estimates, returned).argmax(-1).unsqueeze(1))

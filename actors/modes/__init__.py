@@ -99,7 +99,8 @@ def pick_replica(counts: Sequence[int], turn: int, exclude: Sequence[int] = ()) 
 def answer_record(path: str, replica: Optional[str], output=None, reason: Optional[str] = None, **extra) -> Dict[str, Any]:
     """One answer: ``path`` (direct/decoded/failed), what answered, the output and its class."""
     record: Dict[str, Any] = {"path": path, "replica": replica, "output": None, "prediction": None, "reason": reason,
-                              "group_id": None, "position": None, "hedged": False, "coder_seconds": None}
+                              "group_id": None, "position": None, "hedged": False, "coder_seconds": None,
+                              "decoded_from": None}  # decoded: the decoder slots (0..n-1) it was rebuilt from
     if output is not None:
         output = np.asarray(output, dtype=np.float32)
         record["output"], record["prediction"] = output, int(output.argmax())

@@ -261,7 +261,7 @@ class Coded(ServingMode):
         started = time.perf_counter()
         decoded = self._decode(group, outputs, available)
         used = [j for j in range(self.layout.num_coded) if available[self.layout.coded_slot(j)]]
-        return answer_record("decoded", f"parity:{used}", decoded[position],
+        return answer_record("decoded", f"parity:{used}", decoded[position], decoded_from=np.flatnonzero(available).tolist(),
                              coder_seconds=group.encode_s + time.perf_counter() - started)
 
     def _failure(self, group: Group, position: int, own, reason: str, extra) -> Dict[str, Any]:
@@ -296,7 +296,7 @@ class Coded(ServingMode):
                     decoded = self._decode(group, outputs, available)
                     used = [j for j in range(self.layout.num_coded) if available[j]]
                     return answer_record("decoded", f"parity:{used}", decoded[position],
-                                         coder_seconds=group.encode_s + time.perf_counter() - started)
+                                         decoded_from=np.flatnonzero(available).tolist(), coder_seconds=group.encode_s + time.perf_counter() - started)
             waiting = self._pending(group)
             remaining = hard_stop - now
             if remaining <= 0 or not waiting:

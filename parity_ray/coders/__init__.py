@@ -89,8 +89,18 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """Base class: ``decode(outputs (B, n, C), available (B, n)) -> estimates (B, k, C)``.
 
-    Subclasses implement :meth:`decode` (and may override :meth:`decode_patterns` to decode many
-    erasure patterns at once) and :meth:`check_encoder`; linear codes also :meth:`target`.
+    The call contract, the one every caller (trainer, evaluator, Serve frontend) uses:
+
+    * ``decode(outputs, available)`` takes exactly these two arguments. ``outputs`` holds the n
+      worker outputs (values of unavailable slots are arbitrary and must not matter);
+      ``available`` (bool) marks the slots that arrived. It returns the k estimates and is a pure
+      function of the available outputs: it never drops an output it was given (a Byzantine
+      decoder locates suspects in a separate step, ``drop_suspects(outputs, available) -> mask``,
+      and the caller decodes with the returned mask).
+    * ``decode_patterns(outputs (B, n, C), available (P, n)) -> (B, P, k, C)`` equals ``decode``
+      under each pattern; override it only to be faster.
+
+    Subclasses implement :meth:`decode` and :meth:`check_encoder`; linear codes also :meth:`target`.
     """
 
     family = "custom"
@@ -212,11 +222,13 @@ def code_family(encoder: Spec, decoder: Spec) -> str:
 
 
 def code_label(config) -> str:
-    """A short name for a code as configured: ``berrut (non-systematic, F)``, ``addition (trained)``."""
+    """A short name for a code as configured: ``berrut (non-systematic, F)``, ``addition (systematic, trained)``,
+    ``berrut (non-systematic, F, byzantine 1)``. ``analysis.tables.code_label`` gives the same from a runs row."""
     enc, dec = spec_name(config.encoder).rsplit(".", 1)[-1], spec_name(config.decoder).rsplit(".", 1)[-1]
     name = enc if enc == dec or dec == "subtraction" else f"{enc}/{dec}"
     worker = "F" if is_base_worker(config.parity_model) else "trained"
-    return f"{name} ({'systematic' if config.systematic else 'non-systematic'}, {worker})"
+    byzantine = f", byzantine {config.byzantine}" if getattr(config, "byzantine", 0) else ""
+    return f"{name} ({'systematic' if config.systematic else 'non-systematic'}, {worker}{byzantine})"
 
 
 def is_base_worker(parity_model: Optional[Spec]) -> bool:

@@ -151,7 +151,8 @@ def test_code_comparison_marks_the_best_code_of_each_cell_at_equal_redundancy():
                 "encoder": encoder, "decoder": decoder, "code_family": family, "systematic": systematic,
                 "worker": worker, "available_accuracy": 0.99, "degraded_accuracy": degraded,
                 "degraded_accuracy_e1": degraded, "all_accuracy_e1": None if degraded is None else (degraded + 0.99 * (k - 1)) / k,
-                "degraded_accuracy_e2": degraded - 0.1 if r >= 2 and degraded else None}
+                "degraded_accuracy_e2": degraded - 0.1 if r >= 2 and degraded else None,
+                "val_degraded_accuracy": None if degraded is None else degraded - 0.01, "byzantine": 0}
 
     runs = pd.DataFrame([
         run("a", 8, 1, "addition", "subtraction", "parity-models", True, "trained", 0.41),
@@ -167,6 +168,14 @@ def test_code_comparison_marks_the_best_code_of_each_cell_at_equal_redundancy():
     assert table.set_index("run_id").loc["a", "code"] == "addition (systematic, trained)"
     assert ["degraded_accuracy_e1", "all_accuracy_e1", "degraded_accuracy_e2"] == [
         c for c in table.columns if c.endswith(("_e1", "_e2"))]
+    # chosen on validation only: with no validation figure there is no winner (never the test figure)
+    unranked = analysis.code_comparison_table(runs.drop(columns="val_degraded_accuracy"))
+    assert set(unranked["best"]) == {""}
+    # a Byzantine run is its own cell, labelled as such, even when it scores lower
+    byzantine = pd.DataFrame([{**runs.iloc[1].to_dict(), "run_id": "f", "byzantine": 1, "val_degraded_accuracy": 0.5}])
+    table = analysis.code_comparison_table(pd.concat([runs, byzantine])).set_index("run_id")
+    assert table.loc["f", "best"] == "best" and table.loc["b", "best"] == "best"
+    assert table.loc["f", "code"] == "berrut (non-systematic, F, byzantine 1)"
 
 
 # --------------------------------------------------------------------------- per-instance views

@@ -99,3 +99,12 @@ def test_quickstart_runs_the_whole_workflow_offline_within_its_time(tmp_path, ca
     assert (simulations.direct + simulations.decoded + simulations.failed == simulations.measured).all()
     assert "degraded" in (experiment / "report" / "index.html").read_text()
     assert "report" in out and "coded" in out
+
+
+def test_locator_smoke_test(capsys):
+    """The error locator against the previous one: exact on F = identity, measured on a digits MLP."""
+    code, out, report, err = run_benchmark("locator.py", "--smoke-test", "--json", capsys=capsys)
+    assert code == 0, err[-3000:]
+    assert report["identity_exact"] is True
+    assert {row["F"] for row in report["rows"]} == {"identity", "base-mlp on digits"}
+    assert all(0.0 <= row["previous"] <= 1.0 for row in report["rows"])

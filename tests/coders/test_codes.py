@@ -189,12 +189,41 @@ def test_byzantine_locator_finds_a_wrong_output():
     bad = torch.randint(0, k + r, (100,))
     corrupted = outputs.clone()
     corrupted[torch.arange(100), bad] += 5 * outputs.std() * torch.randn(100, CLASSES)
-    found = locate_errors(corrupted, decoder.worker_points, 1)[:, 0]
+    found = locate_errors(corrupted, decoder.worker_points, 1, decoder.query_points)[:, 0]
     assert float((found == bad).float().mean()) >= 0.9
     available = torch.ones(100, k + r, dtype=torch.bool)
-    located = decoder.decode(corrupted, available)
-    unlocated = decoder.decode(corrupted, available, locate=False)
+    located = decoder.decode(corrupted, decoder.drop_suspects(corrupted, available))
+    unlocated = decoder.decode(corrupted, available)
     assert (located - base).abs().mean() < 0.5 * (unlocated - base).abs().mean()
+
+
+@pytest.mark.parametrize("systematic", [False, True])
+@pytest.mark.parametrize("k,r,errors", [(12, 2, 1), (5, 4, 2), (3, 6, 3), (4, 7, 2)])
+def test_locator_is_exact_for_a_linear_f(k, r, errors, systematic):
+    """F linear: y(z) D(z) is a polynomial of degree k - 1, so every injected error is found whenever
+    r >= 2E, and decoding with the suspects left out ignores the errors."""
+    torch.manual_seed(k * 100 + r)
+    encoder, decoder = build("berrut", "berrut", systematic, k, r)  # (--byzantine asks for a margin a network F needs)
+    queries = torch.randn(60, k, 6)
+    coded = encoder(queries)
+    outputs = torch.cat([queries, coded], dim=1) if systematic else coded  # F = identity
+    bad = torch.rand(60, k + r).topk(errors, dim=1, largest=False).indices
+    corrupted = outputs.scatter_add(1, bad.unsqueeze(-1).expand(-1, -1, 6), 5 * torch.randn(60, errors, 6))
+    found = locate_errors(corrupted.double(), decoder.worker_points, errors, decoder.query_points)
+    assert torch.equal(found.sort(dim=1).values, bad.sort(dim=1).values)
+    kept = torch.ones(60, k + r, dtype=torch.bool).scatter(1, found, False)
+    assert torch.allclose(decoder.decode(corrupted, kept), decoder.decode(outputs, kept), atol=1e-5)  # errors left out
+
+
+def test_decoding_never_locates():
+    """The contract: ``decode`` is a function of the available outputs only, Byzantine decoder or not."""
+    torch.manual_seed(0)
+    plain = create_decoder("berrut", k=4, r=4, systematic=False)
+    byzantine = create_decoder("berrut", k=4, r=4, systematic=False, byzantine=1)
+    outputs, available = torch.randn(30, 8, CLASSES), torch.rand(30, 8) > 0.2
+    assert torch.equal(plain.decode(outputs, available), byzantine.decode(outputs, available))
+    patterns = torch.tensor([[True] * 8, [False] + [True] * 7])
+    assert torch.equal(plain.decode_patterns(outputs, patterns), byzantine.decode_patterns(outputs, patterns))
 
 
 # --------------------------------------------------------------------------- refusals
@@ -204,6 +233,7 @@ def test_byzantine_locator_finds_a_wrong_output():
     (lambda: create_encoder("addition", k=4, r=5, input_shape=SHAPE), "supports r <= 4"),
     (lambda: create_encoder("addition", k=4, r=1, input_shape=SHAPE, systematic=False), "systematic only"),
     (lambda: create_decoder("berrut", k=4, r=1, byzantine=1), "needs r >= 2E"),
+    (lambda: create_decoder("berrut", k=12, r=4, byzantine=1), r"needs r >= 2E \+ 4 = 6 .*valid byzantine for k=12, r=4: 0..0"),
     (lambda: create_decoder("subtraction", k=4, r=1, byzantine=1), "cannot locate Byzantine"),
     (lambda: build("addition", "berrut", True, 4, 1), "can only read the berrut encoder"),
     (lambda: build("berrut", "subtraction", False, 4, 1), "systematic codes only"),

@@ -9,20 +9,36 @@ import torch
 from parity_ray.actors.codes import GroupCode, code_layout
 from tests.serve.runs import make_run, reference_coders, spec
 
+# name -> (encoder, decoder, k, r, make_run options): the registered coders, systematic and not,
+# linear and learned, r > 1, and a user's class-spec code.
 CODES = {
-    "old-addition": ("addition", "subtraction", 2, 1),
-    "old-addition-r2": ("addition", "subtraction", 3, 2),
-    "old-concatenation": ("concatenation", "subtraction", 2, 1),
-    "linear-r2": (spec("LinearSystematicEncoder"), spec("LinearSystematicDecoder"), 2, 2),
-    "berrut": (spec("BerrutEncoder"), spec("BerrutDecoder"), 3, 1),
-    "learned": (spec("MLPEncoder"), spec("MLPDecoder"), 2, 1),
+    "addition": ("addition", "subtraction", 2, 1, {}),
+    "addition-r2": ("addition", "subtraction", 3, 2, {}),
+    "concatenation": ("concatenation", "subtraction", 2, 1, {}),
+    "berrut": ("berrut", "berrut", 3, 1, {"parity_model": "base"}),
+    "berrut-r2": ("berrut", "berrut", 3, 2, {"parity_model": "base"}),
+    "berrut-systematic": ("berrut", "berrut", 3, 2, {"systematic": True}),
+    "berrut-byzantine": ("berrut", "berrut", 3, 4, {"parity_model": "base", "byzantine": 1}),
+    "learned": ("mlp", "mlp", 2, 1, {}),
+    "learned-conv": ("conv", "mlp", 2, 2, {"parity_model": "base"}),
+    "class-spec-r2": (spec("LinearSystematicEncoder"), spec("LinearSystematicDecoder"), 2, 2, {}),
 }
+NON_SYSTEMATIC = {"berrut", "berrut-r2", "berrut-byzantine"}
+NONLINEAR_ENCODERS = {"concatenation", "learned", "learned-conv"}
+NONLINEAR_DECODERS = {"learned", "learned-conv"}
+
+
+def test_every_registered_coder_is_covered():
+    from parity_ray.coders import list_decoders, list_encoders
+
+    named = {side for encoder, decoder, *_ in CODES.values() for side in (encoder, decoder) if isinstance(side, str)}
+    assert set(list_encoders()) | set(list_decoders()) <= named
 
 
 @pytest.fixture(params=sorted(CODES))
 def code(request, tmp_path):
-    encoder, decoder, k, r = CODES[request.param]
-    return request.param, make_run(tmp_path / request.param, encoder, decoder, k=k, r=r)
+    encoder, decoder, k, r, options = CODES[request.param]
+    return request.param, make_run(tmp_path / request.param, encoder, decoder, k=k, r=r, **options)
 
 
 def _patterns(n, k):
@@ -35,10 +51,11 @@ def _patterns(n, k):
 def test_layout(code):
     name, run = code
     layout = code_layout(run)
-    assert layout.systematic == (name != "berrut")
-    assert layout.num_coded == (run.k + run.r if name == "berrut" else run.r)
+    non_systematic = name in NON_SYSTEMATIC
+    assert layout.systematic == (not non_systematic)
+    assert layout.num_coded == (run.k + run.r if non_systematic else run.r)
     assert [layout.coded_slot(j) for j in range(layout.num_coded)] == (
-        list(range(layout.n)) if name == "berrut" else list(range(run.k, run.k + run.r)))
+        list(range(layout.n)) if non_systematic else list(range(run.k, run.k + run.r)))
 
 
 def test_encode_and_decode_match_the_coders_own_code(code):
@@ -59,9 +76,8 @@ def test_encode_and_decode_match_the_coders_own_code(code):
         assert a.shape == (run.k, 10)
         assert np.allclose(a, b, atol=1e-4), (name, available)
     # the fast path is taken exactly for the linear coders
-    linear_encoder = name not in ("old-concatenation", "learned")
-    assert (fast._encode_matrix is not False) == linear_encoder
-    assert fast._decoder_linear == (name != "learned")
+    assert (fast._encode_matrix is not False) == (name not in NONLINEAR_ENCODERS)
+    assert fast._decoder_linear == (name not in NONLINEAR_DECODERS)
 
 
 def test_systematic_codes_rebuild_a_missing_output_exactly(tmp_path):
@@ -79,7 +95,7 @@ def test_systematic_codes_rebuild_a_missing_output_exactly(tmp_path):
 
 
 def test_learned_coders_load_their_weights(tmp_path):
-    run = make_run(tmp_path / "learned", spec("MLPEncoder"), spec("MLPDecoder"), seed=3)
+    run = make_run(tmp_path / "learned", "mlp", "mlp", seed=3)
     torch.manual_seed(99)  # a different initialisation: only the checkpoint can make them agree
     code = GroupCode(run)
     enc, dec = reference_coders(run)

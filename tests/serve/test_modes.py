@@ -99,7 +99,7 @@ def test_every_mode_answers_every_query(mode, addition_run, pixels, serve_ray):
 
 
 def test_a_mode_that_cannot_serve_a_code_says_why(tmp_path):
-    berrut = make_run(tmp_path / "berrut", spec("BerrutEncoder"), spec("BerrutDecoder"), k=2, r=1, parity_model="base")
+    berrut = make_run(tmp_path / "berrut", "berrut", "berrut", k=2, r=1, parity_model="base")
     with pytest.raises(UsageError, match="needs a systematic code"):
         plan(berrut, "coded-hedged")
 
@@ -130,7 +130,7 @@ def test_r2_covers_two_slow_replicas_at_once(tmp_path, pixels, serve_ray):
     """k=2, r=2: both data replicas slowed; both answers are decoded from the two coded workers."""
     from ray import serve
 
-    run = make_run(tmp_path / "r2", spec("LinearSystematicEncoder"), spec("LinearSystematicDecoder"), k=2, r=2)
+    run = make_run(tmp_path / "r2", spec("LinearSystematicEncoder"), spec("LinearSystematicDecoder"), k=2, r=2)  # a user's class-spec code
     handle = _deploy(run, "r2", mode="coded", deadline_ms=60, group_wait_ms=300, timeout_s=10,
                      straggler="slow:replica=0,p=1,delay_ms=1500+slow:replica=1,p=1,delay_ms=1500")
     try:
@@ -147,45 +147,48 @@ def test_r2_covers_two_slow_replicas_at_once(tmp_path, pixels, serve_ray):
         assert np.allclose(answer["output"], expected[position], atol=1e-4)
 
 
-def test_non_systematic_code_with_the_deployed_model_as_every_worker(tmp_path, pixels, serve_ray):
-    """Berrut (ApproxIFER): every answer decoded; one slow worker of n is left out after the deadline."""
+# name -> (encoder, decoder, k, r, make_run options, slowed replica): the registered code families.
+SERVED_CODES = {
+    "berrut": ("berrut", "berrut", 3, 1, {"parity_model": "base"}),
+    "berrut-systematic": ("berrut", "berrut", 3, 2, {"systematic": True}),
+    "berrut-byzantine": ("berrut", "berrut", 3, 4, {"parity_model": "base", "byzantine": 1}),
+    "learned": ("mlp", "mlp", 2, 1, {"seed": 5}),
+    "learned-conv-r2": ("conv", "mlp", 2, 2, {"parity_model": "base"}),
+    "concatenation": ("concatenation", "subtraction", 2, 1, {}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SERVED_CODES))
+def test_every_code_family_serves_what_the_offline_decoder_gives(name, tmp_path, pixels, serve_ray):
+    """One replica slowed past the deadline: every query answered once; direct answers are F's output,
+    decoded ones the offline decoder's under the pattern the answer reports (``decoded_from``)."""
     from ray import serve
 
-    run = make_run(tmp_path / "berrut", spec("BerrutEncoder"), spec("BerrutDecoder"), k=3, r=1, parity_model="base")
-    handle = _deploy(run, "berrut", mode="coded", deadline_ms=80, group_wait_ms=300, timeout_s=10,
+    encoder, decoder, k, r, options = SERVED_CODES[name]
+    run = make_run(tmp_path / name, encoder, decoder, k=k, r=r, **options)
+    handle = _deploy(run, name, mode="coded", deadline_ms=80, group_wait_ms=300, timeout_s=10,
                      straggler="slow:replica=1,p=1,delay_ms=2000")
     try:
-        nodes = handle.placement.remote().result()
-        answers = _group(_send(handle, pixels, [3, 4, 5]), 3)
+        answers = _group(_send(handle, pixels, list(range(k))), k)
     finally:
-        serve.delete("berrut")
-    assert sorted(nodes) == ["parity:0", "parity:1", "parity:2", "parity:3"]  # n coded workers, no base replica
-    assert [a["path"] for a in answers] == ["decoded"] * 3
-    assert all(a["replica"] == "parity:[0, 2, 3]" for a in answers)
+        serve.delete(name)
+    layout = code_layout(run)
     queries = normalise(pixels[[a["query_id"] for a in answers]], run.input_norm)
     outputs, dec = _offline(run, queries)
-    expected = dec.decode(outputs[None], torch.tensor([[True, False, True, True]]))[0].numpy()
+    assert sorted(a["query_id"] for a in answers) == list(range(k))
+    assert any(a["path"] == "decoded" for a in answers)
     for position, answer in enumerate(answers):
-        assert np.allclose(answer["output"], expected[position], atol=1e-4)
-
-
-def test_learned_encoder_and_decoder_with_trained_parity_workers(tmp_path, pixels, serve_ray):
-    from ray import serve
-
-    run = make_run(tmp_path / "learned", spec("MLPEncoder"), spec("MLPDecoder"), k=2, r=1, seed=5)
-    handle = _deploy(run, "learned", mode="coded", deadline_ms=60, group_wait_ms=300, timeout_s=10,
-                     straggler="slow:replica=0,p=1,delay_ms=1500")
-    try:
-        answers = _group(_send(handle, pixels, [6, 7]), 2)
-    finally:
-        serve.delete("learned")
-    assert [a["path"] for a in answers] == ["decoded", "direct"]
-    queries = normalise(pixels[[a["query_id"] for a in answers]], run.input_norm)
-    outputs, dec = _offline(run, queries)
-    with torch.no_grad():
-        expected = dec.decode(outputs[None], torch.tensor([[False, True, True]]))[0].numpy()
-    assert np.allclose(answers[0]["output"], expected[0], atol=1e-4)
-    assert np.allclose(answers[1]["output"], outputs[1].numpy(), atol=1e-5)
+        if answer["path"] == "direct":
+            assert layout.systematic
+            assert np.allclose(answer["output"], outputs[position].numpy(), atol=1e-5)
+            continue
+        assert answer["path"] == "decoded", answer
+        available = torch.zeros(1, layout.n, dtype=torch.bool)
+        available[0, answer["decoded_from"]] = True
+        assert len(answer["decoded_from"]) >= k and (not layout.systematic or not available[0, position])
+        with torch.no_grad():
+            expected = dec.decode(outputs[None], available)[0, position].numpy()
+        assert np.allclose(answer["output"], expected, atol=1e-4), (name, answer["decoded_from"])
 
 
 def test_coded_hedged_duplicates_a_query_its_group_cannot_decode(addition_run, pixels, serve_ray):

@@ -192,6 +192,29 @@ def test_a_code_with_nothing_to_train_evaluates_with_epochs_0(tmp_path):
     assert again.history == result.history  # a rerun resumes: nothing evaluated twice
 
 
+def test_byzantine_figures_leave_the_erasure_figures_alone(tmp_path):
+    """The same run with and without --byzantine: identical erasure figures and predictions; only the
+    byzantine_* figures are added, and the code label says which is which."""
+    import pandas as pd
+
+    from parity_ray.coders import code_label
+
+    common = dict(epochs=0, k=4, r=4, encoder="berrut", decoder="berrut", parity_model="base", model="lenet5")
+    plain = run(tmp_path, "plain", **common)
+    byzantine = run(tmp_path, "byzantine", byzantine=1, **common)
+    erasure = [key for key in plain.summary if key.startswith(("degraded_accuracy", "all_accuracy", "reconstruction_"))]
+    assert erasure and {key: plain.summary[key] for key in erasure} == {key: byzantine.summary[key] for key in erasure}
+    def erasure_only(history):  # every split's figures (validation ranks runs), the byzantine_* ones aside
+        return [{key: value for key, value in row.items() if not key.startswith("byzantine")} for row in history]
+
+    assert erasure_only(plain.history) == erasure_only(byzantine.history)
+    assert 0.0 <= byzantine.summary["byzantine_located"] <= 1.0 and "byzantine_accuracy" not in plain.summary
+    read = [pd.read_parquet(result.run_dir / "predictions.parquet") for result in (plain, byzantine)]
+    pd.testing.assert_frame_equal(*read)
+    labels = [code_label(TrainConfig.from_dict({**DIGITS, **common, **extra}).resolved()) for extra in ({}, {"byzantine": 1})]
+    assert labels == ["berrut (non-systematic, F)", "berrut (non-systematic, F, byzantine 1)"]
+
+
 def test_berrut_evaluated_with_no_worker_named_runs_f_and_trained_berrut_trains_fs_architecture():
     """`--encoder berrut --decoder berrut --epochs 0` (the issue's command) needs no --parity-model: its workers are F."""
     evaluated = TrainConfig.from_dict({**DIGITS, "encoder": "berrut", "decoder": "berrut", "epochs": 0}).validate().resolved()
