@@ -364,6 +364,11 @@ def queries_frame(records, simulation_id, mode, run_id, indices, labels, base_pr
             "base_prediction": base_pred,
             "prediction": [r.get("prediction") for r in records],
             "coder_seconds": [r.get("coder_seconds") for r in records],
+            # what a decoded answer was rebuilt from, and its output: enough to recompute it offline
+            "group_members": [r.get("group_members") if r["path"] == "decoded" else None for r in records],
+            "decoded_from": [r.get("decoded_from") if r["path"] == "decoded" else None for r in records],
+            "output": [None if r["path"] != "decoded" or r.get("output") is None
+                       else np.asarray(r["output"], dtype=np.float32) for r in records],
             "warmup": np.arange(len(records)) < warmup,
         }
     )

@@ -457,7 +457,11 @@ def _codes_section(loaded, several: bool = False) -> str:
         "<p>Every code of each (dataset, model, k, r) cell side by side, grouped by redundancy r/k and code family. "
         "<b>Degraded</b> accuracy scores only the outputs the decoder rebuilt under e unavailable workers (a "
         "systematic code: the missing queries' outputs; a non-systematic code: all k); <b>all</b> scores every answer "
-        "of the group as a client receives it. <b>best</b> marks the winner of each cell, chosen on validation accuracy (the test figures are shown).</p>",
+        "of the group as a client receives it; <b>all_accuracy_e0</b> is every answer through the code with every worker "
+        "back, what the code costs when nothing failed (a non-systematic code decodes every answer even then). "
+        "<b>best</b> marks the winner of each cell, chosen on validation accuracy (the test figures are shown). "
+        "<b>below_base_rate</b> names the e at which rebuilt answers are less accurate than always answering the most "
+        "frequent class (<b>majority_accuracy</b>).</p>",
         _table(table.drop(columns=["run_id"]), "code-comparison-table"),
         "</section>",
     ])

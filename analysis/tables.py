@@ -66,7 +66,9 @@ def degraded_accuracy_table(runs: pd.DataFrame, failed: str = "mark") -> pd.Data
     table["redundancy"] = table["r"] / table["k"]
     if "code_family" not in table:
         table["code_family"] = table["encoder"]
-    columns = CELL_KEYS + ["redundancy", "code_family", "status", "available_accuracy", "degraded_accuracy", "accuracy_drop",
+    if "all_accuracy_e0" not in table:
+        table["all_accuracy_e0"] = np.nan  # tables written before the no-failure figure existed
+    columns = CELL_KEYS + ["redundancy", "code_family", "status", "available_accuracy", "all_accuracy_e0", "degraded_accuracy", "accuracy_drop",
                            "reconstruction_accuracy", "degraded_top5", "best_epoch", "epochs_done", "run_id", "note"]
     table = table[columns].sort_values(CELL_KEYS + ["run_id"], kind="stable").reset_index(drop=True)
     for column in ("best_epoch", "epochs_done"):
@@ -92,9 +94,12 @@ def code_label(row) -> str:
 def code_comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Every completed code at each (dataset, model, k, r), grouped by redundancy r/k and code family.
 
-    Both measures for each e = 1..r (``degraded_accuracy_e<e>``: rebuilt outputs only;
-    ``all_accuracy_e<e>``: every answer as served) and ``best``: the winner of its cell, chosen as
-    everywhere on validation (``results.selection_column``; the test measures are what is shown).
+    ``all_accuracy_e0`` (every answer through the code with all workers back: what the code costs
+    with no failure), both measures for each e = 1..r (``degraded_accuracy_e<e>``: rebuilt outputs
+    only; ``all_accuracy_e<e>``: every answer as served), ``best``: the winner of its cell, chosen as
+    everywhere on validation (``results.selection_column``; the test measures are what is shown; no
+    winner without a validation figure), and ``below_base_rate``: the e whose rebuilt accuracy is
+    below always answering the most frequent class (``majority_accuracy``), e.g. ``"e1,e2"``.
     """
     done = runs[runs["status"] == "COMPLETED"].copy()
     if done.empty:
@@ -106,7 +111,9 @@ def code_comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
     done["code"] = [code_label(row) for row in done.to_dict("records")]
     measures = [c for c in done.columns if c.startswith(("degraded_accuracy_e", "all_accuracy_e")) and done[c].notna().any()]
     measures.sort(key=lambda c: (int(c.rsplit("_e", 1)[1]), c.startswith("all")))
-    table = done[CODE_CELL + ["redundancy", "code_family", "code", "available_accuracy"] + measures + ["run_id"]]
+    if "majority_accuracy" not in done:
+        done["majority_accuracy"] = np.nan
+    table = done[CODE_CELL + ["redundancy", "code_family", "code", "available_accuracy", "majority_accuracy"] + measures + ["run_id"]]
     key = "degraded_accuracy_e1" if "degraded_accuracy_e1" in table else "degraded_accuracy"
     if key not in table:
         table = table.assign(**{key: done["degraded_accuracy"]})
@@ -116,8 +123,21 @@ def code_comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
     table = table.assign(_score=score.to_numpy(dtype="float64"))
     best = table.groupby(CODE_CELL)["_score"].transform("max")
     table = table.assign(best=np.where(table["_score"].notna() & (table["_score"] == best), "best", "")).drop(columns="_score")
+    table = table.assign(below_base_rate=_below_base_rate(table))
     return table.sort_values(["dataset", "model", "redundancy", "k", "code_family", key],
                              ascending=[True, True, True, True, True, False], kind="stable").reset_index(drop=True)
+
+
+def _below_base_rate(table: pd.DataFrame) -> list:
+    """Per row, the e (``"e1,e2"``) whose degraded accuracy is below the majority-class base rate; "" if none."""
+    rebuilt = [c for c in table.columns if c.startswith("degraded_accuracy_e")]
+    flags = []
+    for row in table.to_dict("records"):
+        rate = row.get("majority_accuracy")
+        below = [c.rsplit("_", 1)[1] for c in rebuilt
+                 if rate == rate and rate is not None and row[c] == row[c] and row[c] is not None and row[c] < rate]
+        flags.append(",".join(below))
+    return flags
 
 
 NAMED_KEYS = ("k", "r", "seed", "lr", "weight_decay", "batch_size", "epochs", "momentum", "lr_gamma", "lr_step")

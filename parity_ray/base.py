@@ -80,6 +80,15 @@ def task_accuracy(outputs: torch.Tensor, labels: torch.Tensor, task: str = "clas
 BASE_OUTPUTS_VERSION = 1
 
 
+def majority_accuracy(labels: torch.Tensor, task: str = "classification") -> Optional[float]:
+    """The accuracy of always answering the most frequent class: the base rate a rebuilt answer must beat.
+
+    None for a regression task (no classes)."""
+    if task != "classification" or labels.numel() == 0:
+        return None
+    return float(torch.bincount(labels.flatten().long()).max()) / labels.numel()
+
+
 def weights_sha256(model: nn.Module) -> str:
     """A hash of a model's state (names, shapes, dtypes and bytes of every tensor)."""
     digest = hashlib.sha256()

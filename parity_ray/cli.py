@@ -85,11 +85,15 @@ def format_summary(summary: Dict[str, Any]) -> str:
                  f"worker {'F' if summary.get('worker') == 'base' else 'trained'})"),
         ("epochs (best)", f"{summary['epochs']} ({summary['best_epoch']})"),
         ("available accuracy", _pct(summary["available_accuracy"])),
+        *([("no failure (all k+r back)", f"all-k {_pct(summary['all_accuracy_e0'])} through the code"
+                                         + ("" if summary.get("systematic", True) else " (every answer decoded)"))]
+          if summary.get("all_accuracy_e0") is not None else []),
         ("degraded-mode accuracy", _pct(summary["degraded_accuracy"])),
         ("reconstruction accuracy", _pct(summary["reconstruction_accuracy"])),
         *([("mean IoU (rebuilt vs true / base)", f"{_pct(summary['degraded_mean_iou'])} / {_pct(summary['reconstruction_mean_iou'])}")]
           if "degraded_mean_iou" in summary else []),
-        *[(f"e={e} unavailable", f"degraded {_pct(summary.get(f'degraded_accuracy_e{e}'))}, all-k {_pct(summary.get(f'all_accuracy_e{e}'))}")
+        *[(f"e={e} unavailable", f"degraded {_pct(summary.get(f'degraded_accuracy_e{e}'))}, all-k {_pct(summary.get(f'all_accuracy_e{e}'))}"
+                                 + _below_base_rate(summary.get(f"degraded_accuracy_e{e}"), summary.get("majority_accuracy")))
           for e in range(1, int(summary["r"]) + 1)],
         *([("byzantine workers", f"accuracy {_pct(summary['byzantine_accuracy'])} located, "
                                  f"{_pct(summary['byzantine_accuracy_unlocated'])} not; {_pct(summary['byzantine_located'])} found")]
@@ -99,6 +103,13 @@ def format_summary(summary: Dict[str, Any]) -> str:
     ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def _below_base_rate(rebuilt, majority) -> str:
+    """A warning when rebuilt answers are worse than always answering the most frequent class."""
+    if rebuilt is None or majority is None or rebuilt >= majority:
+        return ""
+    return f"  (WARNING: rebuilt answers below the base rate {_pct(majority)} of always answering the most frequent class)"
 
 
 def _pct(value: Optional[float]) -> str:

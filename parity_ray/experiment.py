@@ -531,6 +531,7 @@ def _code_columns(config: Dict[str, Any], best_test: Dict[str, Any]) -> Dict[str
     columns: Dict[str, Any] = {"code_family": family, "worker": worker,
                                "redundancy": (r / k) if k else None}
     columns.update({key: best_test.get(key) for key in
+                    ["all_accuracy_e0"] +
                     [f"{m}_e{e}" for e in range(1, max(3, int(r or 1)) + 1) for m in ("degraded_accuracy", "all_accuracy")]})
     for key in ("byzantine_accuracy", "byzantine_accuracy_unlocated", "byzantine_located"):
         columns[key] = best_test.get(key)
@@ -565,6 +566,7 @@ def _run_row(options, space, run_id, config, status, error, result, history, rec
         "space": space.name,
         "base_model_id": (base or {}).get("id") or (record or {}).get("base_model", {}).get("id"),
         "available_accuracy": best_test.get("available_accuracy"),
+        "majority_accuracy": best_test.get("majority_accuracy"),
         "degraded_accuracy": best_test.get("overall_top1"),
         "reconstruction_accuracy": best_test.get("reconstruction_top1"),
         "degraded_top5": best_test.get("overall_top5"),

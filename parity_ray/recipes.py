@@ -61,26 +61,27 @@ def recipe_overrides(name: str) -> Dict[str, Any]:
 
 PUBLISHED: Dict[str, Any] = {}  # the config defaults are the published recipe
 
-# Chosen from measured curves (MNIST base-mlp, k = 2, one torch thread, CPU seconds from process start,
-# benchmarks/time_to_accuracy.py and single runs on a shared 2-core machine). The published recipe's
-# selected test accuracy: 0.8982 after 10 epochs (36.7 s), 0.9333 after 100 (first at epoch 78, 257.9 s);
-# its epoch-to-epoch test accuracy over epochs 70-100 ranges 0.925-0.934 (selection picks a high one).
-# Without the weight average this recipe (30 epochs) reached 0.8982 at epoch 4 (16.0 s, 0.44x) and ended
-# at 0.9249; with ema_decay 0.998 over 40 epochs it reached 0.8982 at epoch 3 (12.6 s, 0.34x), 0.929 by
-# epoch 29 (68.8 s) and ended at 0.9289, its test accuracy steady within +-0.0005 over the last 12
-# epochs. The published 100-epoch figure (0.9333) was not reached. Without parity_init="base" (batch
-# 256, lr 3e-3 or 1e-2, cosine) it ended at 0.911-0.919: not enough.
+# Selected on validation curves only (2026-12-06: benchmarks/time_to_accuracy.py --candidate ..., MNIST
+# base-mlp, k = 2, one torch thread; each run's model at an epoch is the one selected on validation so
+# far, and it is judged by that model's validation degraded accuracy; test figures were printed, not
+# used). The published recipe: validation 0.8860 after 10 epochs, 0.9280 after 100 (test 0.9312).
+# Candidates, 40 epochs unless noted (final validation accuracy; CPU time to the published 10-epoch
+# validation figure as a share of the published recipe's): ema_decay 0.995 0.9258 (0.30x), ema_decay
+# 0.998 (the previous choice, made on test curves) 0.9248 (0.28x), no weight average (30 epochs) 0.9202
+# (0.34x), lr 1e-3 0.9114 (0.39x), random initialisation 0.9024 (0.88x). Highest final validation
+# accuracy wins: ema_decay 0.995 (its test figure, reported only: 0.9314). No candidate reached the
+# published 100-epoch validation figure (0.9280) in 40 epochs.
 FAST: Dict[str, Any] = {
     "epochs": 40,
     "batch_size": 256,  # 4x the published batch: ~1.9x cheaper epochs on a CPU
     "lr": 3e-3,
     "lr_schedule": "cosine",
     "parity_init": "base",  # parity models start from F's weights: 0.87 after one MNIST epoch instead of 0.79
-    "ema_decay": 0.998,  # scored with a moving average of the weights (horizon ~5 epochs): higher sooner, steadier
+    "ema_decay": 0.995,  # scored with a moving average of the weights (horizon ~2 epochs): higher sooner, steadier
 }
 
 register_recipe("published", PUBLISHED, "the paper's: Adam lr 1e-3, wd 1e-5, batch 64 groups (k=2) / 32, constant lr")
 register_recipe("fast", FAST, "parity models start from F's weights; batch 256 groups, Adam lr 3e-3 decayed to 0 by a cosine over 40 epochs; "
-                "scored with a moving average of the weights (ema_decay 0.998)")
+                "scored with a moving average of the weights (ema_decay 0.995); selected on validation curves")
 
 __all__ = ["Recipe", "get_recipe", "list_recipes", "recipe_overrides", "register_recipe"]

@@ -73,9 +73,10 @@ F32, I16 = pa.float32(), pa.int16()
 _RUNS_HEAD = [("experiment", STR), ("run_id", STR), ("status", STR), ("error", STR)]
 _RUNS_TAIL = [
     ("config_json", STR), ("space", STR), ("base_model_id", STR),
-    ("available_accuracy", FLOAT), ("degraded_accuracy", FLOAT), ("reconstruction_accuracy", FLOAT),
+    ("available_accuracy", FLOAT), ("majority_accuracy", FLOAT), ("degraded_accuracy", FLOAT), ("reconstruction_accuracy", FLOAT),
     ("degraded_top5", FLOAT), ("task", STR), ("degraded_mean_iou", FLOAT), ("reconstruction_mean_iou", FLOAT),
     ("code_family", STR), ("worker", STR), ("redundancy", FLOAT),
+    ("all_accuracy_e0", FLOAT),
     *[(f"{m}_e{e}", FLOAT) for e in (1, 2, 3) for m in ("degraded_accuracy", "all_accuracy")],
     ("byzantine_accuracy", FLOAT), ("byzantine_accuracy_unlocated", FLOAT), ("byzantine_located", FLOAT),
     ("best_epoch", INT), ("best_val_reconstruction", FLOAT), ("val_degraded_accuracy", FLOAT),
@@ -111,6 +112,7 @@ _FIXED: Dict[str, List[Tuple[str, pa.DataType]]] = {
         ("replica", STR), ("hedged", BOOL), ("reason", STR), ("label", INT), ("base_prediction", INT),
         ("prediction", INT), ("coder_seconds", FLOAT), ("warmup", BOOL), ("latency_ms", FLOAT),
         ("correct", BOOL), ("agrees_with_base", BOOL),
+        ("group_members", pa.list_(INT)), ("decoded_from", pa.list_(I16)), ("output", pa.list_(F32)),
     ],
     "simulations": [
         ("simulation_id", STR), ("mode", STR), ("run_id", STR), ("experiment", STR), ("config", STR),

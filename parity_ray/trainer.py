@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .augment import black_level, get_augmentation
-from .base import BaseModelInfo, cached_base_outputs, compute_outputs, prepare_base_model, task_accuracy
+from .base import BaseModelInfo, cached_base_outputs, compute_outputs, majority_accuracy, prepare_base_model, task_accuracy
 from .coders import code_family, create_code, erasure_patterns, is_base_worker, rebuilt_slots, training_patterns
 from .config import SUPPORTED_TASKS, TrainConfig  # noqa: F401 - SUPPORTED_TASKS: the trainer's tasks, owned by config
 from .data import DataBundle, load_data
@@ -289,6 +289,7 @@ def train(
     # F's outputs on every split, from the on-disk cache (keyed by F's weights, split and normalisation) when present.
     base_outputs, outputs_cached = cached_base_outputs(base_model, config, data, device, SPLITS, log)
     available = {s: task_accuracy(base_outputs[s], data.split_tensors(s)[1], data.spec.task) for s in SPLITS}
+    base_rate = {s: majority_accuracy(data.split_tensors(s)[1], data.spec.task) for s in SPLITS}  # the bar a code must clear
     startup_seconds = time.perf_counter() - started
 
     # The code: encoder -> workers (trained parity models, or F) -> decoder, and what is trained.
@@ -327,7 +328,8 @@ def train(
                 results[split] = evaluate(eval_groups[split], x, y, base_outputs[split], code, loss_fn, config)
             evaluated = code.state() if average is not None else None
         for split, metrics in results.items():
-            state.history.append({"epoch": epoch, "split": split, **metrics, "available_accuracy": available[split]})
+            state.history.append({"epoch": epoch, "split": split, **metrics, "available_accuracy": available[split],
+                                  **({"majority_accuracy": base_rate[split]} if base_rate[split] is not None else {})})
         state.epoch = epoch
         improved = epoch == 0 or improves(results["val"], state.best_score)
         if improved:
@@ -486,7 +488,10 @@ def _pattern_chunks(patterns: torch.Tensor, groups: int, k: int, classes: int):
 
 @torch.no_grad()
 def evaluate(groups, x, labels, base_outputs, code: Code, loss_fn, config) -> Dict[str, float]:
-    """Loss, and both measures under every erasure pattern of e = 1..r workers (and Byzantine ones)."""
+    """Loss, and both measures under every erasure pattern of e = 0..r workers (and Byzantine ones).
+
+    e = 0 (every worker back) gives ``all_accuracy_e0``: what the code costs with no failure (a
+    non-systematic code decodes every answer even then)."""
     code.train(False)
     metrics = MetricAccumulator(task=code.task)
     singles = erasure_patterns(code.n, 1).to(x.device)
@@ -497,7 +502,7 @@ def evaluate(groups, x, labels, base_outputs, code: Code, loss_fn, config) -> Di
         metrics.add_loss(loss, len(idx))
         outputs, group_labels = base_outputs[idx], labels[idx]
         all_outputs, _ = code.worker_outputs(x[idx], outputs)
-        for e in range(1, code.r + 1):
+        for e in range(0, code.r + 1):
             patterns = erasure_patterns(code.n, e).to(x.device)
             for chunk in _pattern_chunks(patterns, len(idx), code.k, outputs.shape[-1]):
                 decoded = batch.decoded if (e == 1 and chunk.shape == singles.shape) else decode_under(code, all_outputs, chunk)
@@ -768,8 +773,9 @@ def restore(path: Path, data, code: Code, optimizer, scheduler, device, average:
 
 
 def erasure_summary(row: Dict[str, Any], r: int) -> Dict[str, Optional[float]]:
-    """``degraded_accuracy_e<e>`` and ``all_accuracy_e<e>`` for e = 1..r from one split's metrics row."""
-    out: Dict[str, Optional[float]] = {}
+    """``all_accuracy_e0``, then ``degraded_accuracy_e<e>`` and ``all_accuracy_e<e>`` for e = 1..r, from one
+    split's metrics row."""
+    out: Dict[str, Optional[float]] = {"all_accuracy_e0": row.get("all_accuracy_e0")}
     for e in range(1, r + 1):
         out[f"degraded_accuracy_e{e}"] = row.get(f"degraded_accuracy_e{e}")
         out[f"all_accuracy_e{e}"] = row.get(f"all_accuracy_e{e}")
@@ -806,6 +812,7 @@ def summarize(config, run_dir, state: RunState, base_info: BaseModelInfo, availa
         "loss": spec_name(config.loss),
         "seed": config.seed,
         "available_accuracy": available["test"],
+        "majority_accuracy": best_test.get("majority_accuracy"),
         "degraded_accuracy": best_test.get("overall_top1"),
         "reconstruction_accuracy": best_test.get("reconstruction_top1"),
         "degraded_top5": best_test.get("overall_top5"),

@@ -100,7 +100,9 @@ def answer_record(path: str, replica: Optional[str], output=None, reason: Option
     """One answer: ``path`` (direct/decoded/failed), what answered, the output and its class."""
     record: Dict[str, Any] = {"path": path, "replica": replica, "output": None, "prediction": None, "reason": reason,
                               "group_id": None, "position": None, "hedged": False, "coder_seconds": None,
-                              "decoded_from": None}  # decoded: the decoder slots (0..n-1) it was rebuilt from
+                              # decoded: the decoder slots (0..n-1) it was rebuilt from, and the group's query ids by
+                              # slot (fillers included): with the run's models, enough to recompute the answer
+                              "decoded_from": None, "group_members": None}
     if output is not None:
         output = np.asarray(output, dtype=np.float32)
         record["output"], record["prediction"] = output, int(output.argmax())

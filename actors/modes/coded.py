@@ -42,12 +42,13 @@ def _ok(task) -> bool:
 class Group:
     """A k-group in flight: its queries' data requests, and its coded requests once sealed."""
 
-    __slots__ = ("id", "queries", "replica_of", "data", "fillers", "coded", "sealed", "sealed_future",
+    __slots__ = ("id", "queries", "members", "replica_of", "data", "fillers", "coded", "sealed", "sealed_future",
                  "flush", "encode_s", "decoded", "skipped")
 
     def __init__(self, group_id: int):
         self.id = group_id
         self.queries: List[np.ndarray] = []
+        self.members: List[Any] = []  # slot -> query id, fillers included once sealed (what a decode used)
         self.replica_of: List[int] = []  # slot -> base replica index (systematic)
         self.data: List[asyncio.Future] = []  # slot -> its base request (systematic)
         self.fillers: Dict[int, Optional[np.ndarray]] = {}  # padded slot -> its known base output (None: unknown)
@@ -73,7 +74,7 @@ class Coded(ServingMode):
         self.systematic = self.layout.systematic
         self.open_groups: List[Group] = []  # oldest first
         self.group_ids = itertools.count()
-        # Recent (query, base output) pairs: fillers for partial groups.
+        # Recent (query id, query, base output): fillers for partial groups.
         self.recent: collections.deque = collections.deque(maxlen=4 * self.k)
         self.encode_s = self.decode_s = 0.0  # wall time
         self.encode_cpu_s = self.decode_cpu_s = 0.0  # this thread's CPU time
@@ -101,7 +102,7 @@ class Coded(ServingMode):
     # ------------------------------------------------------------------ entry point
     async def answer(self, query_id, query):
         arrived = time.perf_counter()
-        group, position = self._join(query)
+        group, position = self._join(query_id, query)
         if self.systematic:
             record = await self._systematic_answer(group, position, arrived)
         else:
@@ -110,7 +111,7 @@ class Coded(ServingMode):
         return record
 
     # ------------------------------------------------------------------ groups
-    def _join(self, query: np.ndarray):
+    def _join(self, query_id, query: np.ndarray):
         """Send the query to a base replica at once (systematic codes) and place it in an open group."""
         frontend = self.frontend
         if self.systematic:
@@ -124,6 +125,7 @@ class Coded(ServingMode):
             self.open_groups.append(group)
         position = len(group.queries)
         group.queries.append(query)
+        group.members.append(query_id)
         if self.systematic:
             group.replica_of.append(replica)
             group.data.append(frontend.send("base", replica, query))
@@ -156,7 +158,7 @@ class Coded(ServingMode):
         send = self.frontend.send
         group.coded = [send("coded", j, coded_queries[j]) for j in range(self.layout.num_coded)]
         if not self.systematic:  # pads for later partial groups (their outputs are never needed)
-            self.recent.extend((q, None) for q in group.queries)
+            self.recent.extend((i, q, None) for i, q in zip(group.members, group.queries))
 
     def _fill(self, group: Group) -> List[np.ndarray]:
         """Queries for a partial group's empty slots, most recent answers first.
@@ -168,9 +170,10 @@ class Coded(ServingMode):
         if not missing:
             return []
         recent = list(self.recent)[-missing:]
-        for offset, (_query, output) in enumerate(recent):
+        for offset, (_query_id, _query, output) in enumerate(recent):
             group.fillers[len(group.queries) + offset] = output
-        return [q for q, _ in recent] + [group.queries[0]] * (missing - len(recent))
+        group.members += [i for i, _, _ in recent] + [group.members[0]] * (missing - len(recent))
+        return [q for _, q, _ in recent] + [group.queries[0]] * (missing - len(recent))
 
     def _outputs(self, group: Group):
         """``(outputs (n, C) or None, available (n,))`` of what the group has so far."""
@@ -223,7 +226,7 @@ class Coded(ServingMode):
         extra: List[tuple] = []  # (request, base replica) a subclass adds: coded-hedged's duplicate
 
         def direct(value, replica=source, **more):
-            self.recent.append((group.queries[position], value))
+            self.recent.append((group.members[position], group.queries[position], value))
             for task, _replica in extra:
                 task.cancel()
             return answer_record("direct", replica, value, coder_seconds=group.encode_s,
@@ -262,7 +265,7 @@ class Coded(ServingMode):
         decoded = self._decode(group, outputs, available)
         used = [j for j in range(self.layout.num_coded) if available[self.layout.coded_slot(j)]]
         return answer_record("decoded", f"parity:{used}", decoded[position], decoded_from=np.flatnonzero(available).tolist(),
-                             coder_seconds=group.encode_s + time.perf_counter() - started)
+                             group_members=list(group.members), coder_seconds=group.encode_s + time.perf_counter() - started)
 
     def _failure(self, group: Group, position: int, own, reason: str, extra) -> Dict[str, Any]:
         if own.done() and not own.cancelled() and own.exception() is not None:
@@ -296,7 +299,8 @@ class Coded(ServingMode):
                     decoded = self._decode(group, outputs, available)
                     used = [j for j in range(self.layout.num_coded) if available[j]]
                     return answer_record("decoded", f"parity:{used}", decoded[position],
-                                         decoded_from=np.flatnonzero(available).tolist(), coder_seconds=group.encode_s + time.perf_counter() - started)
+                                         decoded_from=np.flatnonzero(available).tolist(),
+                                         group_members=list(group.members), coder_seconds=group.encode_s + time.perf_counter() - started)
             waiting = self._pending(group)
             remaining = hard_stop - now
             if remaining <= 0 or not waiting:

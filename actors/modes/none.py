@@ -18,7 +18,7 @@ class NoRedundancy(ServingMode):
         try:
             value = await asyncio.wait_for(self.frontend.send("base", slot, query), timeout=self.timeout_s)
         except asyncio.TimeoutError:
-            return answer_record("failed", f"base:{slot}", reason=f"timeout: replica {slot} did not answer in {self.timeout_s:g} s")
+            return answer_record("failed", None, reason=f"timeout: replica {slot} did not answer in {self.timeout_s:g} s")
         except Exception as exc:
-            return answer_record("failed", f"base:{slot}", reason=f"replica {slot} failed: {type(exc).__name__}")
+            return answer_record("failed", None, reason=f"replica {slot} failed: {type(exc).__name__}")
         return answer_record("direct", f"base:{slot}", value)

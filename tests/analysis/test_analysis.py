@@ -152,7 +152,8 @@ def test_code_comparison_marks_the_best_code_of_each_cell_at_equal_redundancy():
                 "worker": worker, "available_accuracy": 0.99, "degraded_accuracy": degraded,
                 "degraded_accuracy_e1": degraded, "all_accuracy_e1": None if degraded is None else (degraded + 0.99 * (k - 1)) / k,
                 "degraded_accuracy_e2": degraded - 0.1 if r >= 2 and degraded else None,
-                "val_degraded_accuracy": None if degraded is None else degraded - 0.01, "byzantine": 0}
+                "val_degraded_accuracy": None if degraded is None else degraded - 0.01, "byzantine": 0,
+                "majority_accuracy": 0.45, "all_accuracy_e0": 0.99 if systematic else 0.95}
 
     runs = pd.DataFrame([
         run("a", 8, 1, "addition", "subtraction", "parity-models", True, "trained", 0.41),
@@ -168,6 +169,9 @@ def test_code_comparison_marks_the_best_code_of_each_cell_at_equal_redundancy():
     assert table.set_index("run_id").loc["a", "code"] == "addition (systematic, trained)"
     assert ["degraded_accuracy_e1", "all_accuracy_e1", "degraded_accuracy_e2"] == [
         c for c in table.columns if c.endswith(("_e1", "_e2"))]
+    # rebuilt answers worse than always answering the most frequent class are flagged, per e
+    assert table.set_index("run_id")["below_base_rate"].to_dict() == {"a": "e1", "b": "", "c": "", "d": ""}
+    assert list(table.columns[table.columns.str.startswith("all_accuracy")]) == ["all_accuracy_e0", "all_accuracy_e1"]
     # chosen on validation only: with no validation figure there is no winner (never the test figure)
     unranked = analysis.code_comparison_table(runs.drop(columns="val_degraded_accuracy"))
     assert set(unranked["best"]) == {""}

@@ -101,7 +101,7 @@ def test_simulation_tables_are_typed_also_when_a_column_is_null_in_every_row(tmp
 
 DOC_TYPES = {"string": pa.string(), "int64": pa.int64(), "int16": pa.int16(), "float64": pa.float64(),
              "float32": pa.float32(), "bool": pa.bool_(), "list<int16>": pa.list_(pa.int16()),
-             "list<float32>": pa.list_(pa.float32())}
+             "list<float32>": pa.list_(pa.float32()), "list<int64>": pa.list_(pa.int64())}
 
 
 def documented_types() -> dict:

@@ -165,6 +165,10 @@ def test_r2_scores_every_erasure_pattern(tmp_path):
     for key in ("degraded_accuracy_e1", "degraded_accuracy_e2", "all_accuracy_e1", "all_accuracy_e2"):
         assert 0.0 <= result.summary[key] <= 1.0
     assert result.summary["degraded_accuracy"] == result.summary["degraded_accuracy_e1"]
+    # nothing failed: a systematic code answers with F itself, so e = 0 is F's accuracy on the scored groups
+    assert result.summary["all_accuracy_e0"] == pytest.approx(result.summary["available_accuracy"], abs=0.01)
+    assert result.summary["all_accuracy_e0"] >= result.summary["all_accuracy_e1"] >= result.summary["all_accuracy_e2"]
+    assert 0.05 < result.summary["majority_accuracy"] < 0.2  # digits: ten nearly balanced classes
     # all-k answers include the exact ones, so they beat the rebuilt ones alone
     assert result.summary["all_accuracy_e1"] > result.summary["degraded_accuracy_e1"]
     import pandas as pd
@@ -184,8 +188,10 @@ def test_a_code_with_nothing_to_train_evaluates_with_epochs_0(tmp_path):
     assert result.summary["epochs"] == 0 and result.summary["best_epoch"] == 0
     assert result.summary["systematic"] is False and result.summary["code_family"] == "berrut"
     assert result.summary["degraded_accuracy"] > 0.3  # chance is 0.1
-    # non-systematic: every output is rebuilt, so both measures agree
+    # non-systematic: every output is rebuilt, so both measures agree, and even with nothing failed every
+    # answer is decoded: all_accuracy_e0 is what that costs against F alone
     assert result.summary["all_accuracy_e1"] == pytest.approx(result.summary["degraded_accuracy_e1"])
+    assert 0.3 < result.summary["all_accuracy_e0"] <= 1.0  # every answer decoded (it may even beat F alone here)
     for name in ("summary.json", "metrics.jsonl", "predictions.parquet", "checkpoints/best.pt"):
         assert (result.run_dir / name).exists()
     again = run(tmp_path, "berrut", epochs=0, k=4, encoder="berrut", decoder="berrut", parity_model="base", model="lenet5")
