@@ -7,7 +7,8 @@ answer as a client receives it), with the time each took, printed beside ApproxI
 K = 8 figures (ResNet-18 bases listed at 0.99 / 0.97: MNIST 0.872, Fashion-MNIST 0.74) and the
 parity models of the same figure (0.683 / 0.671).
 
-Goal: the best code here beats ApproxIFER's figure on both datasets in degraded accuracy.
+Goal: the best code here (chosen on validation degraded accuracy) beats ApproxIFER's figure on both datasets in
+test degraded accuracy. "no failure" is every answer through the code with all workers back (all_accuracy_e0).
 
     python benchmarks/codes.py --data-root ../shared/data [--epochs 10] [--json]
     python benchmarks/codes.py --smoke-test          # digits, one epoch: checks the script
@@ -58,7 +59,9 @@ def run_code(dataset: str, name: str, keys: dict, args, out: Path) -> dict:
     row = {
         "dataset": dataset, "code": name, "family": summary["code_family"], "epochs": summary["epochs"],
         "available_accuracy": summary["available_accuracy"], "degraded_accuracy": summary["degraded_accuracy_e1"],
-        "all_accuracy": summary["all_accuracy_e1"], "seconds": round(time.perf_counter() - started, 1),
+        "all_accuracy": summary["all_accuracy_e1"], "no_failure_accuracy": summary.get("all_accuracy_e0"),
+        "val_degraded_accuracy": summary.get("val_degraded_accuracy"), "majority_accuracy": summary.get("majority_accuracy"),
+        "seconds": round(time.perf_counter() - started, 1),
         "train_seconds": summary["train_seconds"],
     }
     print(f"    -> {json.dumps(row)}", file=sys.stderr, flush=True)  # each row as it lands
@@ -98,23 +101,26 @@ def main(argv=None) -> int:
                 rows.append(run_code(dataset, name, CODES[name], args, out))
 
     print(f"\nk = {args.k}, r = 1 (one unavailable worker), {args.model} bases; trained codes: {args.epochs} epochs")
-    header = f"{'dataset':<14} {'code':<42} {'available':>9} {'degraded':>9} {'all-k':>7} {'seconds':>8}"
+    header = (f"{'dataset':<14} {'code':<42} {'available':>9} {'no failure':>10} {'degraded':>9} {'all-k':>7} "
+              f"{'val degr.':>9} {'seconds':>8}")
     print(header + "\n" + "-" * len(header))
     verdicts = {}
     for dataset in datasets:
         mine = [r for r in rows if r["dataset"] == dataset]
         for row in mine:
-            print(f"{dataset:<14} {row['code']:<42} {row['available_accuracy']:>9.4f} {row['degraded_accuracy']:>9.4f} "
-                  f"{row['all_accuracy']:>7.4f} {row['seconds']:>8.1f}")
+            below = row["majority_accuracy"] is not None and row["degraded_accuracy"] < row["majority_accuracy"]
+            print(f"{dataset:<14} {row['code']:<42} {row['available_accuracy']:>9.4f} {row['no_failure_accuracy']:>10.4f} "
+                  f"{row['degraded_accuracy']:>9.4f} {row['all_accuracy']:>7.4f} {row['val_degraded_accuracy']:>9.4f} "
+                  f"{row['seconds']:>8.1f}{'  BELOW BASE RATE' if below else ''}")
         if dataset in PUBLISHED:
             approxifer, parm = PUBLISHED[dataset]
             print(f"{dataset:<14} {'published: ApproxIFER (ResNet-18, K=8)':<42} {'':>9} {approxifer:>9.4f}")
             print(f"{dataset:<14} {'published: parity models (same figure)':<42} {'':>9} {parm:>9.4f}")
-            best = max(mine, key=lambda r: r["degraded_accuracy"])
+            best = max(mine, key=lambda r: r["val_degraded_accuracy"])  # chosen on validation; its test figure is judged
             met = best["degraded_accuracy"] > approxifer
             verdicts[dataset] = {"best_code": best["code"], "best_degraded_accuracy": best["degraded_accuracy"],
                                  "approxifer": approxifer, "met": met}
-            print(f"  best: {best['code']} {best['degraded_accuracy']:.4f} vs ApproxIFER {approxifer:.3f}: "
+            print(f"  best on validation: {best['code']}, test {best['degraded_accuracy']:.4f} vs ApproxIFER {approxifer:.3f}: "
                   f"{'met' if met else 'MISSED'}")
     if args.json:
         print(json.dumps({"k": args.k, "epochs": args.epochs, "rows": rows, "targets": verdicts}, sort_keys=True))

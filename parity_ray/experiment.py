@@ -607,6 +607,8 @@ def summarize(options: TuneOptions, tables, seconds: float) -> Dict[str, Any]:
         "best_run": None if best is None else best["run_id"],
         "best_degraded_accuracy": None if best is None else float(best["degraded_accuracy"]),
         "best_val_degraded_accuracy": None if best is None else _optional_float(best.get("val_degraded_accuracy")),
+        "best_available_accuracy": None if best is None else _optional_float(best.get("available_accuracy")),
+        "best_all_accuracy_e0": None if best is None else _optional_float(best.get("all_accuracy_e0")),
         "wall_seconds": round(seconds, 2),
     }
 

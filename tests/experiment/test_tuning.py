@@ -54,6 +54,8 @@ def test_asha_stops_weak_trials_on_validation_and_records_them_and_mlflow_sees_e
     done = runs[runs.status == "COMPLETED"]
     best = done.sort_values(["val_degraded_accuracy", "run_id"], ascending=[False, True]).iloc[0]
     assert summary["best_run"] == best.run_id
+    assert summary["best_all_accuracy_e0"] == best.all_accuracy_e0 and summary["best_available_accuracy"] == best.available_accuracy
+    assert runs.all_accuracy_e0.notna().all() and runs.majority_accuracy.between(0.05, 0.5).all()
     assert results.best_run(runs).run_id == best.run_id
     assert runs.val_degraded_accuracy.notna().all()
     # the tracking callback saw every trial, with the validation metric Tune ranked by
