@@ -271,8 +271,11 @@ def run_inputs(run: pd.Series, data_root: Optional[str] = None) -> RunInputs:
     except Exception as exc:  # noqa: BLE001  (a class-spec encoder that cannot be imported here)
         raise ImagesUnavailable(f"encoder '{config['encoder']}' cannot be built here: {exc}") from None
     weights = ""
-    if any(p.numel() for p in encoder.parameters()) and run.get("checkpoint_uri"):
-        # A learned encoder: its trained weights are in the run's checkpoint.
+    if any(p.numel() for p in encoder.parameters()):
+        # A learned encoder: its trained weights are in the run's checkpoint (null when the stored path lay
+        # outside the experiment: results.load refused it), never drawn untrained.
+        if not run.get("checkpoint_uri") or run.get("checkpoint_uri") != run.get("checkpoint_uri"):
+            raise ImagesUnavailable(f"run '{run.get('run_id')}' has no readable checkpoint for its learned encoder")
         uri = storage.join(run["checkpoint_uri"], "checkpoints", "best.pt")
         try:
             checkpoint = load_torch_safely(storage.read_bytes(uri), uri)

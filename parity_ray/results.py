@@ -21,7 +21,7 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import pandas as pd
 import pyarrow as pa
@@ -56,6 +56,9 @@ class Tables:
     queries: pd.DataFrame = field(default_factory=pd.DataFrame)  # empty until a simulation ran
     simulations: pd.DataFrame = field(default_factory=pd.DataFrame)
     sweeps: pd.DataFrame = field(default_factory=pd.DataFrame)  # empty until a sweep ran
+    # Stored paths that lie outside their experiment, refused at load (their cells are then null):
+    # ("run", run_id) / ("base", base_model_id) -> the one-line reason. Readers raise it when they need the file.
+    refused: Dict[Tuple[str, str], str] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         return getattr(self, name)
@@ -339,9 +342,9 @@ def _experiment_name(path: str) -> str:
     return posixpath.basename(parent) if name == "tables" else name
 
 
-def _load_one(path: str) -> Dict[str, pd.DataFrame]:
+def _load_one(path: str) -> Dict[str, Any]:
     folder = _locate(str(path))
-    frames = {}
+    frames: Dict[str, Any] = {}
     for name in TABLES:
         uri = storage.join(folder, f"{name}.parquet")
         if not storage.exists(uri):
@@ -351,7 +354,50 @@ def _load_one(path: str) -> Dict[str, pd.DataFrame]:
         frame = _read_simulation_table(folder, name)
         if frame is not None:
             frames[name] = frame
+    frames["refused"] = _confine_stored_paths(_experiment_root(folder), frames)
     return frames
+
+
+def _experiment_root(tables_folder: str) -> str:
+    text = str(tables_folder).rstrip("/")
+    return text.rsplit("/", 1)[0] if text.endswith("/tables") or text.endswith(os.sep + "tables") else text
+
+
+def recorded_name(root: str) -> str:
+    """The name an experiment was created under: its record's ``name``, else its folder's name."""
+    record = storage.join(root, "experiment.json")
+    try:
+        name = json.loads(storage.read_bytes(record)).get("name") if storage.exists(record) else None
+    except (OSError, ValueError, AttributeError):
+        name = None
+    valid = isinstance(name, str) and name and "/" not in name and name not in (".", "..")
+    return name if valid else posixpath.basename(str(root).rstrip("/"))
+
+
+def _confine_stored_paths(root: str, frames: Dict[str, Any]) -> Dict[Tuple[str, str], str]:
+    """Point every stored weights / checkpoint path at a file inside the experiment (a moved or copied
+    experiment: its own copy), or null it and record why (``Tables.refused``); docs/security.md."""
+    from .utils import cache_dir
+
+    name, also = recorded_name(root), (str(cache_dir("base_models")),)
+    refused: Dict[Tuple[str, str], str] = {}
+    for table, column, kind, key, what in (("runs", "checkpoint_uri", "run", "run_id", "run '{}': stored checkpoint"),
+                                           ("base_models", "weights_uri", "base", "base_model_id", "base model '{}': stored weights")):
+        frame = frames[table]
+        if column not in frame.columns:
+            continue
+        values = []
+        for ident, uri in zip(frame[key], frame[column]):
+            if uri is None or uri != uri or not str(uri):
+                values.append(uri)
+                continue
+            try:
+                values.append(storage.confine_stored(root, str(uri), what.format(ident), name, also=also))
+            except UsageError as exc:
+                refused[(kind, str(ident))] = str(exc)
+                values.append(None)
+        frames[table] = frame.assign(**{column: pd.Series(values, index=frame.index, dtype=object)})
+    return refused
 
 
 def load_experiment(path: str) -> Tables:
@@ -375,7 +421,7 @@ def load(path: Experiments) -> Tables:
     if not several:
         return Tables(**_load_one(paths[0]))
     loaded = [_load_one(p) for p in paths]
-    merged = {}
+    merged: Dict[str, Any] = {"refused": {key: why for frames in loaded for key, why in frames["refused"].items()}}
     for name in TABLES + SIMULATION_TABLES:
         parts = [_tagged(frames[name], label) for frames, label in zip(loaded, experiment_labels(paths))
                  if name in frames]

@@ -78,6 +78,9 @@ def resolve_run(experiment: str, run: str = "best", *, dataset: Optional[str] = 
     check_stored_config(row.config_json, f"run '{row.run_id}' of experiment '{experiment}'")  # before anything is imported
     config = TrainConfig.from_dict(json.loads(row.config_json)).resolved().to_dict()
     checkpoint = storage.join(row.checkpoint_uri, "checkpoints", "best.pt") if row.checkpoint_uri else None
+    for key in (("run", str(row.run_id)), ("base", str(row.base_model_id))):
+        if key in tables.refused:  # a stored path outside the experiment (results.load nulled it)
+            raise UsageError(tables.refused[key])
     served = ServedRun(
         experiment=str(experiment),
         run_id=row.run_id,

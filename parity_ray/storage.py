@@ -98,6 +98,36 @@ def check_inside(root: str, uri: str) -> None:
                          f"is not followed for writing; remove it (nothing was written)")
 
 
+def _is_under(root: str, uri: str) -> bool:
+    if is_remote(root) or is_remote(uri):
+        base = root.rstrip("/") + "/"
+        return uri.startswith(base) and "/../" not in uri[len(base) - 1:]
+    top = Path(root).expanduser().resolve()
+    real = Path(uri).expanduser().resolve()  # links followed: a link out of the experiment is outside
+    return real == top or top in real.parents
+
+
+def confine_stored(root: str, uri: str, what: str, original_name: str, also: Tuple[str, ...] = ()) -> str:
+    """The file a path *read from* experiment ``root`` (a table's ``weights_uri``, ``checkpoint_uri``)
+    may be read at: inside ``root`` only (or under one of ``also``, e.g. this user's base-model cache).
+
+    A moved or copied experiment still names its files at the old place: a stored path whose part
+    after the experiment's original folder name (``original_name``) exists inside ``root`` is read
+    there. Anything else is refused in one line (docs/security.md): a table cannot make a command
+    read a file elsewhere on the machine.
+    """
+    if _is_under(root, uri) or any(_is_under(allowed, uri) for allowed in also if allowed):
+        return uri
+    marker = f"/{original_name}/"
+    normalised = uri.replace(os.sep, "/")
+    if original_name and marker in normalised:
+        rebased = join(root, normalised.rsplit(marker, 1)[1])
+        if _is_under(root, rebased) and exists(rebased):
+            return rebased
+    raise UsageError(f"{what} '{uri}' lies outside the experiment '{root}'; a path stored in an experiment is read "
+                     f"only inside it (docs/security.md)")
+
+
 def write_bytes(uri: str, data: bytes) -> None:
     """Atomic for readers: local temp + rename, or one remote object upload."""
     fs, path = resolve(uri)

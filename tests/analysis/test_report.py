@@ -258,8 +258,11 @@ def test_report_of_an_s3_experiment_goes_to_its_report_prefix(small_experiment, 
     tables = Path(small_experiment.uri, "tables")
     for path in sorted(p for p in tables.rglob("*") if p.is_file()):  # the partitioned tables' folders too
         storage.write_bytes(storage.join(uri, "tables", *path.relative_to(tables).parts), path.read_bytes())
-    loaded = results.load(uri)
-    pd.testing.assert_frame_equal(loaded.runs, results.load(small_experiment.uri).runs)
+    loaded, local = results.load(uri), results.load(small_experiment.uri).runs
+    # the checkpoints stayed on the local disk: paths outside the S3 experiment are not read from it
+    pd.testing.assert_frame_equal(loaded.runs.drop(columns="checkpoint_uri"), local.drop(columns="checkpoint_uri"))
+    assert loaded.runs.checkpoint_uri.isna().all()
+    assert {key for key in loaded.refused if key[0] == "run"} == {("run", r) for r in local.run_id[local.checkpoint_uri.notna()]}
     assert len(loaded.queries) == len(results.load(small_experiment.uri).queries) > 0  # partitioned, on S3
 
     summary = build_report(uri)

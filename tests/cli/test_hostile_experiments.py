@@ -114,6 +114,47 @@ def test_a_stored_data_root_is_never_followed_nor_its_pickles_loaded(honest, tmp
     assert not canary.exists()
 
 
+WEIGHT_READERS = ["export", "serve --write-config", "simulate", "sweep"]  # the commands that read a run's files
+
+
+@pytest.mark.parametrize("command", WEIGHT_READERS)
+@pytest.mark.parametrize("column", ["checkpoint_uri", "weights_uri"])
+def test_a_stored_path_outside_the_experiment_is_refused_by_every_reader(honest, tmp_path, command, column):
+    """A table pointing a run's checkpoint (or its base model's weights) at a file elsewhere on the machine:
+    one line, exit 2, the outside file never read (it is a planted pickle: loading it would make the canary)."""
+    canary = tmp_path / "canary"
+    outside = tmp_path / "elsewhere" / "checkpoints"
+    outside.mkdir(parents=True)
+    torch_file = outside / "best.pt"
+    with open(torch_file, "wb") as fh:
+        pickle.dump(Canary(canary), fh, protocol=2)
+    experiment = Path(shutil.copytree(honest, tmp_path / "exp"))
+    tables = {name: pd.read_parquet(experiment / "tables" / f"{name}.parquet") for name in results.TABLES}
+    if column == "checkpoint_uri":
+        tables["runs"]["checkpoint_uri"] = str(outside.parent)
+    else:
+        tables["base_models"]["weights_uri"] = str(torch_file)
+    results.write_tables(str(experiment), tables)
+    out = tmp_path / "out"
+    assert_usage_error(cli(*READERS[command](str(experiment), out)), "lies outside the experiment", str(outside.parent))
+    assert not canary.exists() and not out.exists()
+
+
+def test_a_moved_experiment_reads_its_own_files_not_the_originals(honest, tmp_path):
+    """Stored paths name the original folder; a copy (moved, shared, unpacked elsewhere) reads its own copy,
+    and still serves after the original is gone."""
+    from parity_ray.serving import resolve_run
+
+    original = Path(shutil.copytree(honest, tmp_path / "a" / "honest"))
+    tables = {name: pd.read_parquet(original / "tables" / f"{name}.parquet") for name in results.TABLES}
+    tables["runs"]["checkpoint_uri"] = [str(original / "trials" / Path(tables["runs"].checkpoint_uri.iloc[0]).name)]
+    results.write_tables(str(original), tables)  # as an experiment written at a/honest records its run
+    moved = Path(shutil.copytree(original, tmp_path / "b" / "honest-copy"))
+    shutil.rmtree(original)
+    run = resolve_run(str(moved), "r1")
+    assert run.parity_checkpoint_uri.startswith(str(moved / "trials"))
+
+
 def test_the_report_page_survives_a_stored_comment_opener(tmp_path):
     """``<!--<script>`` in a stored string cannot stop the page's scripts: the embedded JSON escapes ``<``."""
     from parity_ray.analysis.report import build_report

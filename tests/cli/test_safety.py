@@ -34,14 +34,17 @@ class RunsCode:
 
 
 def make_experiment(folder: Path, run_dir: Path) -> str:
-    """A one-run experiment (tables written by results.write_tables) whose run is ``run_dir``."""
+    """A one-run experiment (tables written by results.write_tables) holding a copy of ``run_dir`` (an
+    experiment's stored paths are read only inside it, as Tune lays them out)."""
     record = json.loads((run_dir / "config.json").read_text())
+    run_dir = Path(shutil.copytree(run_dir, folder / "trials" / run_dir.name))
     runs = pd.DataFrame([{"experiment": folder.name, "run_id": "r1", "status": "COMPLETED", "error": None,
                           "dataset": "digits", "model": "base-mlp", "k": 2, "config_json": json.dumps(record["config"]),
                           "base_model_id": "b1", "degraded_accuracy": 0.5, "available_accuracy": 0.9,
                           "checkpoint_uri": str(run_dir)}])
     base = pd.DataFrame([{"base_model_id": "b1", "input_norm": json.dumps(record["data"]["normalization"]),
                           "weights_uri": record["base_model"]["weights"]}])
+    (folder / "experiment.json").write_text(json.dumps({"name": folder.name}))  # as run_experiment records it
     results.write_tables(str(folder), {"runs": runs, "base_models": base,
                                        "epochs": pd.DataFrame(columns=["run_id"]),
                                        "predictions": pd.DataFrame(columns=["run_id"])})
