@@ -16,6 +16,13 @@ VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "parity_ray" / "__init__
 # torch 2.14 + torchvision 0.29.1 + torchaudio 2.11 (CUDA 13.0 builds) run on CPU too.
 TORCH_STACK = ["torch>=2.14,<2.15", "torchvision==0.29.1", "torchaudio==2.11.0"]
 
+ENGINE_FOLDERS = ("actors", "analysis", "search_spaces")  # top-level folders installed under parity_ray
+PACKAGE_DIR = {f"parity_ray.{folder}": folder for folder in ENGINE_FOLDERS}
+PACKAGES = find_packages(include=["parity_ray", "parity_ray.*"]) + [
+    f"parity_ray.{folder}{'.' + sub if sub else ''}" for folder in ENGINE_FOLDERS
+    for sub in [""] + find_packages(str(HERE / folder))
+]
+
 setup(
     name="parity_ray",
     version=VERSION,
@@ -24,9 +31,11 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     # The design card's top-level folders actors/, analysis/ and search_spaces/ install as
-    # parity_ray.actors, parity_ray.analysis and parity_ray.search_spaces (parity_ray/ holds a link to
-    # each), so installing the project claims no generic top-level module name.
-    packages=find_packages(include=["parity_ray", "parity_ray.*"]),
+    # parity_ray.actors, parity_ray.analysis and parity_ray.search_spaces (package_dir maps each folder
+    # to its import name: one path and one name per file, no links), so installing the project claims
+    # no generic top-level module name.
+    packages=PACKAGES,
+    package_dir=PACKAGE_DIR,
     package_data={"parity_ray.analysis": ["assets/*.js", "assets/*.css"]},
     install_requires=[
         *TORCH_STACK,

@@ -44,7 +44,7 @@ def ensure_experiment(path: str | None, data_root: str, dataset: str = "mnist", 
     """The given experiment, or a fresh quick-grid k=2 run trained here (a minute or two for MNIST)."""
     if path:
         return path
-    from parity_ray.experiment import TuneOptions, run_experiment
+    from parity_ray.tune.experiment import TuneOptions, run_experiment
 
     os.environ.setdefault("PARITY_RAY_DATA", data_root)
     storage = tempfile.mkdtemp(prefix="serve-tail-")

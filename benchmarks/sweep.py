@@ -38,7 +38,7 @@ def speed(queries: int, workers, experiment: str) -> dict:
 
 
 def trained_experiment(storage: str, smoke: bool = False) -> str:
-    from parity_ray.experiment import TuneOptions, run_experiment
+    from parity_ray.tune.experiment import TuneOptions, run_experiment
     from parity_ray.utils import ray_running
 
     with ray_running(num_cpus=2, log_to_driver=False):

@@ -63,7 +63,7 @@ def stderr(message: str) -> None:
 def run_tune(options) -> Dict[str, Any]:
     """The grid through ``run_experiment``; phases timed from its log lines."""
     from parity_ray import results
-    from parity_ray.experiment import run_experiment
+    from parity_ray.tune.experiment import run_experiment
 
     marks: Dict[str, float] = {}
     started = time.perf_counter()
@@ -190,7 +190,7 @@ def main(argv=None) -> int:
         os.environ["PARITY_RAY_DATA"] = data_root  # set before Ray starts, so its workers inherit it
 
     from parity_ray.errors import UsageError
-    from parity_ray.spaces import expand
+    from parity_ray.tune.spaces import expand
 
     try:
         space = expand(args.space, args.set, args.smoke_test)
@@ -207,7 +207,7 @@ def main(argv=None) -> int:
     stderr(f"{len(cells)} trial(s) of space '{space.name}' (overrides: {args.set or 'none'}), "
            f"{args.cpus_per_trial:g} CPU each, {os.cpu_count()} CPUs here")
 
-    from parity_ray.experiment import TuneOptions, _local_base_cache
+    from parity_ray.tune.experiment import TuneOptions, _local_base_cache
 
     temp_storage = args.storage is None
     options = TuneOptions(

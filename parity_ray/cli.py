@@ -152,7 +152,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from .experiment import TuneOptions, run_experiment
+    from .tune.experiment import TuneOptions, run_experiment
 
     if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0:
         raise UsageError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
@@ -326,7 +326,7 @@ def registries() -> Dict[str, list]:
     from .losses import list_losses
     from .models import list_models
     from .recipes import list_recipes
-    from .tuning import list_callbacks, list_schedulers, list_search_algs
+    from .tune.tuning import list_callbacks, list_schedulers, list_search_algs
 
     kinds = {
         "datasets": list_datasets(),

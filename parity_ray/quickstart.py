@@ -40,7 +40,7 @@ def run_quickstart(options: QuickstartOptions, simulate: Callable[..., Dict[str,
     """
     from parity_ray.analysis.report import build_report
 
-    from .experiment import TuneOptions, run_experiment
+    from .tune.experiment import TuneOptions, run_experiment
     from .utils import init_ray
 
     import ray

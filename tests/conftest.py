@@ -212,7 +212,7 @@ def own_ray():
 # experiment (simulations, reports) take a copy (``experiment_copy``).
 @pytest.fixture(scope="session")
 def trained_experiment(tmp_path_factory, local_ray) -> str:
-    from parity_ray.experiment import TuneOptions, run_experiment
+    from parity_ray.tune.experiment import TuneOptions, run_experiment
 
     storage = tmp_path_factory.mktemp("serve-results")
     opts = TuneOptions(space="quick", name="served", storage=str(storage), progress=False,

@@ -26,7 +26,7 @@ def small_experiment(tmp_path_factory, local_ray) -> SmallExperiment:
     not in the test data roots (speech-commands: UNAVAILABLE rows); then 100 measured queries in coded and replication modes with a straggler."""
     from ray import serve
 
-    from parity_ray.experiment import TuneOptions, run_experiment
+    from parity_ray.tune.experiment import TuneOptions, run_experiment
     from parity_ray.actors.simulation import SimulationOptions, run_simulation
 
     started = time.perf_counter()

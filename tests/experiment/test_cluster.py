@@ -10,7 +10,7 @@ import time
 import pytest
 
 from parity_ray import results
-from parity_ray.experiment import TuneOptions, run_experiment
+from parity_ray.tune.experiment import TuneOptions, run_experiment
 from parity_ray.storage import is_shared
 from tests.conftest import REPO, own_ray
 
@@ -97,7 +97,7 @@ def test_trials_spread_and_survive_a_dead_worker(tmp_path, cluster):
 
 
 def test_node_local_storage_is_refused_on_a_multi_host_cluster(tmp_path):
-    from parity_ray.experiment import storage_problem
+    from parity_ray.tune.experiment import storage_problem
 
     assert storage_problem({"10.0.0.1", "10.0.0.2"}, str(tmp_path)) is not None
     assert storage_problem({"10.0.0.1"}, str(tmp_path)) is None

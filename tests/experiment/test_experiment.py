@@ -7,7 +7,7 @@ import json
 import pandas as pd
 
 from parity_ray import results
-from parity_ray.experiment import TuneOptions, run_experiment
+from parity_ray.tune.experiment import TuneOptions, run_experiment
 
 DIGITS = ["dataset=digits", "base_epochs=10"]
 

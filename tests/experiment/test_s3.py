@@ -11,7 +11,7 @@ import time
 import pytest
 
 from parity_ray import results, storage
-from parity_ray.experiment import TuneOptions, run_experiment
+from parity_ray.tune.experiment import TuneOptions, run_experiment
 from tests.conftest import own_ray, start_local_ray
 
 

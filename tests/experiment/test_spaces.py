@@ -6,7 +6,7 @@ import pytest
 
 from parity_ray import UsageError
 from parity_ray.config import SMOKE_OVERRIDES
-from parity_ray.spaces import builtin_spaces, expand, parse_override
+from parity_ray.tune.spaces import builtin_spaces, expand, parse_override
 
 
 @pytest.mark.parametrize("space", builtin_spaces())

@@ -9,9 +9,9 @@ import pytest
 
 from parity_ray import results
 from parity_ray.errors import UsageError
-from parity_ray.experiment import TuneOptions, run_experiment
-from parity_ray.spaces import expand
-from parity_ray.tuning import SCHEDULERS, SEARCH_ALGS, build, list_callbacks, list_schedulers, list_search_algs
+from parity_ray.tune.experiment import TuneOptions, run_experiment
+from parity_ray.tune.spaces import expand
+from parity_ray.tune.tuning import SCHEDULERS, SEARCH_ALGS, build, list_callbacks, list_schedulers, list_search_algs
 
 ASHA_SPACE = """
 from ray import tune

@@ -14,7 +14,7 @@ import pytest
 
 from parity_ray import results
 from parity_ray.errors import UsageError
-from parity_ray.experiment import TuneOptions, run_experiment
+from parity_ray.tune.experiment import TuneOptions, run_experiment
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["dataset=digits", "base_epochs=3", "epochs=2", "k=2", "encoder=addition"]
@@ -59,8 +59,8 @@ def test_tune_tables_are_written_with_their_stated_schema(two_experiments):
 
 def test_ints_stay_ints_with_missing_values(tmp_path):
     """An UNAVAILABLE row (no epochs, no base model) beside a finished one: int columns stay int64."""
-    from parity_ray.experiment import _run_row
-    from parity_ray.spaces import ExpandedSpace
+    from parity_ray.tune.experiment import _run_row
+    from parity_ray.tune.spaces import ExpandedSpace
 
     options = TuneOptions(space="quick", name="x", storage=str(tmp_path))
     space = ExpandedSpace.__new__(ExpandedSpace)
@@ -161,7 +161,7 @@ def test_a_regression_runs_row_names_its_task_and_mean_ious():
     """The runs row of a box-regression trial carries task and both mean IoUs; a classifier's are null."""
     from types import SimpleNamespace
 
-    from parity_ray.experiment import _run_row
+    from parity_ray.tune.experiment import _run_row
 
     options = SimpleNamespace(name="e", cpus_per_trial=1, gpus_per_trial=0)
     history = [{"epoch": 1, "split": split, "overall_top1": 0.5, "reconstruction_top1": 0.6, "mean_iou": 0.71,

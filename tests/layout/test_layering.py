@@ -46,7 +46,7 @@ def test_core_imports_no_serve_and_no_actors():
 
 
 def test_importing_the_core_loads_no_serve():
-    code = ("import sys, parity_ray, parity_ray.serving, parity_ray.results, parity_ray.quickstart, parity_ray.experiment; "
+    code = ("import sys, parity_ray, parity_ray.serving, parity_ray.results, parity_ray.quickstart, parity_ray.tune.experiment; "
             "bad = [m for m in sys.modules if m.startswith(('ray.serve', 'actors', 'parity_ray.actors'))]; print(bad); "
             "sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -65,52 +65,55 @@ def test_no_import_cycles_between_packages():
         assert not bad, (path, bad)
 
 
-# The three floors of the design card. A module imports its own floor's modules (within its own
-# engine) and the floors below, never a floor above; search-space modules belong to the Tune layer.
-CORE_MODULES = {"registry", "config", "data", "models", "coders", "losses", "metrics", "base", "trainer", "storage",
-                "results", "errors", "utils", "boxes", "serving", "export", "recipes", "augment"}
-TUNE_MODULES = {"experiment", "spaces", "tuning"}
-APP_MODULES = {"cli", "quickstart", "__main__"}
-SOURCE_PACKAGES = ("parity_ray", "actors", "analysis", "search_spaces")  # folders; the last three install as parity_ray.*
-LINKED = ("actors", "analysis", "search_spaces")
+# The three floors of the design card, read from a file's path alone: the engine folders (each its
+# own engine), the apps' files, and everything else under parity_ray/ is the core. A module imports
+# its own floor's modules (within its own engine) and the floors below, never a floor above.
+ENGINE_FOLDERS = {"actors": "serve", "analysis": "analysis", "search_spaces": "tune", "parity_ray/tune": "tune"}
+APP_PATHS = ("parity_ray/cli", "parity_ray/cli.py", "parity_ray/quickstart.py", "parity_ray/__main__.py")
+INSTALLED_AS = {"actors": "parity_ray.actors", "analysis": "parity_ray.analysis", "search_spaces": "parity_ray.search_spaces"}
 
 
-def floor_of(module: str):
-    """``(floor, engine)`` of a project module: 0 core, 1 an engine (tune, serve, analysis), 2 apps."""
-    parts = module.split(".")
-    if parts[0] in LINKED:
-        raise AssertionError(f"'{module}' is imported by its folder name; import parity_ray.{module}")
-    if parts[0] == "parity_ray" and len(parts) > 1 and parts[1] in LINKED:
-        parts = parts[1:]
-    if parts[0] == "parity_ray":
-        sub = parts[1] if len(parts) > 1 else "__init__"
-        if not ((REPO / "parity_ray" / f"{sub}.py").exists() or (REPO / "parity_ray" / sub).is_dir()):
-            sub = "__init__"  # an attribute of the package itself (parity_ray.__version__)
-        if sub in CORE_MODULES or sub == "__init__":
-            return 0, "core"
-        if sub in TUNE_MODULES:
-            return 1, "tune"
-        if sub in APP_MODULES:
-            return 2, "apps"
-        raise AssertionError(f"parity_ray.{sub} has no floor: add it to CORE_MODULES, TUNE_MODULES or APP_MODULES")
-    if parts[0] == "search_spaces":
-        return 1, "tune"
-    if parts[0] == "actors":
-        return 1, "serve"
-    if parts[0] == "analysis":
-        return 1, "analysis"
-    return None
+def floor_of_path(path: Path):
+    """``(floor, engine)`` of a project file from where it lies: 0 core, 1 an engine, 2 apps."""
+    relative = path.relative_to(REPO).as_posix()
+    if relative.startswith(APP_PATHS):
+        return 2, "apps"
+    for folder, engine in ENGINE_FOLDERS.items():
+        if relative.startswith(folder + "/"):
+            return 1, engine
+    if relative.startswith("parity_ray/"):
+        return 0, "core"
+    raise AssertionError(f"{relative} lies outside the project's packages")
+
+
+def module_name(path: Path) -> str:
+    """A file's one import name: its path, with the engine folders under the name setup.py installs them as."""
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    if parts[0] in INSTALLED_AS:
+        parts = INSTALLED_AS[parts[0]].split(".") + parts[1:]
+    name = ".".join(parts)
+    return name[: -len(".__init__")] if name.endswith(".__init__") else name
 
 
 def project_modules():
-    for package in SOURCE_PACKAGES:
-        for path in sorted((REPO / package).rglob("*.py")):
-            if package == "parity_ray" and path.relative_to(REPO / package).parts[0] in LINKED:
-                continue  # the linked folders, seen once under their own name
-            name = ".".join(path.relative_to(REPO).with_suffix("").parts)
-            if package in LINKED:
-                name = f"parity_ray.{name}"
-            yield (name[: -len(".__init__")] if name.endswith(".__init__") else name), path
+    for folder in ("parity_ray", *INSTALLED_AS):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            yield module_name(path), path
+
+
+MODULE_PATHS = {name: path for name, path in project_modules()}
+
+
+def floor_of(module: str):
+    """``(floor, engine)`` of an imported project module (or of the module an imported name lives in)."""
+    parts = module.split(".")
+    if parts[0] in INSTALLED_AS:
+        raise AssertionError(f"'{module}' is imported by its folder name; import parity_ray.{module}")
+    for end in range(len(parts), 0, -1):
+        path = MODULE_PATHS.get(".".join(parts[:end]))
+        if path is not None:
+            return floor_of_path(path)
+    return None
 
 
 def test_every_import_points_down_or_within_its_own_engine():
@@ -176,10 +179,25 @@ def test_no_import_cycle_between_modules():
     assert not cycles, cycles
 
 
+def test_one_path_and_one_name_per_file():
+    """No tracked links; actors/, analysis/ and search_spaces/ install under parity_ray by setup.py's
+    package_dir, and each file imports under the one name its path gives."""
+    links = subprocess.run(["git", "ls-files", "-s"], cwd=REPO, capture_output=True, text=True).stdout
+    assert not [line for line in links.splitlines() if line.startswith("120000")], "a symlink is tracked"
+    import importlib
+
+    for name in ("parity_ray.actors.frontend", "parity_ray.analysis.report", "parity_ray.search_spaces.quick"):
+        module = importlib.import_module(name)
+        assert Path(module.__file__).resolve() == MODULE_PATHS[name].resolve(), (name, module.__file__)
+
+
 def test_installing_claims_no_generic_top_level_module():
-    """actors/, analysis/ and search_spaces/ install under parity_ray (linked from inside it)."""
-    for name in LINKED:
-        link = REPO / "parity_ray" / name
-        assert link.is_symlink() and link.resolve() == (REPO / name).resolve(), link
-    setup = (REPO / "setup.py").read_text()
-    assert 'find_packages(include=["parity_ray", "parity_ray.*"])' in setup
+    """The wheel's packages are parity_ray and its subpackages only (setup.py's package list)."""
+    code = "import runpy, setuptools; captured = {}; setuptools.setup = lambda **kw: captured.update(kw); " \
+           "runpy.run_path('setup.py'); print(sorted({p.split('.')[0] for p in captured['packages']}), " \
+           "sorted(captured['package_dir'].items()))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("['parity_ray'] "), result.stdout
+    for folder, name in INSTALLED_AS.items():
+        assert f"('{name}', '{folder}')" in result.stdout

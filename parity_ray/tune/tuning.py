@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence
 
-from .errors import UsageError, choices_hint
-from .metrics import TUNE_METRIC
-from .registry import Registry, call_with_accepted, import_object, parse_spec
+from ..errors import UsageError, choices_hint
+from ..metrics import TUNE_METRIC
+from ..registry import Registry, call_with_accepted, import_object, parse_spec
 
 SCHEDULERS: Registry = Registry("trial scheduler")
 SEARCH_ALGS: Registry = Registry("search algorithm")

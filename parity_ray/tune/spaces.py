@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .config import SMOKE_OVERRIDES, TrainConfig
-from .metrics import TUNE_METRIC
-from .errors import UsageError, choices_hint
-from .registry import parse_spec, spec_name
+from ..config import SMOKE_OVERRIDES, TrainConfig
+from ..metrics import TUNE_METRIC
+from ..errors import UsageError, choices_hint
+from ..registry import parse_spec, spec_name
 from .tuning import PLUGIN_KEYS, apply_override, check_metric, normalise_spec
-from .utils import stable_hash
+from ..utils import stable_hash
 
 CELL_KEY = "cell"
 
@@ -51,7 +51,7 @@ class ExpandedSpace:
     cells: List[Cell]
     samplers: Dict[str, Any] = field(default_factory=dict)  # Tune domains, sampled per trial
     num_samples: int = 1
-    scheduler: Optional[Dict[str, Any]] = None  # plug-in specs (parity_ray.tuning), after --set
+    scheduler: Optional[Dict[str, Any]] = None  # plug-in specs (parity_ray.tune.tuning), after --set
     search_alg: Optional[Dict[str, Any]] = None
     callbacks: List[Any] = field(default_factory=list)
     metric: str = TUNE_METRIC  # what the scheduler and search algorithm rank trials by (validation only)
@@ -235,7 +235,7 @@ def _describe(config: Dict[str, Any]) -> str:
 
 def trainer_tasks() -> Tuple[str, ...]:
     """Dataset tasks the trainer runs (``parity_ray.config.SUPPORTED_TASKS``)."""
-    from .config import SUPPORTED_TASKS
+    from ..config import SUPPORTED_TASKS
 
     return tuple(SUPPORTED_TASKS)
 
@@ -249,8 +249,8 @@ def unavailable_reason(config: Dict[str, Any]) -> Optional[str]:
     (``data_root``, ``$PARITY_RAY_DATA``, the user cache) on the machine expanding the grid: the
     reason then names the expected files and every folder searched.
     """
-    from .data import DATASETS, missing_data_reason
-    from .models import MODELS
+    from ..data import DATASETS, missing_data_reason
+    from ..models import MODELS
 
     dataset = config.get("dataset", TrainConfig.dataset)
     if dataset not in DATASETS:

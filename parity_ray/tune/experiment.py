@@ -27,17 +27,17 @@ from typing import Any, Callable, Dict, List, Optional
 import ray
 from ray import tune
 
-from . import storage
-from .coders import code_family, is_base_worker
-from .config import TrainConfig
-from .data import get_dataset_spec
-from .errors import UsageError
-from .registry import spec_name
-from .metrics import TUNE_METRIC, best_epoch_row
+from .. import storage
+from ..coders import code_family, is_base_worker
+from ..config import TrainConfig
+from ..data import get_dataset_spec
+from ..errors import UsageError
+from ..registry import spec_name
+from ..metrics import TUNE_METRIC, best_epoch_row
 from .tuning import SCHEDULERS, SEARCH_ALGS, build, build_callbacks
-from .results import SCHEMA_VERSION, best_run, empty_predictions, json_column, write_tables
+from ..results import SCHEMA_VERSION, best_run, empty_predictions, json_column, write_tables
 from .spaces import Cell, ExpandedSpace, expand
-from .utils import cache_dir, configure_logging, library_versions, ray_running, stable_hash, stderr_log
+from ..utils import cache_dir, configure_logging, library_versions, ray_running, stable_hash, stderr_log
 
 Log = Callable[[str], None]
 
@@ -195,9 +195,9 @@ def _prepare_base_task(cell: Dict[str, Any], experiment_uri: str, cpus: float = 
     import torch
 
     torch.set_num_threads(max(1, int(cpus)))  # concurrent tasks must not oversubscribe the node's cores
-    from .base import base_model_id, prepare_base_model
-    from .data import load_data
-    from .utils import resolve_device
+    from ..base import base_model_id, prepare_base_model
+    from ..data import load_data
+    from ..utils import resolve_device
 
     config = TrainConfig.from_dict(cell).resolved()
     if config.base_weights and storage.is_remote(config.base_weights):
@@ -235,7 +235,7 @@ def _local_base_cache(experiment_uri: str) -> Path:
 
 def parity_trainable(params: Dict[str, Any], experiment: Dict[str, Any]) -> None:
     """One Tune trial: a parity-model run that reports every epoch and resumes from its checkpoint."""
-    from .trainer import EpochReport, train
+    from ..trainer import EpochReport, train
 
     trial = params["trial"]
     sampled = {k: params[k] for k in experiment["sampler_keys"]}
