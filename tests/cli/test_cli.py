@@ -59,7 +59,7 @@ def test_foreign_weights_through_the_cli(tmp_path, data_root, foreign_mlp):
 
 
 def test_quickstart_picks_the_next_free_name(tmp_path):
-    from parity_ray.quickstart import _free_name
+    from parity_ray.cli.quickstart import _free_name
 
     assert _free_name(str(tmp_path)) == "q1"
     (tmp_path / "q1").mkdir()

@@ -7,14 +7,17 @@ user would run by hand (``tune``, ``simulate``, ``report``), sharing one local R
 
 from __future__ import annotations
 
+import argparse
+import json
 import time
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from . import storage
-from .errors import UsageError
-from .utils import stderr_log
+from .. import storage
+from ..errors import UsageError
+from ..utils import stderr_log
+from .common import add_common_flags
 
 STRAGGLER = "slow:replica=0,p=0.3,delay_ms=100"  # the published set-up: one replica slowed on 30% of its batches
 
@@ -40,8 +43,8 @@ def run_quickstart(options: QuickstartOptions, simulate: Callable[..., Dict[str,
     """
     from parity_ray.analysis.report import build_report
 
-    from .tune.experiment import TuneOptions, run_experiment
-    from .utils import init_ray
+    from ..tune.experiment import TuneOptions, run_experiment
+    from ..utils import init_ray
 
     import ray
 
@@ -93,7 +96,7 @@ def _free_name(parent: str) -> str:
 
 def _grid_overrides(data_root: Optional[str], log: Callable[[str], None]) -> List[str]:
     """The quick grid as is when MNIST is on this machine; its digits cell alone when it is not."""
-    from .data import data_roots, dataset_available
+    from ..data import data_roots, dataset_available
 
     if data_root:
         # An explicit --data-root is used or refused, never traded for the digits-only grid.
@@ -109,7 +112,7 @@ def _grid_overrides(data_root: Optional[str], log: Callable[[str], None]) -> Lis
 
 
 def _run_rows(experiment: str) -> List[Dict[str, Any]]:
-    from .results import load
+    from ..results import load
 
     runs = load(experiment).runs
     runs = runs[runs.status == "COMPLETED"].sort_values(["dataset", "k", "encoder"])
@@ -134,3 +137,27 @@ def format_summary(summary: Dict[str, Any]) -> str:
     steps = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in summary["step_seconds"].items())
     lines += ["", f"report      {summary['report']}", f"wall        {summary['wall_seconds']:.0f} s ({steps})"]
     return "\n".join(lines)
+
+
+def add_parser(commands) -> argparse.ArgumentParser:
+    quick = commands.add_parser("quickstart", help="offline, one machine: quick Tune grid -> simulation -> report",
+                                description="Train the quick grid through Ray Tune, serve its best run with one straggling "
+                                            "replica in every mode, and write the report; a few minutes on 2 cores.")
+    quick.add_argument("--storage", default="./results", help="parent folder of the experiment (default ./results)")
+    quick.add_argument("--name", help="experiment name (default: the first free of q1, q2, ...)")
+    quick.add_argument("--data-root", help="folder holding MNIST (else $PARITY_RAY_DATA); without it: digits only")
+    add_common_flags(quick)
+    quick.set_defaults(func=run)
+    return quick
+
+
+def run(args: argparse.Namespace) -> int:
+    from parity_ray.actors.simulation import SimulationOptions, run_simulation
+
+    options = QuickstartOptions(storage=args.storage, name=args.name, data_root=args.data_root,
+                                smoke_test=args.smoke_test, progress=not args.no_progress)
+    summary = run_quickstart(options, simulate=lambda log, **kw: run_simulation(SimulationOptions(**kw), log=log))
+    print(format_summary(summary))
+    if args.json:
+        print(json.dumps(summary, sort_keys=True, default=str))
+    return 0

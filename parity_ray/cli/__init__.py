@@ -1,0 +1,60 @@
+"""``parity-ray`` command line: train, quickstart, tune, simulate, sweep, serve, report, export, list.
+
+The apps' floor: one module per command, each giving ``add_parser(commands)`` (its flags) and
+``run(args)`` (parse, then dispatch to an engine); ``common`` holds what they share. The CLI is
+the one part of ``parity_ray`` that reaches into the Serve layer (``actors``).
+
+Bad input ends in one line ``parity-ray: error: ...`` and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from ..errors import UsageError
+from ..utils import LOG_LEVELS, configure_logging
+from . import export, listing, quickstart, report, serve, simulate, sweep, train, tune
+from .common import EXIT_USAGE, OneLineParser, config_from_args, format_summary, version_text
+
+COMMANDS = (train, quickstart, tune, simulate, sweep, serve, report, export, listing)  # in --help order
+READS_EXPERIMENTS = ("simulate", "sweep", "serve", "report", "export")  # the commands that take --trust-code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="parity-ray", description="Parity models: train, tune, simulate, report.")
+    parser.add_argument("--version", action="version", version=version_text())
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info",
+                        help="progress lines on stderr: debug, info (default), warning, error")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    for command in COMMANDS:
+        command.add_parser(commands)
+    for sub in commands.choices.values():  # also after the command: parity-ray train ... --log-level warning
+        sub.add_argument("--log-level", choices=LOG_LEVELS, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    for name in READS_EXPERIMENTS:
+        commands.choices[name].add_argument(
+            "--trust-code", action="store_true",
+            help="import the class-specs (user code) that the experiment's stored configs name; without it such a "
+                 "run is refused (see docs/security.md). Only for experiments written by people you trust as you "
+                 "trust your own code")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from ..registry import trusting_stored_code
+
+    try:
+        args = build_parser().parse_args(argv)
+        configure_logging(args.log_level)
+        with trusting_stored_code(getattr(args, "trust_code", False)):
+            return args.func(args)
+    except UsageError as exc:
+        print(f"parity-ray: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("parity-ray: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+__all__ = ["COMMANDS", "build_parser", "config_from_args", "format_summary", "main"]

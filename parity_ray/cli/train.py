@@ -1,0 +1,29 @@
+"""``parity-ray train``: one parity-model run from flags, a --config file and a --recipe."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..config import SMOKE_OVERRIDES, TrainConfig
+from .common import add_common_flags, add_config_flags, config_from_args, emit
+
+
+def add_parser(commands) -> argparse.ArgumentParser:
+    train = commands.add_parser("train", help="train one parity model run", description="Train one parity-model run.")
+    train.add_argument("--config", help="JSON or YAML file of config keys (flags override it)")
+    train.add_argument("--recipe", help="a training recipe (published, fast; see 'parity-ray list') under --config and flags")
+    add_common_flags(train)
+    add_config_flags(train)
+    train.set_defaults(func=run)
+    return train
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..trainer import train
+
+    config = config_from_args(args)
+    if args.smoke_test:
+        config = TrainConfig.from_dict(SMOKE_OVERRIDES, base=config)
+    result = train(config, progress=not args.no_progress)
+    emit(result.summary, args.json)
+    return 0
