@@ -28,6 +28,8 @@ def add_parser(commands) -> argparse.ArgumentParser:
     tune.add_argument("--callback", action="append", default=[], metavar="SPEC",
                       help="add a Tune callback (repeatable): mlflow, wandb, tensorboard, csv, package.module.Class, or a "
                            "JSON class-spec such as '{\"cls\": \"mlflow\", \"tracking_uri\": \"file:./mlruns\"}'")
+    tune.add_argument("--data-root", help="folder holding the datasets every trial reads (else $PARITY_RAY_DATA); a "
+                                          "relative path is taken from where you run the command")
     tune.add_argument("--resume", action="store_true", help="continue an interrupted experiment of the same space")
     tune.add_argument("--no-resource-check", action="store_true", help="allow resources no current node has (autoscaling)")
     add_common_flags(tune)
@@ -58,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         resource_check=not args.no_resource_check,
         progress=not args.no_progress,
         callbacks=args.callback,
+        data_root=args.data_root,
     )
     summary = run_experiment(options)
     width = 14

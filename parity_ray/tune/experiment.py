@@ -20,7 +20,7 @@ import shutil
 import socket
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
@@ -60,6 +60,7 @@ class TuneOptions:
     resource_check: bool = True  # refuse resources no node has (turn off for autoscaling clusters)
     progress: bool = True
     callbacks: List[Any] = field(default_factory=list)  # --callback: Tune callbacks beside the space's own
+    data_root: Optional[str] = None  # --data-root: the folder every trial reads its data from (made absolute here)
 
     @property
     def uri(self) -> str:
@@ -73,6 +74,7 @@ def run_experiment(options: TuneOptions, log: Log = stderr_log) -> Dict[str, Any
     """Run (or resume) an experiment; return its summary. Usage errors leave nothing written."""
     started = time.perf_counter()
     _check_name(options.name)
+    options = resolve_paths_on_the_driver(options)
     space = expand(options.space, options.overrides, options.smoke_test)
     _check_experiment_record(options, space)
     if not space.runnable:
@@ -91,6 +93,35 @@ def run_experiment(options: TuneOptions, log: Log = stderr_log) -> Dict[str, Any
         tables = build_tables(options, space, results, bases, base_errors)
         write_tables(options.uri, tables)
     return summarize(options, tables, time.perf_counter() - started)
+
+
+PATH_KEYS = ("data_root", "base_weights", "base_cache")  # config keys that name a local file or folder
+DATA_ENV = "PARITY_RAY_DATA"
+
+
+def _absolute(value: str) -> str:
+    text = str(value)
+    if storage.is_remote(text) or not text or text.startswith("["):  # a URI, or a list (a grid axis): as given
+        return text
+    return str(Path(text).expanduser().resolve())
+
+
+def resolve_paths_on_the_driver(options: TuneOptions) -> TuneOptions:
+    """Trials run in Ray's own working folder, so a relative path the user gave (``--data-root``, ``--set
+    data_root=..``, ``base_weights``, ``base_cache``, ``$PARITY_RAY_DATA``) is made absolute here, where it
+    was meant, before any trial starts (the README's ``--set data_root=../shared/data`` works as written)."""
+    overrides = []
+    for item in options.overrides:
+        key, sep, value = item.partition("=")
+        overrides.append(f"{key}={_absolute(value)}" if sep and key.strip() in PATH_KEYS else item)
+    if options.data_root:
+        if any(item.partition("=")[0].strip() == "data_root" for item in options.overrides):
+            raise UsageError("give the data root once: --data-root or --set data_root=..., not both")
+        overrides.append(f"data_root={_absolute(options.data_root)}")
+    env = os.environ.get(DATA_ENV)
+    if env and not storage.is_remote(env) and not Path(env).is_absolute():
+        os.environ[DATA_ENV] = _absolute(env)  # a local Ray's workers inherit the driver's environment
+    return replace(options, overrides=overrides, data_root=None)
 
 
 def _check_name(name: str) -> None:
