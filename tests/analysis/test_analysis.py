@@ -280,3 +280,14 @@ def test_schema_v2_predictions_and_runs(tables, tmp_path):
     assert data["patterns"] == ["0", "1", "0,2"] and len(data["rows"]["base_top5"]) == 5 * len(data["rows"]["group"])
     assert data["images"]["status"] == "ok" and data["images"]["shown"] == 5 and data["images"]["capped"]
     assert sum(data["rows"]["thumb"]) >= 5 and set(data["summaries"]) == {"1", "2"}
+
+
+def test_latency_summary_keeps_the_order_the_modes_ran_in():
+    """No hand-kept list of mode names orders the table: coded-hedged (once sorted last) stays where it ran."""
+    rows = [{column: 0 for column in analysis.tables.LATENCY_COLUMNS} for _ in range(5)]
+    for row, (sim, mode) in zip(rows, [("s2", "none"), ("s1", "coded"), ("s1", "coded-hedged"), ("s1", "replication"),
+                                       ("s2", "coded-hedged")]):
+        row.update(simulation_id=sim, mode=mode)
+    summary = analysis.latency_summary(pd.DataFrame(rows))
+    assert list(zip(summary.simulation_id, summary["mode"])) == [
+        ("s1", "coded"), ("s1", "coded-hedged"), ("s1", "replication"), ("s2", "none"), ("s2", "coded-hedged")]
