@@ -130,13 +130,8 @@ def code_comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
 def _below_base_rate(table: pd.DataFrame) -> list:
     """Per row, the e (``"e1,e2"``) whose degraded accuracy is below the majority-class base rate; "" if none."""
     rebuilt = [c for c in table.columns if c.startswith("degraded_accuracy_e")]
-    flags = []
-    for row in table.to_dict("records"):
-        rate = row.get("majority_accuracy")
-        below = [c.rsplit("_", 1)[1] for c in rebuilt
-                 if rate == rate and rate is not None and row[c] == row[c] and row[c] is not None and row[c] < rate]
-        flags.append(",".join(below))
-    return flags
+    below = table[rebuilt].astype("float64").lt(table["majority_accuracy"].astype("float64"), axis=0)  # NaN: False
+    return [",".join(c.rsplit("_", 1)[1] for c in rebuilt if row[c]) for _, row in below.iterrows()]
 
 
 NAMED_KEYS = ("k", "r", "seed", "lr", "weight_decay", "batch_size", "epochs", "momentum", "lr_gamma", "lr_step")

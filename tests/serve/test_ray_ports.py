@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -52,8 +53,8 @@ def listeners(pids: set) -> list:
     found = []
     for line in out.splitlines():
         fields = line.split()
-        owners = [int(p.split("=")[1]) for p in line.split("pid=")[1:] for p in [f"pid={p.split(',')[0]}"]] if "pid=" in line else []
-        if owners and any(owner in pids for owner in owners):
+        owners = {int(pid) for pid in re.findall(r"pid=(\d+)", line)}
+        if owners & pids:
             address, port = fields[3].rsplit(":", 1)
             found.append((address, int(port), line.split("users:")[-1]))
     return found
