@@ -162,7 +162,7 @@ def serve_config(run: ServedRun, options: AppOptions, host: str = "0.0.0.0", por
 def write_serve_config(path: str, config: Dict[str, Any]) -> None:
     import yaml
 
-    from parity_ray.utils import atomic_write_text
+    from parity_ray.atomic import atomic_write_text
 
     header = ("# Ray Serve config for parity-ray (written by `parity-ray serve --write-config`).\n"
               "# Start it with `serve run <this file>` (local) or `serve deploy <this file>` (a running cluster).\n")

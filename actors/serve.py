@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields
 from typing import Optional
 
 from parity_ray.errors import UsageError
-from parity_ray.utils import stderr_log
+from parity_ray.logs import stderr_log
 
 from parity_ray.actors.app import APP_NAME, AppOptions, build_app, check_options, plan, serve_config, write_serve_config
 
@@ -53,43 +53,38 @@ def run_serve(options: ServeOptions, log=stderr_log, ready: Optional[threading.E
             f"`serve run {options.write_config}` (or `serve deploy {options.write_config}` on a running cluster)")
         return 0
 
-    import ray
     from ray import serve
 
-    from parity_ray.utils import init_ray
+    from parity_ray.ray_session import ray_running
 
-    owns_ray = not ray.is_initialized()
-    if owns_ray:
-        init_ray(options.address)
     stop = stop or threading.Event()
     previous = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, lambda *_: stop.set())
     try:
-        serve.start(http_options={"host": options.host, "port": options.port})
-        serve.run(build_app(run, app_options), name=APP_NAME, route_prefix=options.route_prefix,
-                  logging_config={"log_level": "WARNING"})
-        replicas = sum(len(w) for w in pools.values())
-        url = f"http://{options.host}:{options.port}{options.route_prefix}"
-        log(f"serving run {run.run_id} in mode '{options.mode}' ({replicas} replicas) at {url}")
-        log(f"  curl -s {url} -H 'content-type: application/json' -d '{{\"instances\": [<a "
-            f"{'x'.join(map(str, _shape(run)))} nested list, pixels in [0, 1]>]}}'")
-        log("Ctrl-C stops")
-        print(url, flush=True)
-        if ready is not None:
-            ready.set()
-        while not stop.wait(0.5):
-            pass
-        log("stopping")
+        with ray_running(options.address):
+            if threading.current_thread() is threading.main_thread():
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    previous[sig] = signal.signal(sig, lambda *_: stop.set())
+            try:
+                serve.start(http_options={"host": options.host, "port": options.port})
+                serve.run(build_app(run, app_options), name=APP_NAME, route_prefix=options.route_prefix,
+                          logging_config={"log_level": "WARNING"})
+                replicas = sum(len(w) for w in pools.values())
+                url = f"http://{options.host}:{options.port}{options.route_prefix}"
+                log(f"serving run {run.run_id} in mode '{options.mode}' ({replicas} replicas) at {url}")
+                log(f"  curl -s {url} -H 'content-type: application/json' -d '{{\"instances\": [<a "
+                    f"{'x'.join(map(str, _shape(run)))} nested list, pixels in [0, 1]>]}}'")
+                log("Ctrl-C stops")
+                print(url, flush=True)
+                if ready is not None:
+                    ready.set()
+                while not stop.wait(0.5):
+                    pass
+                log("stopping")
+            finally:
+                serve.shutdown()  # the apps and Serve's actors, before the Ray they run on
     finally:
-        try:
-            serve.shutdown()
-        finally:
-            if owns_ray:
-                ray.shutdown()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        for sig, handler in previous.items():  # after Ray is down: Ctrl-C during the shutdown only sets stop
+            signal.signal(sig, handler)
     return 0
 
 

@@ -21,11 +21,17 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import pandas as pd
 
+from parity_ray.actors.modes import default_simulation_modes
 from parity_ray.errors import UsageError, choices_hint
+from parity_ray.logs import stderr_log
+from parity_ray.provenance import library_versions, stable_hash
 from parity_ray.results import SCHEMA_VERSION, write_simulation
-from parity_ray.utils import library_versions, stable_hash, stderr_log
 
-DEFAULT_MODES = ("coded", "replication", "hedged", "none")
+
+
+def smoke_modes() -> List[str]:
+    """``--smoke-test``'s modes: the first two default ones (a coded mode and a baseline)."""
+    return default_simulation_modes()[:2]
 
 
 @dataclass
@@ -35,7 +41,7 @@ class SimulationOptions:
     dataset: Optional[str] = None
     model: Optional[str] = None
     k: Optional[int] = None
-    modes: List[str] = field(default_factory=lambda: list(DEFAULT_MODES))
+    modes: List[str] = field(default_factory=default_simulation_modes)
     straggler: str = "none"  # actors.stragglers spec, e.g. "slow:replica=0,p=0.3,delay_ms=100"
     rate: float = 50.0  # open-loop Poisson queries per second
     clients: Optional[int] = None  # closed loop with N clients instead of a rate
@@ -276,18 +282,14 @@ def normalise(pixels: np.ndarray, norm: Dict[str, Any]) -> np.ndarray:
 def run_simulation(options: SimulationOptions, log=stderr_log) -> Dict[str, Any]:
     import logging
 
-    import ray
     from ray import serve
 
     from parity_ray.actors.app import build_app
-    from parity_ray.utils import init_ray
+    from parity_ray.ray_session import ray_running
 
     logging.getLogger("ray.serve").setLevel(logging.WARNING)  # one line per mode from us, not Serve's INFO stream
     run, stragglers = validate(options)
-    owns_ray = not ray.is_initialized()
-    if owns_ray:
-        init_ray(options.address)
-    try:
+    with ray_running(options.address):
         check_resources(options, run)
         indices, pixels, labels, base_pred = load_queries(run, options)
         total = len(indices)
@@ -337,9 +339,6 @@ def run_simulation(options: SimulationOptions, log=stderr_log) -> Dict[str, Any]
             log(format_mode(summary))
             query_frames.append(frame)
             summaries.append(summary)
-    finally:
-        if owns_ray:
-            ray.shutdown()
     write_simulation(options.experiment, simulation_id, pd.concat(query_frames, ignore_index=True), pd.DataFrame(summaries))
     return {"simulation_id": simulation_id, "experiment": options.experiment, "run_id": run.run_id, "modes": summaries}
 

@@ -26,7 +26,11 @@ import numpy as np
 from parity_ray.errors import UsageError, choices_hint
 from parity_ray.registry import Registry
 
-STRAGGLERS: Registry = Registry("straggler model")
+STRAGGLERS: Registry = Registry("straggler model", "stragglers", """
+    A :class:`StragglerModel` subclass built with its spec's ``key=value`` fields as keyword
+    arguments (numbers parsed); per request, ``delay(rng, service_s, now, replica, n_replicas)``
+    returns the extra seconds the replica waits and ``crash(request_count, rng)`` whether it dies.
+    ``replica`` (None = every replica) names the replica it acts on.""")
 register_straggler = STRAGGLERS.register
 
 

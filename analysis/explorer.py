@@ -16,6 +16,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import pandas as pd
 
+from parity_ray.registry import Registry
+
 from . import instances as inst
 from .tables import BOX_DIFFERING, DIFFERING, run_labels, with_box_outcomes, with_outcomes
 from .thumbnails import BOX_SIDE, MAX_SIDE, SheetSet
@@ -172,6 +174,22 @@ def _differing_decodes(row: pd.Series, p: pd.DataFrame, images: _Images, outcome
     return differing, members, shown, patterns, rows
 
 
+EXPLORER_PAYLOADS: Registry = Registry("explorer payload", "explorer_payloads", """
+    Keyed by a registered task's name (``parity_ray.tasks``): a function ``(run row, its
+    prediction rows with outcomes, thumbnails) -> dict``, the data the report's explorer draws for
+    one run of that task. The dict holds ``task``, ``outcomes``, ``patterns``, ``rows``,
+    ``images``, ``groups``, ``summaries`` and ``differing``.""")
+
+
+def _run_task(row: pd.Series, boxed: bool) -> str:
+    """The run's task: its runs-table column, or (tables written before it) what its rows hold."""
+    task = row.get("task")
+    if isinstance(task, str) and task in EXPLORER_PAYLOADS:
+        return task
+    return "regression" if boxed else "classification"
+
+
+@EXPLORER_PAYLOADS.register("classification")
 def _class_payload(row: pd.Series, p: pd.DataFrame, images: _Images) -> dict:
     """A classification run's explorer data: decodes whose answer differs from the base model's."""
     differing, members, shown, patterns, rows = _differing_decodes(row, p, images, DIFFERING, "kl_base_decoded", False)
@@ -206,6 +224,7 @@ def _boxes(values, digits: int = 2) -> list:
     return [None if v != v else round(float(v), digits) for v in flat.tolist()]
 
 
+@EXPLORER_PAYLOADS.register("regression")
 def _box_payload(row: pd.Series, p: pd.DataFrame, images: _Images) -> dict:
     """A regression run's explorer data: decodes whose box outcome differs from the base model's, or both miss.
 
@@ -267,12 +286,9 @@ def build(loaded, folder: Path, *, boxes: Optional[pd.DataFrame] = None, max_thu
 
     for i, run in enumerate(runs.itertuples(index=False)):
         row = pd.Series(run._asdict())
-        if row["run_id"] in box_by_run:
-            p = box_by_run[row["run_id"]]
-            data = _box_payload(row, p, images)
-        else:
-            p = by_run[row["run_id"]]
-            data = _class_payload(row, p, images)
+        boxed = row["run_id"] in box_by_run  # the box columns hold its rows (the regression task's)
+        p = box_by_run[row["run_id"]] if boxed else by_run[row["run_id"]]
+        data = EXPLORER_PAYLOADS.get(_run_task(row, boxed))(row, p, images)
         k, r = int(row["k"]), int(row["r"])
         differing = data.pop("differing")
         experiment = str(row["experiment"]) if "experiment" in row and pd.notna(row.get("experiment")) else ""

@@ -24,7 +24,6 @@ def torch_index(values: np.ndarray):
 
     return torch.from_numpy(np.array(values, dtype=np.int64))
 
-LOSS_UNITS = {"mse": "squared error", "kl": "nats", "ce": "nats"}
 LEGEND_RUNS = 10  # above this many runs a static legend is a wall of text: the report's interactive charts name them
 
 
@@ -98,7 +97,9 @@ def learning_curves_figure(curves: pd.DataFrame, labels: Optional[Dict[str, str]
             ax_acc.plot(val["epoch"], val["reconstruction_top1"], "-", color=color, label=f"{name} val reconstruction")
         if "overall_top1" in run:
             ax_acc.plot(test["epoch"], test["overall_top1"], "--", color=color, label=f"{name} test degraded-mode")
-    unit = LOSS_UNITS.get(loss or "", "loss units")
+    from parity_ray.losses import loss_units  # torch: imported when a loss curve is drawn
+
+    unit = loss_units(loss or "")
     ax_loss.set(xlabel="epoch", ylabel=f"{loss or 'training'} loss ({unit})", title="Parity-model loss", yscale="log")
     ax_acc.set(xlabel="epoch", ylabel="top-1 accuracy (fraction)", title="Reconstruction and degraded-mode accuracy",
                ylim=(0, 1))

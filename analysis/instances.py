@@ -244,7 +244,8 @@ def run_inputs(run: pd.Series, data_root: Optional[str] = None) -> RunInputs:
     from parity_ray.data import get_dataset_spec, load_data
     from parity_ray.errors import UsageError
     from parity_ray.registry import check_stored_config
-    from parity_ray.utils import load_torch_safely, stable_hash
+    from parity_ray.provenance import stable_hash
+    from parity_ray.torch_files import load_torch_safely
 
     check_stored_config(run.get("config_json"), f"run '{run.get('run_id')}'")  # refused, not turned into "unavailable"
     try:

@@ -19,7 +19,6 @@ from .tables import ErasureBreakdown
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf"]
-LOSS_UNITS = {"mse": "squared error", "kl": "nats", "ce": "nats"}
 MAX_POINTS = 2000  # per CDF line: enough for the eye, small enough for a 72-run page
 
 
@@ -161,7 +160,9 @@ def curves_charts(curves: pd.DataFrame, labels: Dict[str, str], loss: Optional[s
                                  "x": part["epoch"].tolist(), "y": _pct(part[column]),
                                  "line": {"color": color, "dash": dash},
                                  "hovertemplate": f"{name} {what}<br>epoch %{{x}}: %{{y:.1f}} %<extra></extra>"})
-    unit = LOSS_UNITS.get(loss or "", "loss units")
+    from parity_ray.losses import loss_units  # torch: imported when a loss curve is drawn
+
+    unit = loss_units(loss or "")
     legend = "right" if many else "top"
     return [
         _chart("chart-loss", "Parity-model loss (train dotted, validation solid)", loss_data,

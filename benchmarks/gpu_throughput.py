@@ -32,7 +32,8 @@ from parity_ray.config import TrainConfig  # noqa: E402
 from parity_ray.data import DataBundle, Normalization, get_dataset_spec  # noqa: E402
 from parity_ray.losses import create_loss  # noqa: E402
 from parity_ray.models import create_model  # noqa: E402
-from parity_ray.trainer import build_code, train_one_epoch  # noqa: E402
+from parity_ray.pipeline import build_code  # noqa: E402
+from parity_ray.trainer import train_one_epoch  # noqa: E402
 
 K = 2
 
@@ -96,7 +97,7 @@ def shared_gpu_trials(trials: int, images: int, device: torch.device) -> dict:
     """``trials`` small trainer runs at once through Ray Tune, each asking for 1/trials of a GPU."""
     from ray import tune
 
-    from parity_ray.utils import ray_running
+    from parity_ray.ray_session import ray_running
 
     gpu = 1.0 / trials if device.type == "cuda" else 0.0
 

@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from parity_ray.coders.berrut import _chebyshev_basis, berrut_points, berrut_weights, locate_errors  # noqa: E402
-from parity_ray.trainer import BYZANTINE_NOISE  # noqa: E402
+from parity_ray.evaluation import BYZANTINE_NOISE  # noqa: E402
 
 
 def previous_locator(outputs: torch.Tensor, points, errors: int) -> torch.Tensor:

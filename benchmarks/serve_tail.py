@@ -34,10 +34,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from parity_ray.actors.modes import presented_modes  # noqa: E402
 from parity_ray.actors.simulation import SimulationOptions, run_simulation  # noqa: E402
 
 STRAGGLER = "slow:replica=0,p=0.3,delay_ms=100"
-MODES = ("coded", "coded-hedged", "replication", "hedged", "none")
+MODES = tuple(presented_modes())  # every registered mode, coded ones first
 
 
 def ensure_experiment(path: str | None, data_root: str, dataset: str = "mnist", epochs: int = 10) -> str:
@@ -163,7 +164,7 @@ def main(argv=None) -> int:
 
     from ray import serve
 
-    from parity_ray.utils import ray_running
+    from parity_ray.ray_session import ray_running
 
     experiment = ensure_experiment(args.experiment, args.data_root, args.dataset, 1 if args.smoke_test else 10)
     with ray_running(log_to_driver=False, **({"num_cpus": 2} if args.smoke_test else {})):

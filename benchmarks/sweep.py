@@ -21,10 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from parity_ray.actors.modes import presented_modes  # noqa: E402
 from parity_ray.actors.sweep import SweepOptions, run_sweep  # noqa: E402
 
 STRAGGLER = "slow:replica=0,p=0.3,delay_ms=100"
-MODES = ["coded", "coded-hedged", "replication", "hedged", "none"]
+MODES = presented_modes()  # every registered mode, coded ones first
 
 
 def speed(queries: int, workers, experiment: str) -> dict:
@@ -39,7 +40,7 @@ def speed(queries: int, workers, experiment: str) -> dict:
 
 def trained_experiment(storage: str, smoke: bool = False) -> str:
     from parity_ray.tune.experiment import TuneOptions, run_experiment
-    from parity_ray.utils import ray_running
+    from parity_ray.ray_session import ray_running
 
     with ray_running(num_cpus=2, log_to_driver=False):
         opts = TuneOptions(space="quick", name="sweep-bench", storage=storage, progress=False,
@@ -51,7 +52,7 @@ def trained_experiment(storage: str, smoke: bool = False) -> str:
 
 def validation(experiment: str, queries: int, rate: float, deadline_ms: float) -> list:
     from parity_ray.actors.simulation import SimulationOptions, run_simulation
-    from parity_ray.utils import ray_running
+    from parity_ray.ray_session import ray_running
 
     sim = SimulationOptions(experiment=experiment, modes=MODES, straggler=STRAGGLER, rate=rate, queries=queries,
                             warmup=50, deadline_ms=deadline_ms, timeout_s=5, progress=False, interleave_s=2.0,

@@ -178,7 +178,7 @@ def main(argv=None) -> int:
         run_curve(json.loads(args.child), args.curve_file, args.started)
         return 0
 
-    from parity_ray.recipes import recipe_overrides
+    from parity_ray.recipes import list_recipes, recipe_overrides
 
     short_target = 10
     common = {"dataset": args.dataset, "model": args.model, "k": args.k, "r": 1, "encoder": "addition",
@@ -200,8 +200,8 @@ def main(argv=None) -> int:
             overrides = json.loads(text)
         except json.JSONDecodeError as exc:
             parser.error(f"--candidate {item!r}: not NAME=JSON ({exc.msg})")
-        if not name or not isinstance(overrides, dict) or name in ("published", "fast"):
-            parser.error(f"--candidate {item!r}: give NAME=JSON object, NAME not published or fast")
+        if not name or not isinstance(overrides, dict) or name in list_recipes():
+            parser.error(f"--candidate {item!r}: give NAME=JSON object, NAME not a recipe's ({', '.join(list_recipes())})")
         candidates[name] = overrides
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -32,7 +32,7 @@ from parity_ray.config import TrainConfig  # noqa: E402
 from parity_ray.data import load_data  # noqa: E402
 from parity_ray.models import create_model  # noqa: E402
 from parity_ray.trainer import EpochReport, StopTraining, train  # noqa: E402
-from parity_ray.utils import cache_dir  # noqa: E402
+from parity_ray.machine import cache_dir  # noqa: E402
 
 K, GROUPS_PER_BATCH = 2, 64
 # --smoke-test: the same two runs on scikit-learn's digits (no files needed), a few epochs and batches.

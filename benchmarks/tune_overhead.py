@@ -106,7 +106,7 @@ def run_in_process(args, cells) -> Dict[str, Any]:
     from parity_ray.config import TrainConfig
     from parity_ray.data import load_data
     from parity_ray.trainer import train
-    from parity_ray.utils import resolve_device
+    from parity_ray.machine import resolve_device
 
     threads = max(1, int(args.cpus_per_trial))
     base_seconds: Dict[str, float] = {}

@@ -30,7 +30,10 @@ from .registry import Registry
 
 Augmentation = Callable[[torch.Tensor, torch.Generator, Sequence[float]], torch.Tensor]
 
-AUGMENTATIONS: Registry[Augmentation] = Registry("augmentation")
+AUGMENTATIONS: Registry[Augmentation] = Registry("augmentation", "augmentations", """
+    A function ``(images (N, C, H, W) normalised, generator, black per channel) -> images`` of the
+    same shape, drawing every random number from ``generator`` (an epoch's augmentation is fixed
+    by seed and epoch).""")
 register_augmentation = AUGMENTATIONS.register
 
 

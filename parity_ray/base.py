@@ -16,18 +16,20 @@ from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .config import TrainConfig
 from .data import DataBundle
 from .models import create_model, load_weights
 from .registry import parse_spec, spec_name
-from .utils import (atomic_torch_save, atomic_write_json, cache_dir, file_lock, library_versions, load_torch_safely,
-                    sha256_file, stable_hash, stderr_log)
+from .tasks import get_task
+from .atomic import atomic_write_json, file_lock
+from .logs import stderr_log
+from .machine import cache_dir
+from .provenance import library_versions, sha256_file, stable_hash
+from .torch_files import atomic_torch_save, load_torch_safely
 
 BASE_RECIPE = {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "batch_size": 128, "version": 1}
-REGRESSION_WEIGHT_DECAY = 1e-5  # the artifact's box regressor: MSE, Adam lr 1e-3, weight decay 1e-5
 
 
 @dataclass
@@ -63,16 +65,12 @@ def compute_outputs(model: nn.Module, x: torch.Tensor, batch_size: int = 8192) -
 
 
 def accuracy(outputs: torch.Tensor, labels: torch.Tensor) -> float:
-    return int((outputs.argmax(dim=1) == labels).sum()) / len(labels)
+    return get_task("classification").accuracy(outputs, labels)
 
 
 def task_accuracy(outputs: torch.Tensor, labels: torch.Tensor, task: str = "classification") -> float:
-    """Top-1 accuracy (classification), or the share of boxes with IoU >= 0.75 against the true box (regression)."""
-    if task == "regression":
-        from .boxes import localization_metrics
-
-        return localization_metrics(outputs, labels)["accuracy"]
-    return accuracy(outputs, labels)
+    """F's accuracy as ``task`` scores it (classification: top-1; regression: share of IoU >= 0.75)."""
+    return get_task(task).accuracy(outputs, labels)
 
 
 # --------------------------------------------------------------------------- base outputs on disk
@@ -81,12 +79,9 @@ BASE_OUTPUTS_VERSION = 1
 
 
 def majority_accuracy(labels: torch.Tensor, task: str = "classification") -> Optional[float]:
-    """The accuracy of always answering the most frequent class: the base rate a rebuilt answer must beat.
-
-    None for a regression task (no classes)."""
-    if task != "classification" or labels.numel() == 0:
-        return None
-    return float(torch.bincount(labels.flatten().long()).max()) / labels.numel()
+    """The accuracy of always giving one answer (the most frequent class): the base rate a rebuilt
+    answer must beat. None where the task has no such bar (boxes)."""
+    return get_task(task).base_rate(labels)
 
 
 def weights_sha256(model: nn.Module) -> str:
@@ -251,16 +246,11 @@ def train_base_model(model: nn.Module, data: DataBundle, epochs: int, seed: int,
     Classification: cross-entropy, selected on validation accuracy. Regression (boxes): MSE with
     the artifact's weight decay 1e-5, selected on the validation share of IoU >= 0.75.
     """
-    task = data.spec.task
+    task = get_task(data.spec.task)
     torch.manual_seed(seed)
-    weight_decay = REGRESSION_WEIGHT_DECAY if task == "regression" else BASE_RECIPE["weight_decay"]
+    weight_decay = BASE_RECIPE["weight_decay"] if task.base_weight_decay is None else task.base_weight_decay
     optimizer = torch.optim.Adam(model.parameters(), lr=BASE_RECIPE["lr"], weight_decay=weight_decay)
-    loss_fn = F.mse_loss if task == "regression" else F.cross_entropy
-    if task == "regression":  # start the output layer at the mean training box (boxes are in pixels)
-        layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
-        if layers and layers[-1].bias is not None and layers[-1].bias.shape == data.train_y.shape[1:]:
-            with torch.no_grad():
-                layers[-1].bias.copy_(data.train_y.float().mean(0))
+    task.prepare_output_layer(model, data.train_y)
     generator = torch.Generator().manual_seed(seed)
     batch = BASE_RECIPE["batch_size"]
     best_acc, best_state = -1.0, None
@@ -269,11 +259,11 @@ def train_base_model(model: nn.Module, data: DataBundle, epochs: int, seed: int,
         order = torch.randperm(len(data.train_y), generator=generator).to(data.train_x.device)
         for i in range(0, len(order), batch):
             idx = order[i : i + batch]
-            loss = loss_fn(model(data.train_x[idx]), data.train_y[idx])
+            loss = task.base_loss(model(data.train_x[idx]), data.train_y[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-        val_acc = task_accuracy(compute_outputs(model, data.val_x, eval_batch_size), data.val_y, task)
+        val_acc = task.accuracy(compute_outputs(model, data.val_x, eval_batch_size), data.val_y)
         if val_acc > best_acc:
             best_acc, best_state = val_acc, {k: v.detach().clone() for k, v in model.state_dict().items()}
     model.load_state_dict(best_state)

@@ -16,14 +16,18 @@ import torch
 
 from .errors import UsageError, choices_hint
 from .registry import spec_name
+from .tasks import TASKS, get_task, list_tasks
 
 SpecType = Union[str, Dict[str, Any]]
 
-OPTIMIZERS = ("adam", "sgd")
-PARITY_INITS = ("random", "base")
-LR_SCHEDULES = ("none", "cosine", "step")
+# Fields whose value is a registered name: field -> the registry's key (``parity_ray.registry``).
+# Their choices in ``--help`` and in messages come from the registry, never from this file.
+REGISTERED_FIELDS = {
+    "dataset": "datasets", "model": "models", "parity_model": "models", "parity_init": "parity_inits",
+    "encoder": "encoders", "decoder": "decoders", "loss": "losses", "optimizer": "optimizers",
+    "lr_schedule": "lr_schedules", "augment": "augmentations",
+}
 
-SUPPORTED_TASKS = ("classification", "regression")  # dataset tasks the trainer runs (regression: boxes, scored by IoU)
 
 # What ``--smoke-test`` means everywhere (train, tune, quickstart, benchmarks): one owner.
 SMOKE_OVERRIDES = {"epochs": 1, "max_train_batches": 2, "max_eval_groups": 64, "base_epochs": 1, "device": "cpu"}
@@ -32,25 +36,25 @@ SMOKE_OVERRIDES = {"epochs": 1, "max_train_batches": 2, "max_eval_groups": 64, "
 @dataclass
 class TrainConfig:
     # ---- what is coded ----
-    dataset: str = "mnist"  # a registered dataset: digits, mnist, fashion-mnist, cifar10, cifar100
+    dataset: str = "mnist"  # the dataset F answers queries of
     model: SpecType = "base-mlp"  # the deployed base model F: a registered name or {"cls": ..., **kwargs}
     parity_model: Optional[SpecType] = None  # worker on coded queries: a trained model (None = F's architecture, the paper's choice; berrut with epochs 0: F) or "base" (F itself, frozen)
     parity_init: str = "random"  # trained workers start from random weights (paper) or from F's weights ("base"; same architecture)
     k: int = 2  # data queries per coding group
     r: int = 1  # extra workers per group (parity queries, or coded queries beyond k); erasure patterns up to r are scored
-    encoder: SpecType = "addition"  # turns k queries into coded queries: addition, concatenation, mlp, conv, berrut
-    decoder: SpecType = "subtraction"  # rebuilds unavailable outputs from the rest: subtraction, mlp, berrut
+    encoder: SpecType = "addition"  # turns k queries into coded queries: a registered name or {"cls": ..., **kwargs}
+    decoder: SpecType = "subtraction"  # rebuilds unavailable outputs from the rest: a registered name or {"cls": ..., **kwargs}
     systematic: Optional[bool] = None  # raw queries go to F and r coded queries to extra workers; None = the encoder's default (berrut: non-systematic)
     byzantine: int = 0  # Byzantine workers to locate and leave out (berrut; needs r >= 2E + 2*ceil((k-2)/6)); only the byzantine_* figures inject and locate them
-    loss: SpecType = "mse"  # mse (paper; on rebuilt outputs when the decoder defines no worker target), kl (distil softmax), ce (labels)
+    loss: SpecType = "mse"  # what training minimises (mse: the paper's; parity_ray/losses.py says what each measures)
     # ---- optimisation (defaults are the paper's) ----
     epochs: int = 30  # 0 = evaluate only (codes with nothing to train, e.g. berrut with F)
     batch_size: Optional[int] = None  # groups per batch; None = 64 for k=2, else 32
-    optimizer: str = "adam"  # adam | sgd
+    optimizer: str = "adam"  # the optimiser of the trained parts (adam: the paper's)
     lr: float = 1e-3  # learning rate
     weight_decay: float = 1e-5  # L2 penalty of the optimiser
     momentum: float = 0.9  # sgd only
-    lr_schedule: str = "none"  # none | cosine (to 0 over the epochs) | step (x lr_gamma every lr_step epochs)
+    lr_schedule: str = "none"  # learning-rate schedule (none: constant, the paper's; cosine: to 0 over the epochs; step: x lr_gamma every lr_step epochs)
     lr_step: int = 10  # epochs between learning-rate drops (lr_schedule step)
     lr_gamma: float = 0.1  # factor of each drop (lr_schedule step)
     ema_decay: float = 0.0  # per-step decay of an exponential moving average of the trained weights, used for evaluation, best.pt and predictions (0 = off)
@@ -60,7 +64,7 @@ class TrainConfig:
     download: bool = True  # fetch through torchvision when files are missing (needs internet)
     val_size: Optional[int] = None  # images carved from the train split; None = dataset default (5000)
     input_norm: Optional[str] = None  # dataset | none | "MEANS/STDS"; None = dataset (must be stated with base_weights)
-    augment: str = "none"  # training-image augmentation: none, crop-flip (CIFAR), resized-crop-flip (Cats vs Dogs); F's outputs are recomputed on the augmented images
+    augment: str = "none"  # training-image augmentation (crop-flip: CIFAR's, resized-crop-flip: Cats vs Dogs'); F's outputs are recomputed on the augmented images
     # ---- base model ----
     base_weights: Optional[str] = None  # import a state_dict instead of training the base model here
     base_epochs: Optional[int] = None  # epochs when the platform trains the base model; None = dataset default
@@ -136,14 +140,10 @@ class TrainConfig:
 
         spec = get_dataset_spec(self.dataset)
 
-        if getattr(spec, "task", "classification") not in SUPPORTED_TASKS:
-            raise UsageError(f"dataset '{self.dataset}' is a {spec.task} task; the trainer runs {', '.join(SUPPORTED_TASKS)} "
+        if spec.task not in TASKS:
+            raise UsageError(f"dataset '{self.dataset}' is a {spec.task} task; the trainer runs {', '.join(list_tasks())} "
                              "datasets only for now")
-        if spec.task == "regression":
-            if spec_name(self.loss) in ("kl", "ce"):
-                raise UsageError(f"loss '{spec_name(self.loss)}' needs class outputs; '{self.dataset}' regresses boxes: use loss mse")
-            if self.byzantine:
-                raise UsageError(f"byzantine scoring compares classes; '{self.dataset}' regresses boxes: use byzantine 0")
+        get_task(spec.task).check_config(self)
         for kind, registry, value in (
             ("model", MODELS, self.model),
             ("parity_model", MODELS, None if is_base_worker(self.parity_model) else self.parity_model),
@@ -163,8 +163,7 @@ class TrainConfig:
         _positive("epochs", self.epochs, minimum=0)
         _positive("byzantine", self.byzantine, minimum=0)
         _check_augmentation(self.augment, spec)
-        if self.parity_init not in PARITY_INITS:
-            raise UsageError(f"unknown parity_init '{self.parity_init}'; {choices_hint(self.parity_init, PARITY_INITS)}")
+        _check_name("parity_init", self.parity_init)
         for key in ("batch_size", "base_epochs", "val_size", "max_train_batches", "max_eval_groups", "num_threads"):
             if getattr(self, key) is not None:
                 _positive(key, getattr(self, key), minimum=1)
@@ -175,10 +174,8 @@ class TrainConfig:
             raise UsageError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.weight_decay < 0:
             raise UsageError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if self.optimizer not in OPTIMIZERS:
-            raise UsageError(f"unknown optimizer '{self.optimizer}'; {choices_hint(self.optimizer, OPTIMIZERS)}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise UsageError(f"unknown lr_schedule '{self.lr_schedule}'; {choices_hint(self.lr_schedule, LR_SCHEDULES)}")
+        _check_name("optimizer", self.optimizer)
+        _check_name("lr_schedule", self.lr_schedule)
         if self.base_weights is not None and self.input_norm is None:
             raise UsageError(
                 "--base-weights needs the preprocessing the weights were trained with: "
@@ -223,21 +220,40 @@ def _check_augmentation(name: str, spec) -> None:
     AUGMENTATIONS.get(name)  # unknown names: one line with the choices
     if name == "none":
         return
-    if spec.task != "classification":
+    if get_task(spec.task).targets_move_with_pixels:
         raise UsageError(f"augment '{name}' moves pixels, which would move '{spec.name}'s {spec.task} targets; use augment none")
     if len(spec.input_shape) != 3 or spec.input_shape[1] < 8 or spec.input_shape[2] < 8:
         raise UsageError(f"augment '{name}' needs (C, H, W) images; '{spec.name}' inputs are {tuple(spec.input_shape)}")
 
 
+def field_registry(name: str):
+    """The registry a :data:`REGISTERED_FIELDS` field names, with its built-ins loaded."""
+    from . import augment, coders, data, initialization, losses, models, optimization  # noqa: F401 - they register
+    from .registry import all_registries
+
+    return all_registries()[REGISTERED_FIELDS[name]]
+
+
+def _check_name(field_name: str, value: str) -> None:
+    registry = field_registry(field_name)
+    if value not in registry:
+        raise UsageError(f"unknown {field_name} '{value}'; {choices_hint(value, registry.in_order())}")
+
+
 def field_docs(cls=None) -> Dict[str, str]:
-    """Each config field's documentation: the comment on its line in this file, the one source for ``--help``."""
+    """Each config field's documentation: the comment on its line in this file, the one source for
+    ``--help``; a field holding a registered name gets its registry's names appended."""
     import inspect
     import re
 
-    source = inspect.getsource(cls or TrainConfig)
+    cls = cls or TrainConfig
+    source = inspect.getsource(cls)
     docs = {}
     for match in re.finditer(r"^\s+(\w+): [^=\n]+=[^#\n]*#\s*(.+)$", source, flags=re.MULTILINE):
         docs[match.group(1)] = match.group(2).strip()
+    if cls is TrainConfig:
+        for name in REGISTERED_FIELDS:
+            docs[name] = f"{docs.get(name, '')}; registered: {', '.join(field_registry(name).in_order())}".lstrip("; ")
     return docs
 
 
@@ -295,4 +311,4 @@ def load_config_file(path: str) -> Dict[str, Any]:
     return data
 
 
-__all__ = ["TrainConfig", "field_docs", "load_config_file", "OPTIMIZERS", "LR_SCHEDULES"]
+__all__ = ["REGISTERED_FIELDS", "TrainConfig", "field_docs", "load_config_file"]

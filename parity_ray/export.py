@@ -21,8 +21,10 @@ from typing import Any, Dict, List, Optional
 from torch import nn
 
 from . import storage
+from .atomic import atomic_write_json
 from .errors import UsageError
-from .utils import atomic_torch_save, atomic_write_json, library_versions, load_torch_safely
+from .provenance import library_versions
+from .torch_files import atomic_torch_save, load_torch_safely
 
 EXPORT_FORMAT = 1
 

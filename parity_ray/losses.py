@@ -39,12 +39,21 @@ class LossInputs:
 
 LossFn = Callable[[LossInputs], Tensor]
 
-LOSSES: Registry = Registry("loss")
+LOSSES: Registry = Registry("loss", "losses", """
+    A class (or class-spec) built with no arguments whose instance is called with one
+    :class:`LossInputs` and returns a scalar tensor to minimise. ``needs_classes`` (default False)
+    says it reads class scores or labels, so box-regression tasks refuse it; ``units`` names what
+    its value measures, for plots.""")
 register_loss = LOSSES.register
 
 
 def list_losses() -> List[str]:
     return LOSSES.names()
+
+
+def loss_units(name: str) -> str:
+    """What a registered loss's value measures (for axis labels); "loss units" when unknown."""
+    return getattr(LOSSES.get(name), "units", "loss units") if name in LOSSES else "loss units"
 
 
 def create_loss(spec: Spec) -> LossFn:
@@ -53,6 +62,8 @@ def create_loss(spec: Spec) -> LossFn:
 
 @register_loss("mse")
 class MSELoss:
+    units = "squared error"
+
     def __call__(self, batch: LossInputs) -> Tensor:
         if batch.parity_targets is not None:
             return F.mse_loss(batch.parity_outputs, batch.parity_targets)
@@ -62,6 +73,8 @@ class MSELoss:
 
 @register_loss("kl")
 class KLLoss:
+    needs_classes, units = True, "nats"
+
     def __init__(self, temperature: float = 1.0):
         self.temperature = temperature
 
@@ -75,6 +88,8 @@ class KLLoss:
 
 @register_loss("ce")
 class CrossEntropyLoss:
+    needs_classes, units = True, "nats"
+
     def __call__(self, batch: LossInputs) -> Tensor:
         decoded, _, labels = batch.rebuilt_pairs()
         return F.cross_entropy(decoded, labels)

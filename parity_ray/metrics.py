@@ -16,8 +16,8 @@ The e = 1 values also go by their first-wave names: ``overall_top1/top5`` (the d
 accuracy) and ``reconstruction_top1/top5``; on the training split they are computed over the
 patterns each batch was trained on.
 
-Regression (box localisation, ``task="regression"``): outputs are boxes ``(x, y, w, h)`` and a hit
-is an IoU >= 0.75 (the parity-models artifact's measure): ``overall_top1`` and
+What a hit is belongs to the run's task (``parity_ray.tasks``): for box regression a hit is an
+IoU >= 0.75 (the parity-models artifact's measure): ``overall_top1`` and
 ``degraded_accuracy_e<e>`` against the true box, ``reconstruction_top1`` against the base model's
 own box. Top-5 does not apply and is not recorded; ``mean_iou`` (rebuilt vs true box) and
 ``reconstruction_mean_iou`` (rebuilt vs base box) are recorded beside the accuracies.
@@ -30,7 +30,7 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-from .boxes import IOU_THRESHOLD, box_iou
+from .tasks import get_task
 
 Tensor = torch.Tensor
 
@@ -65,11 +65,6 @@ def per_erasure_metric_names(r: int) -> list:
     return [f"{m}_e{e}" for e in range(1, r + 1) for m in ("degraded_accuracy", "all_accuracy", "reconstruction_top1")]
 
 
-def _topk_hits(scores: Tensor, target: Tensor, k: int) -> Tensor:
-    k = min(k, scores.shape[-1])
-    return (scores.topk(k, dim=-1).indices == target.unsqueeze(-1)).any(dim=-1)
-
-
 @dataclass
 class MetricAccumulator:
     """Hit counts and losses over batches; ``result()`` gives the split's metrics.
@@ -80,56 +75,23 @@ class MetricAccumulator:
     # Sums stay tensors (on the training device) so that batches never wait on a host sync.
     sums: Dict[str, Tensor] = field(default_factory=dict)
     counts: Dict[str, int] = field(default_factory=dict)
-    task: str = "classification"  # or "regression": boxes scored by IoU
+    task: str = "classification"  # a registered task (parity_ray.tasks): it knows what a hit is
 
-    def _add(self, name: str, hits: Tensor, count: int) -> None:
+    def add(self, name: str, hits: Tensor, count: int) -> None:
+        """Add ``hits`` (a bool tensor, or an already summed value) over ``count`` items to ``name``."""
         value = hits.sum() if hits.dtype == torch.bool else hits
         self.sums[name] = self.sums[name] + value if name in self.sums else value
         self.counts[name] = self.counts.get(name, 0) + int(count)
 
     @torch.no_grad()
     def add_loss(self, loss: Tensor, groups: int) -> None:
-        self._add("loss", loss.detach().float() * groups, groups)
+        self.add("loss", loss.detach().float() * groups, groups)
 
     @torch.no_grad()
     def add_rebuilt(self, decoded: Tensor, rebuilt: Tensor, base_outputs: Tensor, labels: Tensor, prefix: str = "") -> None:
         """The first-wave names over rebuilt slots: ``decoded`` (B, P, k, n), ``rebuilt`` (B or 1, P, k)."""
         mask = rebuilt.expand(decoded.shape[:-1])
-        if self.task == "regression":
-            self._add_rebuilt_boxes(decoded, mask, base_outputs, labels, prefix)
-            return
-        scores = decoded[mask]
-        base_pred = base_outputs.argmax(dim=-1).unsqueeze(1).expand(mask.shape)[mask]
-        label = labels.unsqueeze(1).expand(mask.shape)[mask]
-        count = scores.shape[0]
-        self._add(prefix + "reconstruction_top1", scores.argmax(-1) == base_pred, count)
-        self._add(prefix + "reconstruction_top5", _topk_hits(scores, base_pred, 5), count)
-        self._add(prefix + "overall_top1", scores.argmax(-1) == label, count)
-        self._add(prefix + "overall_top5", _topk_hits(scores, label, 5), count)
-
-    def _add_rebuilt_boxes(self, decoded: Tensor, mask: Tensor, base_outputs: Tensor, labels: Tensor, prefix: str) -> None:
-        boxes = decoded[mask]
-        base = base_outputs.unsqueeze(1).expand(decoded.shape)[mask]
-        true = labels.unsqueeze(1).expand(decoded.shape)[mask]
-        iou_true, iou_base = box_iou(boxes, true), box_iou(boxes, base)
-        count = boxes.shape[0]
-        self._add(prefix + "overall_top1", iou_true >= IOU_THRESHOLD, count)
-        self._add(prefix + "reconstruction_top1", iou_base >= IOU_THRESHOLD, count)
-        self._add(prefix + "mean_iou", iou_true.sum(), count)
-        self._add(prefix + "reconstruction_mean_iou", iou_base.sum(), count)
-
-    def _add_patterns_boxes(self, e: int, decoded: Tensor, mask: Tensor, base_outputs: Tensor, labels: Tensor) -> None:
-        shape = decoded.shape
-        true = labels.unsqueeze(1).expand(shape)
-        base = base_outputs.unsqueeze(1).expand(shape)
-        iou_true = box_iou(decoded.reshape(-1, 4), true.reshape(-1, 4)).view(shape[:-1])
-        iou_base = box_iou(decoded.reshape(-1, 4), base.reshape(-1, 4)).view(shape[:-1])
-        base_true = box_iou(base.reshape(-1, 4), true.reshape(-1, 4)).view(shape[:-1])
-        served = torch.where(mask, iou_true, base_true)  # the box the client receives, against the true box
-        rebuilt = int(mask.sum())
-        self._add(f"degraded_accuracy_e{e}", (iou_true >= IOU_THRESHOLD)[mask], rebuilt)
-        self._add(f"reconstruction_top1_e{e}", (iou_base >= IOU_THRESHOLD)[mask], rebuilt)
-        self._add(f"all_accuracy_e{e}", served >= IOU_THRESHOLD, served.numel())
+        get_task(self.task).add_rebuilt(self, decoded, mask, base_outputs, labels, prefix)
 
     @torch.no_grad()
     def add_patterns(self, e: int, decoded: Tensor, rebuilt: Tensor, base_outputs: Tensor, labels: Tensor) -> None:
@@ -137,24 +99,15 @@ class MetricAccumulator:
         if e == 1:
             self.add_rebuilt(decoded, rebuilt.unsqueeze(0), base_outputs, labels)
         mask = rebuilt.unsqueeze(0).expand(decoded.shape[:-1])  # (B, P, k)
-        if self.task == "regression":
-            self._add_patterns_boxes(e, decoded, mask, base_outputs, labels)
-            return
-        predicted = decoded.argmax(dim=-1)
-        label = labels.unsqueeze(1).expand(mask.shape)
-        base_pred = base_outputs.argmax(dim=-1).unsqueeze(1).expand(mask.shape)
-        served = torch.where(mask, predicted, base_pred)  # what the client receives
-        self._add(f"degraded_accuracy_e{e}", (predicted == label)[mask], int(mask.sum()))
-        self._add(f"reconstruction_top1_e{e}", (predicted == base_pred)[mask], int(mask.sum()))
-        self._add(f"all_accuracy_e{e}", served == label, served.numel())
+        get_task(self.task).add_patterns(self, e, decoded, mask, base_outputs, labels)
 
     @torch.no_grad()
     def add_byzantine(self, served_located: Tensor, served_unlocated: Tensor, labels: Tensor, located: Tensor, injected: int) -> None:
         """Answers as served with E wrong worker outputs: ``served_*`` (B, P, k) classes; ``located`` hits."""
         label = labels.unsqueeze(1).expand(served_located.shape)
-        self._add("byzantine_accuracy", served_located == label, label.numel())
-        self._add("byzantine_accuracy_unlocated", served_unlocated == label, label.numel())
-        self._add("byzantine_located", located, injected)
+        self.add("byzantine_accuracy", served_located == label, label.numel())
+        self.add("byzantine_accuracy_unlocated", served_unlocated == label, label.numel())
+        self.add("byzantine_located", located, injected)
 
     def result(self) -> Dict[str, float]:
         return {name: float(total) / max(self.counts[name], 1) for name, total in self.sums.items() if self.counts[name]}

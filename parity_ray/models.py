@@ -15,7 +15,10 @@ from torch import nn
 from .errors import UsageError
 from .registry import Registry, Spec, spec_name
 
-MODELS: Registry = Registry("model")
+MODELS: Registry = Registry("model", "models", """
+    An ``nn.Module`` class or factory called with ``input_shape=(C, H, W)`` and ``num_classes``
+    (each only if it takes it); ``forward`` maps a batch ``(B, C, H, W)`` to ``(B, num_classes)``
+    outputs. Serves as the deployed model F and, by default, as each parity model.""")
 register_model = MODELS.register
 
 
@@ -186,7 +189,7 @@ def load_state_dict_file(path: str) -> Mapping[str, torch.Tensor]:
     try:
         obj = torch.load(file, map_location="cpu", weights_only=True)  # never runs code a tampered file names
     except Exception as exc:
-        from .utils import _load_error
+        from .torch_files import _load_error
 
         raise UsageError(f"weights file '{path}' is not a readable PyTorch state_dict ({_load_error(exc)[:160]})") from None
     return _unwrap_state_dict(obj)

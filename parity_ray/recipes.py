@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping
 
-from .errors import UsageError, choices_hint
+from .registry import Registry
 
 
 @dataclass(frozen=True)
@@ -28,30 +28,32 @@ class Recipe:
     description: str = ""
 
 
-_RECIPES: Dict[str, Recipe] = {}
+RECIPES: Registry = Registry("recipe", "recipes", """
+    A :class:`Recipe`: ``overrides`` (TrainConfig keys and values, checked at registration) laid
+    under everything the user states (defaults < recipe < ``--config`` file < flags), and a one-line
+    ``description``.""")
 
 
 def register_recipe(name: str, overrides: Mapping[str, Any], description: str = "") -> Recipe:
     """Register ``overrides`` (TrainConfig keys) under ``name``; keys are checked now, not at first use."""
     from .config import TrainConfig
 
-    if name in _RECIPES and dict(_RECIPES[name].overrides) != dict(overrides):
-        raise ValueError(f"recipe '{name}' is already registered")
+    if name in RECIPES:
+        if dict(RECIPES.get(name).overrides) != dict(overrides):
+            raise ValueError(f"recipe '{name}' is already registered")
+        return RECIPES.get(name)
     TrainConfig.from_dict(dict(overrides))  # unknown keys and wrong types fail at registration
     recipe = Recipe(name, dict(overrides), description)
-    _RECIPES[name] = recipe
+    RECIPES.register(name)(recipe)
     return recipe
 
 
 def get_recipe(name: str) -> Recipe:
-    try:
-        return _RECIPES[name]
-    except KeyError:
-        raise UsageError(f"unknown recipe '{name}'; {choices_hint(name, _RECIPES)}") from None
+    return RECIPES.get(name)
 
 
 def list_recipes() -> List[str]:
-    return sorted(_RECIPES)
+    return RECIPES.names()
 
 
 def recipe_overrides(name: str) -> Dict[str, Any]:
@@ -84,4 +86,4 @@ register_recipe("published", PUBLISHED, "the paper's: Adam lr 1e-3, wd 1e-5, bat
 register_recipe("fast", FAST, "parity models start from F's weights; batch 256 groups, Adam lr 3e-3 decayed to 0 by a cosine over 40 epochs; "
                 "scored with a moving average of the weights (ema_decay 0.995); selected on validation curves")
 
-__all__ = ["Recipe", "get_recipe", "list_recipes", "recipe_overrides", "register_recipe"]
+__all__ = ["RECIPES", "Recipe", "get_recipe", "list_recipes", "recipe_overrides", "register_recipe"]

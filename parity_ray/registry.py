@@ -35,15 +35,38 @@ from .errors import UsageError, choices_hint
 
 T = TypeVar("T")
 
+_ALL: Dict[str, "Registry"] = {}
+
+
+def all_registries() -> Dict[str, "Registry"]:
+    """Every registry built so far, by key, in creation order. Registries live in the modules of
+    their floor; a caller that wants them all imports those modules first (``parity-ray list`` does)."""
+    return dict(_ALL)
+
 Spec = Union[str, Mapping[str, Any]]
 
 
 class Registry(Generic[T]):
-    """A name -> factory mapping for one plugin kind."""
+    """A name -> entry mapping for one kind of named choice, with the call contract of its entries.
 
-    def __init__(self, kind: str):
-        self.kind = kind
+    ``kind`` names one entry in messages ("serving mode"); ``key`` names the whole registry where
+    registries are listed (``parity-ray list``, its ``--json`` keys: "modes"); ``contract`` states
+    what an entry is and how the platform calls it (arguments, return value), the one text a plugin
+    author reads. Registration order is kept (:meth:`in_order`): a module registers its built-ins
+    in the order defaults and reports should present them.
+
+    Every registry built is indexed (:func:`all_registries`), so tools can list and test them all.
+    """
+
+    def __init__(self, kind: str, key: str, contract: str):
+        if not contract.strip():
+            raise ValueError(f"registry '{key}' needs its call contract")
+        self.kind, self.key = kind, key
+        self.contract = " ".join(contract.split())
         self._entries: Dict[str, T] = {}
+        if key in _ALL and _ALL[key] is not self:
+            raise ValueError(f"a registry keyed '{key}' already exists")
+        _ALL[key] = self
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator registering ``obj`` under ``name``; names must be unique."""
@@ -70,7 +93,15 @@ class Registry(Generic[T]):
             ) from None
 
     def names(self) -> List[str]:
+        """Every registered name, sorted (what listings and messages show)."""
         return sorted(self._entries)
+
+    def in_order(self) -> List[str]:
+        """Every registered name in registration order: the order defaults and reports present them in."""
+        return list(self._entries)
+
+    def items(self) -> List[Tuple[str, T]]:
+        return list(self._entries.items())
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries

@@ -377,7 +377,7 @@ def recorded_name(root: str) -> str:
 def _confine_stored_paths(root: str, frames: Dict[str, Any]) -> Dict[Tuple[str, str], str]:
     """Point every stored weights / checkpoint path at a file inside the experiment (a moved or copied
     experiment: its own copy), or null it and record why (``Tables.refused``); docs/security.md."""
-    from .utils import cache_dir
+    from .machine import cache_dir
 
     name, also = recorded_name(root), (str(cache_dir("base_models")),)
     refused: Dict[Tuple[str, str], str] = {}

@@ -18,7 +18,7 @@ from .config import TrainConfig
 from .errors import UsageError, choices_hint
 from .models import create_model
 from .registry import check_stored_config
-from .utils import load_torch_safely
+from .torch_files import load_torch_safely
 
 
 @dataclass

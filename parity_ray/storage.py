@@ -18,8 +18,8 @@ from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
+from .atomic import atomic_write_bytes
 from .errors import UsageError
-from .utils import atomic_write_bytes
 
 NETWORK_FILESYSTEMS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "ceph", "glusterfs", "gpfs", "beegfs",
                        "fuse.sshfs", "fuse.s3fs", "fuse.gcsfuse", "fuse.juicefs", "efs", "9p", "virtiofs"}

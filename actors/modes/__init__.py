@@ -13,7 +13,7 @@ A mode is one file in this package::
 The frontend (``actors.frontend.Frontend``) owns the replicas' handles and the routing; a mode asks
 it for a replica (:meth:`~actors.frontend.Routing.pick`) and sends queries through it
 (:meth:`~actors.frontend.Routing.send`). Every answer ends as ``direct``, ``decoded`` or ``failed``
-(with a reason). Built in: ``none``, ``replication``, ``hedged``, ``coded``, ``coded-hedged``.
+(with a reason). Every module of this package is imported when modes are listed, so a new mode is one new file.
 """
 
 from __future__ import annotations
@@ -26,7 +26,13 @@ import numpy as np
 from parity_ray.errors import UsageError
 from parity_ray.registry import Registry
 
-MODES: Registry = Registry("serving mode")
+MODES: Registry = Registry("serving mode", "modes", """
+    A :class:`ServingMode` subclass. ``workers(layout, has_parity)`` (class method) returns the
+    replica pools the app deploys; the frontend builds one instance per app with
+    ``(frontend, options)`` and awaits ``answer(query_id, query)`` for each query, which returns an
+    :func:`answer_record` dict (``direct``, ``decoded`` or ``failed``). ``rank`` orders modes in
+    defaults and tables; ``simulated_by_default`` puts a mode in ``parity-ray simulate``'s default
+    set; ``single_copy`` marks modes whose queries each make one request (service-time fits use them).""")
 register_mode = MODES.register
 
 BASE: Tuple[str, int] = ("base", 0)  # a replica running the deployed model F
@@ -42,6 +48,9 @@ class ServingMode:
 
     needs_code = False  # True: the frontend builds the run's encoder/decoder (actors.codes.GroupCode)
     requires_parity = False  # True: the run must have coded workers' models
+    rank = 100  # where the mode stands in defaults and tables (lower first): coded modes, then the baselines
+    simulated_by_default = True  # in `parity-ray simulate`'s default set of modes
+    single_copy = False  # True: each query goes to exactly one base replica, so its latency is one service time
 
     def __init__(self, frontend, options: Dict[str, Any]):
         self.frontend = frontend
@@ -110,12 +119,12 @@ def answer_record(path: str, replica: Optional[str], output=None, reason: Option
     return record
 
 
-BUILTIN = ("none", "replication", "hedged", "coded", "coded_hedged")
-
-
 def _load_builtins() -> None:
-    for module in BUILTIN:
-        importlib.import_module(f"parity_ray.actors.modes.{module}")
+    """Import every module of this package: each registers its modes."""
+    import pkgutil
+
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
 
 
 def list_modes() -> List[str]:
@@ -123,9 +132,26 @@ def list_modes() -> List[str]:
     return MODES.names()
 
 
+def presented_modes() -> List[str]:
+    """Every mode in the order defaults and tables present them (each mode's ``rank``, then name)."""
+    _load_builtins()
+    return sorted(MODES.names(), key=lambda name: (MODES.get(name).rank, name))
+
+
+def default_simulation_modes() -> List[str]:
+    """``parity-ray simulate``'s modes when none are named: those ``simulated_by_default``, presented in order."""
+    return [name for name in presented_modes() if MODES.get(name).simulated_by_default]
+
+
+def single_copy_modes() -> List[str]:
+    """Modes whose queries each go to exactly one base replica: their latencies are plain service times."""
+    return [name for name in presented_modes() if MODES.get(name).single_copy]
+
+
 def get_mode(name: str):
     _load_builtins()
     return MODES.get(name)
 
 
-__all__ = ["BASE", "MODES", "ServingMode", "answer_record", "coded", "get_mode", "list_modes", "pick_replica", "register_mode"]
+__all__ = ["BASE", "MODES", "ServingMode", "answer_record", "coded", "default_simulation_modes", "get_mode", "list_modes",
+           "pick_replica", "presented_modes", "register_mode", "single_copy_modes"]

@@ -63,6 +63,8 @@ class Group:
 
 @register_mode("coded")
 class Coded(ServingMode):
+
+    rank = 0
     needs_code = True
     requires_parity = True
 

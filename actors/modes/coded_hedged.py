@@ -18,6 +18,8 @@ from parity_ray.actors.modes.coded import Coded, _ok
 
 @register_mode("coded-hedged")
 class CodedHedged(Coded):
+
+    rank, simulated_by_default = 1, False  # kept out of simulate's default set, which predates it (sweeps run every mode)
     def __init__(self, frontend, options):
         super().__init__(frontend, options)
         self.hedges = 0

@@ -23,18 +23,19 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import pandas as pd
 
+from parity_ray.actors.modes import presented_modes
 from parity_ray.errors import UsageError, choices_hint
+from parity_ray.logs import stderr_log
+from parity_ray.provenance import library_versions, stable_hash
 from parity_ray.results import SCHEMA_VERSION, SWEEP_COLUMNS, check_table_targets, write_sweep
-from parity_ray.utils import library_versions, stable_hash, stderr_log
 
-DEFAULT_MODES = ("coded", "coded-hedged", "replication", "hedged", "none")
 
 
 @dataclass
 class SweepOptions:
     experiment: str  # where the rows go (tables/sweeps/); its run gives the code and the accuracies
     run: Optional[str] = "best"  # the served run whose per-instance results give accuracies (None: no accuracy)
-    modes: List[str] = field(default_factory=lambda: list(DEFAULT_MODES))
+    modes: List[str] = field(default_factory=presented_modes)
     rates: List[float] = field(default_factory=lambda: [50.0])  # open-loop Poisson queries/s over the whole cluster
     clients: Optional[int] = None  # closed loop with N clients (over the whole cluster) instead of rates
     ks: Optional[List[int]] = None  # default: the run's k
@@ -93,7 +94,7 @@ def validate(options: SweepOptions):
     missing = [m for m in options.modes if m not in POLICIES]
     if missing:
         raise UsageError(f"mode '{missing[0]}' has no simulation model in actors/sweep/engine.py (POLICIES); "
-                         f"valid choices: {', '.join(sorted(POLICIES))}")
+                         f"valid choices: {', '.join(POLICIES.names())}")
     if options.clients is not None and options.clients <= 0:
         raise UsageError("--clients must be > 0")
     if options.clients is None and (not options.rates or any(r <= 0 for r in options.rates)):
@@ -334,12 +335,9 @@ def _cell_name(cell) -> str:
 def _run_on_ray(options: SweepOptions, cells, service, log):
     import ray
 
-    from parity_ray.utils import init_ray
+    from parity_ray.ray_session import ray_running
 
-    owns = not ray.is_initialized()
-    if owns:
-        init_ray(options.address)
-    try:
+    with ray_running(options.address):
         workers = options.workers or max(int(ray.cluster_resources().get("CPU", 1)), 1)
         task = ray.remote(num_cpus=1)(_timed_cell)
         service_ref = ray.put(service)
@@ -364,9 +362,6 @@ def _run_on_ray(options: SweepOptions, cells, service, log):
             chunks = sorted(parts[n], key=lambda c: c[0])
             ordered.append([app for _first, apps in chunks for app in apps])
         return ordered, seconds
-    finally:
-        if owns:
-            ray.shutdown()
 
 
 def _timed_cell(cell, service, chunk):

@@ -32,6 +32,7 @@ import numpy as np
 
 from parity_ray.actors.modes import get_mode, pick_replica
 from parity_ray.actors.stragglers import StragglerState
+from parity_ray.registry import Registry
 
 INF = float("inf")
 # event kinds
@@ -103,7 +104,7 @@ class Shard:
         self.pools = mode_cls.workers(layout, has_parity)
         self.timings = mode_cls.timings(options)
         self.layout = layout
-        self.policy = POLICIES[mode](self)
+        self.policy = POLICIES.get(mode)(self)
         self.replicas: Dict[str, List[Replica]] = {}
         index = first_replica
         for pool, workers in self.pools.items():  # base first, then coded: the app builder's numbering
@@ -278,6 +279,12 @@ class Shard:
 
 # --------------------------------------------------------------------------- the modes' answer rules
 
+POLICIES: Registry = Registry("sweep policy", "sweep_policies", """
+    Keyed by a registered serving mode's name: a :class:`Policy` subclass, built with one
+    ``Shard`` per simulated cluster, that does on events what the mode's asyncio ``answer`` does
+    on Serve: ``start(total)``, ``arrive(query, now)``, ``on_reply(request, now)``,
+    ``timer(payload, now)``, then ``result(shard)`` -> ``ShardResult``. Every serving mode has one.""")
+
 
 class Policy:
     """What a mode does with a query (the asyncio ``answer`` of ``actors.modes.<mode>``), on events."""
@@ -316,6 +323,8 @@ class Policy:
                            shard.groups_encoded, shard.groups_skipped)
 
 
+@POLICIES.register("none")
+@POLICIES.register("replication")
 class Single(Policy):
     """``none`` / ``replication``: one request to the least busy base replica; its answer is the answer."""
 
@@ -328,6 +337,7 @@ class Single(Policy):
         self.done(shard.req_query[rid], now, DIRECT if shard.req_ok[rid] else FAILED)
 
 
+@POLICIES.register("hedged")
 class Hedged(Policy):
     """``hedged``: a duplicate to another base replica at the deadline (or when the first fails); first answer wins."""
 
@@ -381,6 +391,7 @@ class Group:
         self.mirrors = 0  # padded slots repeating slot 0's query
 
 
+@POLICIES.register("coded")
 class Coded(Policy):
     """``coded``: route-first grouping, a seal at ``group_wait_s``, decode after the deadline from any k of n."""
 
@@ -515,10 +526,10 @@ class Coded(Policy):
             shard.send("base", shard.pick("base", exclude=exclude), subject, 1, now)
 
 
+@POLICIES.register("coded-hedged")
 class CodedHedged(Coded):
     """``coded-hedged``: ``coded``, plus a duplicate to another base replica at the hedge deadline."""
 
     hedging = True
 
 
-POLICIES = {"none": Single, "replication": Single, "hedged": Hedged, "coded": Coded, "coded-hedged": CodedHedged}

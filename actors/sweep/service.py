@@ -23,18 +23,41 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
+from parity_ray.actors.modes import single_copy_modes
+from parity_ray.actors.stragglers import build as build_straggler
 from parity_ray.errors import UsageError
+from parity_ray.registry import Registry
 
-DISTRIBUTIONS = {
-    "lognormal": ("median_ms", "sigma"),
-    "constant": ("ms",),
-    "exponential": ("mean_ms",),
-    "gamma": ("mean_ms", "cv"),
-}
+DISTRIBUTIONS: Registry = Registry("service distribution", "service_distributions", """
+    A :class:`ServiceLaw`: ``params`` names the ``key=value`` fields ``--service NAME:...`` must
+    give (each > 0), and ``draw(rng, values, n)`` returns service times in milliseconds drawn from
+    ``rng`` (a ``numpy.random.Generator``) with ``values`` (params plus ``per_item_ms`` and
+    ``busy_fraction``). Registration order is the order ``--help`` and messages list them in.""")
+
+
+@dataclass(frozen=True)
+class ServiceLaw:
+    params: Tuple[str, ...]
+    draw: Callable[[np.random.Generator, Dict[str, float], int], np.ndarray]
+
+
+DISTRIBUTIONS.register("lognormal")(ServiceLaw(
+    ("median_ms", "sigma"), lambda rng, v, n: rng.lognormal(np.log(v["median_ms"]), v["sigma"], n)))
+DISTRIBUTIONS.register("constant")(ServiceLaw(("ms",), lambda rng, v, n: np.full(1, v["ms"])))
+DISTRIBUTIONS.register("exponential")(ServiceLaw(("mean_ms",), lambda rng, v, n: rng.exponential(v["mean_ms"], n)))
+
+
+def _gamma(rng: np.random.Generator, v: Dict[str, float], n: int) -> np.ndarray:
+    """By mean and coefficient of variation: shape 1/cv^2, scale mean/shape."""
+    shape = 1.0 / v["cv"] ** 2
+    return rng.gamma(shape, v["mean_ms"] / shape, n)
+
+
+DISTRIBUTIONS.register("gamma")(ServiceLaw(("mean_ms", "cv"), _gamma))
 COMMON = ("per_item_ms", "busy_fraction")
 MIN_SAMPLES = 20
 BATCH_TOLERANCE_S = 0.0005
@@ -66,36 +89,29 @@ def parse_service(text: str, seed: int = 0) -> ServiceModel:
     """``"lognormal:median_ms=3,sigma=0.3"`` -> a ServiceModel (UsageError when it cannot be read)."""
     kind, _, args = (text or "").strip().partition(":")
     if kind not in DISTRIBUTIONS:
-        raise UsageError(f"unknown service distribution '{kind}' in '{text}'; valid choices: {', '.join(DISTRIBUTIONS)} "
+        raise UsageError(f"unknown service distribution '{kind}' in '{text}'; valid choices: {', '.join(DISTRIBUTIONS.in_order())} "
                          f"(e.g. lognormal:median_ms=3,sigma=0.3), or --calibrate EXPERIMENT to fit one")
+    law = DISTRIBUTIONS.get(kind)
     values: Dict[str, float] = {}
     for item in filter(None, (a.strip() for a in args.split(","))):
         key, sep, value = item.partition("=")
         key = key.strip()
-        if not sep or key not in DISTRIBUTIONS[kind] + COMMON:
-            raise UsageError(f"service '{text}': '{item}' is not one of {', '.join(k + '=' for k in DISTRIBUTIONS[kind] + COMMON)}")
+        if not sep or key not in law.params + COMMON:
+            raise UsageError(f"service '{text}': '{item}' is not one of {', '.join(k + '=' for k in law.params + COMMON)}")
         try:
             values[key] = float(value)
         except ValueError:
             raise UsageError(f"service '{text}': {key}={value} is not a number") from None
-    missing = [k for k in DISTRIBUTIONS[kind] if k not in values]
+    missing = [k for k in law.params if k not in values]
     if missing:
         raise UsageError(f"service '{text}' needs {', '.join(k + '=' for k in missing)}")
-    if any(values[k] <= 0 for k in DISTRIBUTIONS[kind]) or values.get("per_item_ms", 0) < 0:
+    if any(values[k] <= 0 for k in law.params) or values.get("per_item_ms", 0) < 0:
         raise UsageError(f"service '{text}': every parameter must be > 0 (per_item_ms >= 0)")
     busy = values.get("busy_fraction", 1.0)
     if not 0 < busy <= 1:
         raise UsageError(f"service '{text}': busy_fraction must be in (0, 1]")
     rng = np.random.default_rng([seed, 7])
-    if kind == "lognormal":
-        draws = rng.lognormal(np.log(values["median_ms"]), values["sigma"], SAMPLES)
-    elif kind == "constant":
-        draws = np.full(1, values["ms"])
-    elif kind == "exponential":
-        draws = rng.exponential(values["mean_ms"], SAMPLES)
-    else:
-        shape = 1.0 / values["cv"] ** 2
-        draws = rng.gamma(shape, values["mean_ms"] / shape, SAMPLES)
+    draws = law.draw(rng, values, SAMPLES)
     return ServiceModel({1: np.sort(draws) / 1e3}, per_item_s=values.get("per_item_ms", 0.0) / 1e3,
                         busy_fraction=busy, source=text.strip())
 
@@ -106,7 +122,7 @@ def _spec_replicas(config: Dict[str, Any]):
     for model in config.get("stragglers") or []:
         if model.get("kind") == "none":
             continue
-        replica = model.get("replica", None if model["kind"] not in ("slow", "crash") else 0)
+        replica = build_straggler(model).replica  # the spec's, or the model's default (slow, crash: 0)
         if replica is None:
             return None
         named.add(int(replica))
@@ -132,10 +148,11 @@ def calibrate(target: str, batch_wait_ms: Optional[float] = None) -> ServiceMode
     config = json.loads(sim.config.iloc[0])
     wait_s = float(config.get("batch_wait_ms", 2.0) if batch_wait_ms is None else batch_wait_ms) / 1000.0
     queries = tables.queries[(tables.queries.simulation_id == simulation_id) & ~tables.queries.warmup]
-    usable = queries[queries["mode"].isin(["none", "replication"])]
+    single = single_copy_modes()  # one request per query: a query's latency is one service time
+    usable = queries[queries["mode"].isin(single)]
     if usable.empty:
-        raise UsageError(f"simulation '{simulation_id}' has no 'none' or 'replication' queries to fit service times "
-                         f"from; simulate with --mode replication (or none)")
+        raise UsageError(f"simulation '{simulation_id}' has no {' or '.join(repr(m) for m in single)} queries to fit "
+                         f"service times from; simulate with --mode {single[0]} (or {', '.join(single[1:])})")
     named = _spec_replicas(config)
     if named is None:
         raise UsageError(f"simulation '{simulation_id}' slows every replica ({config.get('straggler')}); its service "

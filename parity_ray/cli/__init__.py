@@ -14,7 +14,7 @@ import sys
 from typing import Optional, Sequence
 
 from ..errors import UsageError
-from ..utils import LOG_LEVELS, configure_logging
+from ..logs import LOG_LEVELS, configure_logging
 from . import export, listing, quickstart, report, serve, simulate, sweep, train, tune
 from .common import EXIT_USAGE, OneLineParser, config_from_args, format_summary, version_text
 

@@ -1,16 +1,28 @@
-"""``parity-ray list``: every registry's names."""
+"""``parity-ray list``: every registry's names (and, with ``--contracts``, what an entry must be)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import textwrap
+from typing import Dict
 
+# The modules that build registries, on every floor. Importing them registers their built-ins;
+# the names themselves come from the registries (``parity_ray.registry.all_registries``).
+REGISTRY_MODULES = (
+    "parity_ray.data", "parity_ray.models", "parity_ray.coders", "parity_ray.losses", "parity_ray.augment",
+    "parity_ray.tasks", "parity_ray.optimization", "parity_ray.initialization", "parity_ray.recipes",
+    "parity_ray.tune.tuning", "parity_ray.actors.stragglers", "parity_ray.actors.modes", "parity_ray.actors.sweep.engine",
+    "parity_ray.actors.sweep.service", "parity_ray.analysis.explorer",
+)
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
-    lister = commands.add_parser("list", help="list every registry: datasets, models, coders, losses, straggler models, "
-                                            "augmentations, serving modes, recipes, Tune schedulers, search algorithms, callbacks")
-    lister.add_argument("--json", action="store_true", help="print one JSON object")
+    lister = commands.add_parser("list", help="list every registry: datasets, models, coders, losses, tasks, optimizers, "
+                                            "straggler models, serving modes, recipes, Tune plugins, ...")
+    lister.add_argument("--json", action="store_true", help="print one JSON object: registry key -> names")
+    lister.add_argument("--contracts", action="store_true", help="also print what each registry's entries are and how they are called")
     lister.set_defaults(func=run)
     return lister
 
@@ -19,38 +31,28 @@ def run(args: argparse.Namespace) -> int:
     kinds = registries()
     if args.json:
         print(json.dumps(kinds, sort_keys=True))
-    else:
-        width = max(len(kind) for kind in kinds)
-        for kind, names in kinds.items():
-            print(f"{kind:<{width}}  {', '.join(names)}")
+        return 0
+    width = max(len(kind) for kind in kinds)
+    contracts = load_registries()
+    for kind, names in kinds.items():
+        print(f"{kind:<{width}}  {', '.join(names)}")
+        if args.contracts:
+            print(textwrap.fill(contracts[kind].contract, width=100, initial_indent=" " * (width + 2),
+                                subsequent_indent=" " * (width + 2)))
     return 0
 
 
-def registries() -> Dict[str, list]:
-    """Every plugin registry's names, by kind: what configs, search spaces and flags accept."""
+def load_registries():
+    """Every registry, by key, with its built-ins registered."""
     from parity_ray.actors.modes import list_modes
-    from parity_ray.actors.stragglers import list_stragglers
+    from parity_ray.registry import all_registries
 
-    from ..augment import list_augmentations
-    from ..coders import list_decoders, list_encoders
-    from ..data import list_datasets
-    from ..losses import list_losses
-    from ..models import list_models
-    from ..recipes import list_recipes
-    from ..tune.tuning import list_callbacks, list_schedulers, list_search_algs
+    for module in REGISTRY_MODULES:
+        importlib.import_module(module)
+    list_modes()  # loads every mode module of the package
+    return all_registries()
 
-    kinds = {
-        "datasets": list_datasets(),
-        "models": list_models(),
-        "encoders": list_encoders(),
-        "decoders": list_decoders(),
-        "losses": list_losses(),
-        "augmentations": list_augmentations(),
-        "stragglers": list_stragglers(),
-        "modes": list_modes(),
-        "schedulers": list_schedulers(),
-        "search_algs": list_search_algs(),
-        "callbacks": list_callbacks(),
-        "recipes": list_recipes(),
-    }
-    return kinds
+
+def registries() -> Dict[str, list]:
+    """Every registry's names, by key: what configs, search spaces and flags accept."""
+    return {key: registry.names() for key, registry in load_registries().items()}

@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from .. import storage
 from ..errors import UsageError
-from ..utils import stderr_log
+from ..logs import stderr_log
 from .common import add_common_flags
 
 STRAGGLER = "slow:replica=0,p=0.3,delay_ms=100"  # the published set-up: one replica slowed on 30% of its batches
@@ -41,12 +41,12 @@ def run_quickstart(options: QuickstartOptions, simulate: Callable[..., Dict[str,
     ``simulate(log, **simulation options)`` is the Serve layer's simulation driver
     (``actors.simulation``), passed in by the CLI: the library itself never imports Serve.
     """
+    from parity_ray.actors.modes import default_simulation_modes
+    from parity_ray.actors.simulation import smoke_modes
     from parity_ray.analysis.report import build_report
 
+    from ..ray_session import ray_running
     from ..tune.experiment import TuneOptions, run_experiment
-    from ..utils import init_ray
-
-    import ray
 
     if storage.is_remote(options.storage):
         raise UsageError("quickstart runs offline on this machine: --storage must be a local folder")
@@ -55,9 +55,8 @@ def run_quickstart(options: QuickstartOptions, simulate: Callable[..., Dict[str,
     overrides = _grid_overrides(options.data_root, log)
     steps: Dict[str, float] = {}
     clock = time.perf_counter()
-    init_ray(None)
-    steps["ray_start"] = time.perf_counter() - clock
-    try:
+    with ray_running(None):  # a local Ray started here is shut down, Serve's apps with it, before the report
+        steps["ray_start"] = time.perf_counter() - clock
         log(f"1/3 tune: the quick grid into {storage.join(storage.canonical(options.storage), name)}")
         tune_options = TuneOptions(space="quick", name=name, storage=options.storage, overrides=overrides,
                                    smoke_test=options.smoke_test, progress=options.progress)
@@ -71,13 +70,11 @@ def run_quickstart(options: QuickstartOptions, simulate: Callable[..., Dict[str,
             experiment=tune_options.uri, run=tuned["best_run"], straggler=STRAGGLER, rate=options.rate,
             queries=8 if options.smoke_test else options.queries, warmup=2 if options.smoke_test else options.queries // 10,
             deadline_ms=options.deadline_ms, data_root=options.data_root,
-            modes=["coded", "replication"] if options.smoke_test else ["coded", "replication", "hedged", "none"],
+            modes=smoke_modes() if options.smoke_test else default_simulation_modes(),
             progress=options.progress)
         clock = time.perf_counter()
         simulated = simulate(log, **sim_options)
         steps["simulate"] = time.perf_counter() - clock
-    finally:
-        ray.shutdown()  # our local Ray, Serve's apps with it
     log("3/3 report")
     clock = time.perf_counter()
     report = build_report(tune_options.uri, data_root=options.data_root)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..actors.modes import default_simulation_modes, presented_modes
 from .common import add_common_flags, add_serving_flags
 
 
@@ -16,8 +17,8 @@ def add_parser(commands) -> argparse.ArgumentParser:
     sim.add_argument("--dataset")
     sim.add_argument("--model")
     sim.add_argument("--k", type=int)
-    sim.add_argument("--mode", default="coded,replication,hedged,none",
-                     help="comma-separated serving modes (coded, coded-hedged, replication, hedged, none), or all")
+    sim.add_argument("--mode", default=",".join(default_simulation_modes()),
+                     help=f"comma-separated serving modes ({', '.join(presented_modes())}), or all")
     sim.add_argument("--rate", type=float, default=50.0, help="open-loop Poisson queries/s")
     sim.add_argument("--clients", type=int, help="closed loop with N clients instead of --rate")
     sim.add_argument("--queries", type=int, default=1000)
@@ -36,9 +37,9 @@ def add_parser(commands) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from parity_ray.actors.modes import list_modes
-    from parity_ray.actors.simulation import SimulationOptions, format_mode, run_simulation
+    from parity_ray.actors.simulation import SimulationOptions, format_mode, run_simulation, smoke_modes
 
-    modes = "coded,replication" if args.smoke_test else args.mode
+    modes = ",".join(smoke_modes()) if args.smoke_test else args.mode
     if modes == "all":
         modes = ",".join(list_modes())
     if args.smoke_test:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..actors.modes import presented_modes
 from ..errors import UsageError
 from .common import add_common_flags, add_serving_flags
 
@@ -16,8 +17,8 @@ def add_parser(commands) -> argparse.ArgumentParser:
                     "modes, routing and straggler models as the Serve app; rows land in <experiment>/tables/sweeps/.")
     sweep.add_argument("--experiment", required=True, help="experiment folder or s3:// URI (rows go to its tables/sweeps/)")
     sweep.add_argument("--run", default="best", help="the served run whose per-instance results give accuracies, or none")
-    sweep.add_argument("--mode", default=",".join(("coded", "coded-hedged", "replication", "hedged", "none")),
-                       help="comma-separated serving modes, or all")
+    sweep.add_argument("--mode", default=",".join(presented_modes()),
+                       help=f"comma-separated serving modes ({', '.join(presented_modes())}), or all")
     sweep.add_argument("--rate", default="50", help="open-loop Poisson queries/s over the whole cluster; a comma list is a grid axis")
     sweep.add_argument("--clients", type=int, help="closed loop with N clients (over the whole cluster) instead of --rate")
     sweep.add_argument("--k", help="k values (comma list); default: the run's")

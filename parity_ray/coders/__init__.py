@@ -33,8 +33,16 @@ from ..registry import Registry, Spec, parse_spec, spec_name
 
 Tensor = torch.Tensor
 
-ENCODERS: Registry = Registry("encoder")
-DECODERS: Registry = Registry("decoder")
+ENCODERS: Registry = Registry("encoder", "encoders", """
+    An :class:`Encoder` class built by :func:`create_code` with what it takes of ``k``, ``r``,
+    ``systematic``, ``input_shape``, ``num_classes``; called with ``(B, k, C, H, W)`` queries it
+    returns ``(B, num_coded, C, H, W)`` coded queries. ``systematic`` and ``num_coded`` say which
+    workers run F on the raw queries and how many coded queries there are.""")
+DECODERS: Registry = Registry("decoder", "decoders", """
+    A :class:`Decoder` class built by :func:`create_code` like an encoder; ``decode(outputs,
+    available)`` takes the n workers' outputs ``(B, n, C)`` and a bool mask ``(B, n)`` of the
+    slots that arrived and returns the k estimates ``(B, k, C)``, a pure function of the available
+    outputs (the full contract is on :class:`Decoder`).""")
 register_encoder = ENCODERS.register
 register_decoder = DECODERS.register
 

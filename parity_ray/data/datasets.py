@@ -24,7 +24,9 @@ import torch
 
 from ..errors import UsageError
 from ..registry import Registry
-from ..utils import atomic_write_bytes, cache_dir, stable_hash
+from ..atomic import atomic_write_bytes
+from ..machine import cache_dir
+from ..provenance import stable_hash
 
 Tensor = torch.Tensor
 
@@ -75,7 +77,10 @@ class DatasetSpec:
     locate: Optional[Callable[["DatasetSpec", List[Path]], Path]] = field(default=None, repr=False, compare=False)
 
 
-DATASETS: Registry[DatasetSpec] = Registry("dataset")
+DATASETS: Registry[DatasetSpec] = Registry("dataset", "datasets", """
+    A :class:`DatasetSpec` (registered with :func:`register_dataset`): its ``reader(spec, roots,
+    download)`` returns the raw train and test arrays of the real on-disk format; ``task`` names the
+    registered task that scores it.""")
 
 
 def register_dataset(spec: DatasetSpec) -> DatasetSpec:

@@ -37,7 +37,10 @@ from ..metrics import TUNE_METRIC, best_epoch_row
 from .tuning import SCHEDULERS, SEARCH_ALGS, build, build_callbacks
 from ..results import SCHEMA_VERSION, best_run, empty_predictions, json_column, write_tables
 from .spaces import Cell, ExpandedSpace, expand
-from ..utils import cache_dir, configure_logging, library_versions, ray_running, stable_hash, stderr_log
+from ..logs import configure_logging, stderr_log
+from ..machine import cache_dir
+from ..provenance import library_versions, stable_hash
+from ..ray_session import ray_running
 
 Log = Callable[[str], None]
 
@@ -228,7 +231,7 @@ def _prepare_base_task(cell: Dict[str, Any], experiment_uri: str, cpus: float = 
     torch.set_num_threads(max(1, int(cpus)))  # concurrent tasks must not oversubscribe the node's cores
     from ..base import base_model_id, prepare_base_model
     from ..data import load_data
-    from ..utils import resolve_device
+    from ..machine import resolve_device
 
     config = TrainConfig.from_dict(cell).resolved()
     if config.base_weights and storage.is_remote(config.base_weights):
@@ -309,7 +312,7 @@ def parity_trainable(params: Dict[str, Any], experiment: Dict[str, Any]) -> None
             tune.report(metrics)
 
     # The trial's own progress lines go to the worker's stderr: Ray's session logs on one machine,
-    # and the driver (so `ray job logs`) on a cluster, where init_ray streams worker logs.
+    # and the driver (so `ray job logs`) on a cluster, where ray_running streams worker logs.
     configure_logging("info")
     log = lambda message: stderr_log(f"{run_id}: {message}")  # noqa: E731
     try:

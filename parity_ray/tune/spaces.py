@@ -29,7 +29,7 @@ from ..metrics import TUNE_METRIC
 from ..errors import UsageError, choices_hint
 from ..registry import parse_spec, spec_name
 from .tuning import PLUGIN_KEYS, apply_override, check_metric, normalise_spec
-from ..utils import stable_hash
+from ..provenance import stable_hash
 
 CELL_KEY = "cell"
 
@@ -234,10 +234,10 @@ def _describe(config: Dict[str, Any]) -> str:
 
 
 def trainer_tasks() -> Tuple[str, ...]:
-    """Dataset tasks the trainer runs (``parity_ray.config.SUPPORTED_TASKS``)."""
-    from ..config import SUPPORTED_TASKS
+    """Dataset tasks the trainer runs: the registered tasks (``parity_ray.tasks``)."""
+    from ..tasks import list_tasks
 
-    return tuple(SUPPORTED_TASKS)
+    return tuple(list_tasks())
 
 
 def unavailable_reason(config: Dict[str, Any]) -> Optional[str]:

@@ -21,10 +21,17 @@ from ..errors import UsageError, choices_hint
 from ..metrics import TUNE_METRIC
 from ..registry import Registry, call_with_accepted, import_object, parse_spec
 
-SCHEDULERS: Registry = Registry("trial scheduler")
-SEARCH_ALGS: Registry = Registry("search algorithm")
-CALLBACKS: Registry = Registry("Tune callback")
-
+SCHEDULERS: Registry = Registry("trial scheduler", "schedulers", """
+    An import path (or class) of a ``ray.tune`` trial scheduler, built with the settings the space
+    gives it as keyword arguments (never ``metric``/``mode``: Tune takes those once, from the
+    experiment's validation metric); imported only when a space names it.""")
+SEARCH_ALGS: Registry = Registry("search algorithm", "search_algs", """
+    An import path (or class) of a ``ray.tune`` search algorithm, built like a scheduler from the
+    space's settings; imported only when a space names it (optional extras such as Optuna stay
+    optional).""")
+CALLBACKS: Registry = Registry("Tune callback", "callbacks", """
+    An import path (or class) of a ``ray.tune`` logger callback, built with the settings the space
+    gives it and handed to the tuner's ``RunConfig(callbacks=...)``.""")
 
 
 def _register_paths(registry: Registry, paths: Dict[str, str]) -> None:

@@ -1,7 +1,7 @@
 """Synthetic experiment tables at paper scale, for the report's scale test (no training).
 
 A grid of runs (k x r x encoder x loss x lr) over a real dataset's test split: real test
-groups (``parity_ray.trainer.fixed_groups``) and labels, made-up predictions, in schema v1
+groups (``parity_ray.evaluation.fixed_groups``) and labels, made-up predictions, in schema v1
 (``position`` + ``parity``) or v2 (``erasures`` + ``pattern`` + top-5 lists, the columns the
 generalised codes add).
 """
@@ -19,7 +19,7 @@ import torch
 
 from parity_ray import results, storage
 from parity_ray.config import TrainConfig
-from parity_ray.trainer import fixed_groups
+from parity_ray.evaluation import fixed_groups
 
 GRID = {"k": [2, 3, 4], "r": [1, 2], "encoder": ["addition", "concatenation"], "loss": ["mse", "kl", "ce"],
         "lr": [0.001, 0.0003]}  # 72 cells

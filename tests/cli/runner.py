@@ -31,7 +31,7 @@ def process_state_restored(cwd: Optional[Path]):
     the working folder, the environment, the torch thread count and the ``parity_ray`` loggers."""
     import torch
 
-    from parity_ray.utils import LOGGER_NAMES
+    from parity_ray.logs import LOGGER_NAMES
 
     before_cwd, before_env, before_threads = os.getcwd(), dict(os.environ), torch.get_num_threads()
     loggers = [logging.getLogger(name) for name in LOGGER_NAMES]

@@ -12,7 +12,7 @@ import torch
 
 from parity_ray import UsageError
 from parity_ray.data import list_datasets, get_dataset_spec, load_data, parse_input_norm
-from parity_ray.utils import cache_dir
+from parity_ray.machine import cache_dir
 
 EXPECTED_SIZES = {
     "mnist": (60000, 10000),

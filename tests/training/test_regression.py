@@ -10,7 +10,9 @@ from parity_ray.boxes import box_iou
 from parity_ray.config import TrainConfig
 from parity_ray.data import load_data
 from parity_ray.metrics import MetricAccumulator
-from parity_ray.trainer import build_code, last_linear, train
+from parity_ray.pipeline import build_code
+from parity_ray.tasks import last_linear
+from parity_ray.trainer import train
 from tests.conftest import write_cub
 
 CUB = dict(dataset="cub-localization", model="tv-resnet18", k=2, val_size=2, base_epochs=1, epochs=1,

@@ -13,7 +13,9 @@ from parity_ray.config import TrainConfig
 from parity_ray.data import get_dataset_spec, list_datasets, load_data
 from parity_ray.losses import create_loss, list_losses
 from parity_ray.models import create_model, list_models
-from parity_ray.trainer import FrozenBaseWorkers, ParityModels, build_code, forward_groups, train
+from parity_ray.evaluation import forward_groups
+from parity_ray.pipeline import FrozenBaseWorkers, ParityModels, build_code
+from parity_ray.trainer import train
 
 DIGITS = dict(dataset="digits", model="base-mlp", k=2, seed=1, base_epochs=20)
 

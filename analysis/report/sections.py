@@ -1,338 +1,19 @@
-"""``parity-ray report``: a static HTML report of an experiment.
-
-Tables, a lineage tree, an instance explorer, a run-vs-run comparison and interactive charts
-(Plotly, shipped in the folder), with the static PNG figures beside them. The report is a
-folder (``index.html``, its scripts, per-run data files and thumbnail sheets, all linked
-relatively) that opens from disk with no server and no network. It is written whole or not at
-all: locally it is built in a staging folder next to the target and renamed into place; on S3
-every other file is uploaded first and ``index.html`` last, so a reader never sees an index
-pointing at missing files.
-"""
+"""The report page's HTML: one builder per section (accuracy, boxes, codes, lineage, curves, erasures,
+latency, sweeps, explorer, compare), the header, the navigation and the page template."""
 
 from __future__ import annotations
 
 import html
 import json
-import os
-import shutil
-import tempfile
-import time
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Tuple
 
-import numpy as np
 import pandas as pd
 
-from parity_ray import results, storage
-from parity_ray.errors import UsageError
-from parity_ray.registry import check_stored_config
+from .. import figures, instances, interactive, tables
+from .formatting import _note, _pct, _seconds, _table
 
-from . import explorer, figures, instances, interactive, tables
-
-GENERATOR = "parity-ray report"  # marks a folder as a report we may replace
 VERSION_KEYS = ("parity_ray", "python", "torch", "ray", "pandas", "pyarrow")
-
-
-def build_report(path: Union[str, Sequence[str]], out: Optional[str] = None,
-                 max_thumbnails: int = explorer.MAX_THUMBNAILS, data_root: Optional[str] = None) -> Dict[str, object]:
-    """Write the report of the experiment at ``path``; return a summary (``report`` is the index).
-
-    ``path`` may also be a list of experiment folders: one report of them all, whose run vs run
-    compares runs of different experiments (run ids are shown with their experiment's name).
-    ``out`` (a local folder or ``s3://`` URI) replaces the default ``<path>/report/``; a report of
-    several experiments belongs in none of them, so there ``out`` is required.
-    ``max_thumbnails`` bounds the decodes per run shown with images in the instance explorer
-    (0: none); ``data_root`` is where to find the test images if not where the runs read them.
-    Bad input (no experiment, another schema version, an unwritable target) raises
-    :class:`UsageError` before anything is written.
-    """
-    started = time.perf_counter()
-    paths = [str(path)] if isinstance(path, (str, os.PathLike)) else list(dict.fromkeys(str(p) for p in path))
-    if not paths:
-        raise UsageError("report needs an experiment folder (or several)")
-    several = len(paths) > 1
-    if max_thumbnails < 0:
-        raise UsageError(f"--max-thumbnails must be 0 or more, got {max_thumbnails}")
-    if several and not out:
-        raise UsageError(f"a report of {len(paths)} experiments belongs in none of them: give the folder to write "
-                         f"it to with --out DIR")
-    if data_root:
-        from parity_ray.data import data_roots
-
-        data_roots(data_root)  # an explicit --data-root is used or refused, before anything is written
-    if several:
-        for one in paths:
-            found, many = results.experiment_paths(one)  # a missing folder: the one-experiment message
-            if many:
-                raise UsageError(f"'{one}' is not an experiment folder but holds {len(found)}: name each experiment "
-                                 f"to report on")
-        labels = results.experiment_labels(paths)
-        loaded = tables.qualify_ids(results.load(paths))  # run ids become <experiment>/<run id>
-        target = storage.canonical(str(out))
-    else:
-        labels = [Path(_experiment_root(paths[0]).rstrip("/")).name or paths[0]]
-        loaded = results.load_experiment(paths[0])  # one experiment: the report is written into it
-        target = storage.canonical(str(out) if out else storage.join(_experiment_root(paths[0]), "report"))
-        if not out:  # <experiment>/report may not be a link leading elsewhere (an --out you give is yours)
-            storage.check_inside(_experiment_root(paths[0]), target)
-    experiments = list(zip(paths, labels))
-    for _, run in loaded.runs.iterrows():  # code a stored config names is refused before anything is written
-        check_stored_config(run.get("config_json"), f"run '{run.get('run_id')}'")
-
-    def render_into(folder: Path) -> List[str]:
-        return render(loaded, paths[0], folder, max_thumbnails=max_thumbnails, data_root=data_root,
-                      experiments=experiments if several else None)
-
-    if storage.is_remote(target):
-        with tempfile.TemporaryDirectory(prefix="parity-ray-report-") as staging:
-            files = render_into(Path(staging))
-            _upload(Path(staging), files, target)
-    else:
-        files = _publish_local(Path(target), render_into)
-    runs = loaded.runs
-    per_experiment = runs["experiment"].astype(str).value_counts() if several else {}
-    return {
-        "report": storage.join(target, "index.html"),
-        "experiment": paths[0] if not several else ", ".join(paths),
-        "experiments": [{"path": one, "name": name, "runs": int(per_experiment.get(name, 0)) if several else len(runs)}
-                        for one, name in experiments],
-        "runs": len(runs),
-        "status": {k: int(v) for k, v in runs["status"].value_counts().sort_index().items()},
-        "simulations": int(loaded.simulations["simulation_id"].nunique()) if not loaded.simulations.empty else 0,
-        "figures": [f for f in files if f.endswith(".png") and "/" not in f],
-        "explorer_runs": sum(1 for f in files if f.startswith("data/run-")),
-        "thumbnail_sheets": sum(1 for f in files if f.startswith("images/")),
-        "files": len(files),
-        "seconds": round(time.perf_counter() - started, 2),
-    }
-
-
-def format_summary(summary: Dict[str, object]) -> str:
-    """The human lines ``parity-ray report`` prints."""
-    status = ", ".join(f"{k.lower()} {v}" for k, v in summary["status"].items())
-    experiments = summary.get("experiments") or []
-    if len(experiments) > 1:
-        head = [f"{'experiments' if n == 0 else '':<12}{e['name']}: {e['path']} ({e['runs']} runs)"
-                for n, e in enumerate(experiments)]
-    else:
-        head = [f"{'experiment':<12}{summary['experiment']}"]
-    return "\n".join(printable(line) for line in head + [
-        f"{'runs':<12}{summary['runs']}  {status}",
-        f"{'simulations':<12}{summary['simulations']}",
-        f"{'figures':<12}{', '.join(summary['figures'])}",
-        f"{'explorer':<12}{summary['explorer_runs']} runs, {summary['thumbnail_sheets']} thumbnail sheets",
-        f"{'report':<12}{summary['report']}  ({summary['seconds']:.1f} s)",
-    ])
-
-
-def printable(text: str) -> str:
-    """``text`` for a terminal: control characters (escape sequences a stored string may carry) shown
-    escaped, as ``\\x1b``, never sent raw."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
-
-
-# --------------------------------------------------------------------------- targets
-
-
-def _experiment_root(path: str) -> str:
-    """The experiment folder, also when given its ``tables/`` folder (as ``results.load`` accepts)."""
-    stripped = path.rstrip("/")
-    if stripped.endswith("/tables") or stripped == "tables":
-        if storage.exists(storage.join(stripped, "runs.parquet")):
-            return stripped[: -len("tables")].rstrip("/") or "."
-    return path
-
-
-def _check_local_target(target: Path) -> None:
-    """Refuse a target we cannot write or must not replace, before any work is done."""
-    if target.exists() and not target.is_dir():
-        raise UsageError(f"report target '{target}' is a file, not a folder; give a new or empty folder with --out")
-    if target.is_dir() and any(target.iterdir()) and not _is_report(target):
-        raise UsageError(f"report target '{target}' is a folder holding other files; give a new or empty folder with --out")
-    ancestor = target
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise UsageError(f"report target '{target}' cannot be created: '{ancestor}' is a file, not a folder")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise UsageError(f"report target '{target}' is not writable: no write permission on '{ancestor}'")
-
-
-def _is_report(folder: Path) -> bool:
-    index = folder / "index.html"
-    return index.is_file() and f'content="{GENERATOR}"' in index.read_text(errors="replace")[:2000]
-
-
-def _publish_local(target: Path, render_into: Callable[[Path], List[str]]) -> List[str]:
-    """Render into a staging folder beside ``target``, then swap it in (an old report is replaced)."""
-    target = target.expanduser().absolute()
-    _check_local_target(target)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
-    except OSError as exc:
-        raise UsageError(f"report target '{target}' is not writable: {exc.strerror or exc}") from None
-    try:
-        files = render_into(staging)
-        staging.chmod(0o755)  # mkdtemp makes it private; a report is meant to be shared
-        if target.exists():
-            # Same filesystem, so both renames are atomic; the old report goes only once the new one is whole.
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            os.replace(target, old / "report")
-            os.replace(staging, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, target)
-        return files
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def _upload(staging: Path, files: List[str], target: str) -> None:
-    """Upload a rendered report; index.html last, so it never links to files not yet there."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    def put(name: str) -> None:
-        storage.write_bytes(storage.join(target, name), (staging / name).read_bytes())
-
-    try:
-        with ThreadPoolExecutor(max_workers=8) as pool:  # data files and sheets: many small objects
-            list(pool.map(put, [name for name in files if name != "index.html"]))
-        put("index.html")
-    except OSError as exc:
-        raise UsageError(f"report target '{target}' is not writable: {exc}") from None
-
-
-# --------------------------------------------------------------------------- rendering
-
-ASSETS = Path(__file__).resolve().parent / "assets"
-STATIC = ["report.css", "report.js"]  # copied from analysis/assets beside index.html
-
-
-def render(loaded, experiment: str, folder: Path, max_thumbnails: int = explorer.MAX_THUMBNAILS,
-           data_root: Optional[str] = None, experiments: Optional[List[Tuple[str, str]]] = None) -> List[str]:
-    """Write ``index.html``, its scripts, data files, thumbnails and PNG figures into ``folder``; return the file names.
-
-    ``experiments``: ``(path, name)`` of each experiment when ``loaded`` holds several (their run
-    ids qualified by ``tables.qualify_ids``); the sections then group or label runs by experiment.
-    """
-    written: List[str] = []
-    charts: List[dict] = []
-
-    def figure(name: str, fig, chart_specs: List[Optional[dict]]) -> str:
-        """Interactive charts (Plotly) with the static PNG of the same data beside them (the notebooks' figure)."""
-        (folder / name).write_bytes(figures.to_png(fig))
-        written.append(name)
-        parts = []
-        for spec in chart_specs:
-            if spec is not None:
-                charts.append(spec)
-                parts.append(f'<figure class="chart-box"><figcaption>{html.escape(spec["title"])}</figcaption>'
-                             f'<div class="chart" id="{spec["id"]}" role="img" aria-label="{html.escape(spec["title"])}">'
-                             '<p class="loading">Drawing the chart…</p></div></figure>')
-        link = f'<p class="png">Static figure: <a href="{name}" class="png-link">{name}</a></p>'
-        wide = any(spec is not None and spec.get("wide") for spec in chart_specs)
-        return f'<div class="charts{" wide" if wide else ""}">' + "".join(parts) + "</div>" + link
-
-    loaded, boxes = split_box_predictions(loaded)  # regression runs: scored by IoU, no class columns
-    built = explorer.build(loaded, folder, boxes=boxes, max_thumbnails=max_thumbnails, data_root=data_root)
-    written += built["files"]
-    manifest = built["manifest"]
-    manifest["pair"] = explorer.default_pair(manifest["runs"])
-    for name in STATIC:
-        shutil.copyfile(ASSETS / name, folder / name)
-    shutil.copyfile(interactive.plotly_js(), folder / "plotly.min.js")
-    written += STATIC + ["plotly.min.js"]
-
-    tasks = {r["task"] for r in manifest["runs"]}
-    sections = [
-        _header(loaded, experiment, experiments),
-        _accuracy_section(loaded, figure, several=bool(experiments)),
-        _boxes_section(loaded, boxes),
-        _codes_section(loaded, several=bool(experiments)),
-        _lineage_section(loaded, manifest, several=bool(experiments)),
-        explorer_section(classes="classification" in tasks or not tasks, boxes="regression" in tasks),
-        compare_section(several=bool(experiments)),
-        _curves_section(loaded, figure),
-        _erasure_section(loaded, figure, boxes=not boxes.empty),
-        _latency_section(loaded, experiment, figure, several=bool(experiments)),
-    ]
-    if not loaded.sweeps.empty:
-        sections.append(_sweeps_section(loaded, figure))
-    if experiments:
-        name = " vs ".join(label for _, label in experiments)
-    else:
-        name = Path(_experiment_root(experiment).rstrip("/")).name or experiment
-    page = PAGE.format(title=html.escape(f"{name} — parity_ray report"), generator=GENERATOR,
-                       nav=NAV + (SWEEPS_NAV if not loaded.sweeps.empty else ""),
-                       body="\n".join(sections), manifest=explorer.json_for_script(manifest),
-                       charts=explorer.json_for_script(charts))
-    (folder / "index.html").write_text(page, encoding="utf-8")
-    return written + ["index.html"]
-
-
-PERCENT = ("accuracy", "agreement", "top5", "fraction", "correct")
-
-
-def _format_value(column: str, value) -> str:
-    """Accuracies as percentages, seconds and nats with their unit, counts as integers."""
-    if value is None or (isinstance(value, float) and value != value) or value is pd.NA:
-        return "—"
-    if isinstance(value, (bool, np.bool_)):
-        return "yes" if value else "no"
-    if isinstance(value, (float, np.floating)):
-        if any(word in column for word in PERCENT) and "kl" not in column:
-            return f"{value * 100:.1f} %"
-        if "_kl" in column:
-            return f"{value:.3g}"
-        if column.endswith("_ms"):
-            return f"{value:,.1f}"
-        if column.endswith("seconds"):
-            return f"{value:,.1f} s"
-        if float(value).is_integer() and abs(value) < 1e15:
-            return f"{int(value):,}"
-        return f"{value:.4g}"
-    if isinstance(value, (int, np.integer)):
-        return f"{int(value):,}" if column not in ("label", "position", "parity", "k", "r", "epoch", "best_epoch",
-                                                    "most_confused_with", "erasures") else str(int(value))
-    return html.escape(str(value))
-
-
-HEADERS = {"accuracy_drop": "drop (pp)", "kl": "KL"}
-
-
-def _header_text(column: str) -> str:
-    text = HEADERS.get(column, column.replace("_", " "))
-    words = text.split(" ")
-    if "kl" in words:
-        text = " ".join("KL" if w == "kl" else w for w in words) + " (nats)"
-    elif column.endswith("_ms"):
-        text = text[:-3] + " (ms)"
-    return html.escape(text)
-
-
-def _table(df: pd.DataFrame, table_id: str, wrap: Tuple[str, ...] = ()) -> str:
-    """A table in its own scroll box (sticky header); numbers formatted with units, missing values as a dash."""
-    head = "".join(f'<th scope="col" class="{"wrap" if c in wrap else ""}">{_header_text(str(c))}</th>' for c in df.columns)
-    body = []
-    for row in df.itertuples(index=False):
-        cells = []
-        for column, value in zip(df.columns, row):
-            text = _format_value(str(column), value)
-            if column == "accuracy_drop" and text != "—":
-                text = f"{value * 100:.1f}"  # percentage points (the header says so)
-            number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-            css = "wrap" if column in wrap else ("num" if number else "")
-            cells.append(f'<td class="{css}">{text}</td>')
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return (f'<div class="scroll" tabindex="0"><table id="{table_id}"><thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table></div>')
-
-
-def _note(text: str, note_id: str) -> str:
-    return f'<p class="note" id="{note_id}">{text}</p>'
 
 
 def _header(loaded, experiment: str, experiments: Optional[List[Tuple[str, str]]] = None) -> str:
@@ -404,24 +85,6 @@ def _accuracy_section(loaded, figure, several: bool = False) -> str:
     return "\n".join(parts) + "</section>"
 
 
-BOX_COLUMNS = ("true_box", "base_box", "decoded_box")
-
-
-def split_box_predictions(loaded):
-    """``(loaded with class predictions only, box prediction rows)``: regression runs' predictions hold boxes
-    and IoUs instead of labels and top-5 lists, so the class sections (explorer, per-class tables) skip them."""
-    import dataclasses
-
-    p = loaded.predictions
-    if p.empty or "decoded_box" not in p.columns:
-        return loaded, p.iloc[0:0]
-    is_box = p["decoded_box"].notna()
-    classes = p[~is_box].drop(columns=[c for c in p.columns if c in BOX_COLUMNS or c.startswith("iou_")])
-    if classes.empty:
-        classes = results.empty_predictions()
-    return dataclasses.replace(loaded, predictions=classes.reset_index(drop=True)), p[is_box].reset_index(drop=True)
-
-
 def _boxes_section(loaded, boxes: pd.DataFrame) -> str:
     """Regression runs: localisation accuracy (IoU >= 0.75 with the true box), mean IoU, agreement with F's box."""
     if boxes.empty:
@@ -465,16 +128,6 @@ def _codes_section(loaded, several: bool = False) -> str:
         _table(table.drop(columns=["run_id"]), "code-comparison-table"),
         "</section>",
     ])
-
-
-def _pct(value) -> str:
-    return "—" if value is None or value != value else f"{value * 100:.1f} %"
-
-
-def _seconds(value) -> str:
-    if value is None or value != value:
-        return "—"
-    return f"{value:.1f} s" if value < 120 else f"{value / 60:.1f} min"
 
 
 def _lineage_section(loaded, manifest: dict, several: bool = False) -> str:
@@ -650,6 +303,7 @@ NAV = "".join(f'<a href="#{anchor}">{text}</a>' for anchor, text in [
     ("accuracy", "Accuracy"), ("lineage", "Lineage"), ("explorer", "Instance explorer"), ("compare", "Run vs run"),
     ("learning-curves", "Learning curves"), ("erasures", "Erasures"), ("latency", "Latency")])
 SWEEPS_NAV = '<a href="#sweeps">Sweeps</a>'  # only when the experiment has tables/sweeps/
+
 
 def explorer_section(classes: bool = True, boxes: bool = False) -> str:
     """The explorer's controls; those of one task (class decodes, boxes) show while a run of that task is picked."""
