@@ -9,7 +9,7 @@ config files name it (``import_path: parity_ray.actors.app:app_builder``), so ``
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from typing import Any, Dict, List, Optional, Tuple
 
 from parity_ray import storage
@@ -17,31 +17,10 @@ from parity_ray.errors import UsageError, choices_hint
 from parity_ray.registry import trusting_stored_code
 from parity_ray.serving import ServedRun, resolve_run
 
+from parity_ray.actors.options import AppOptions
+
 APP_NAME = "parity-ray"
 IMPORT_PATH = "parity_ray.actors.app:app_builder"
-
-
-@dataclass
-class AppOptions:
-    """Everything the app needs besides the run; also the ``args`` of a Serve config file."""
-
-    mode: str = "coded"
-    deadline_ms: float = 50.0  # coded: decode after this; hedged: duplicate after this
-    hedge_deadline_ms: Optional[float] = None  # coded-hedged: duplicate after this (default 2 x deadline)
-    group_wait_ms: Optional[float] = None  # coded: seal a group this long after its first query (default: deadline / 2)
-    timeout_s: float = 10.0  # a query not answered by then fails
-    max_batch_size: int = 16
-    batch_wait_ms: float = 2.0
-    cpus_per_replica: float = 0.25
-    gpus_per_replica: float = 0.0
-    frontend_cpus: float = 0.1
-    straggler: str = "none"  # actors.stragglers spec (for demos and simulations)
-    seed: int = 0
-    max_instances: int = 64  # instances per HTTP request
-
-    def frontend_options(self) -> Dict[str, Any]:
-        keys = ("deadline_ms", "hedge_deadline_ms", "group_wait_ms", "timeout_s", "max_instances")
-        return {key: getattr(self, key) for key in keys}
 
 
 def check_options(options: AppOptions) -> None:

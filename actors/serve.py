@@ -5,31 +5,13 @@ from __future__ import annotations
 
 import signal
 import threading
-from dataclasses import dataclass, fields
 from typing import Optional
 
 from parity_ray.errors import UsageError
 from parity_ray.logs import stderr_log
 
-from parity_ray.actors.app import APP_NAME, AppOptions, build_app, check_options, plan, serve_config, write_serve_config
-
-
-@dataclass
-class ServeOptions(AppOptions):
-    experiment: str = ""
-    run: str = "best"
-    dataset: Optional[str] = None
-    model: Optional[str] = None
-    k: Optional[int] = None
-    host: str = "127.0.0.1"
-    port: int = 8000
-    route_prefix: str = "/"
-    address: Optional[str] = None
-    write_config: Optional[str] = None
-    trust_code: bool = False  # --trust-code: the run's stored class-specs may be imported (also by `serve run FILE`)
-
-    def app_options(self) -> AppOptions:
-        return AppOptions(**{f.name: getattr(self, f.name) for f in fields(AppOptions)})
+from parity_ray.actors.app import APP_NAME, build_app, check_options, plan, serve_config, write_serve_config
+from parity_ray.actors.options import ServeOptions  # noqa: F401 - the command's options
 
 
 def run_serve(options: ServeOptions, log=stderr_log, ready: Optional[threading.Event] = None,

@@ -15,64 +15,18 @@ import json
 import sys
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any, Dict, List, Optional
 
 import numpy as np
 import pandas as pd
 
-from parity_ray.actors.modes import default_simulation_modes
+from parity_ray.actors.options import SimulationOptions, smoke_modes  # noqa: F401 - the command's options
 from parity_ray.errors import UsageError, choices_hint
 from parity_ray.logs import stderr_log
 from parity_ray.provenance import library_versions, stable_hash
 from parity_ray.results import SCHEMA_VERSION, write_simulation
 
-
-
-def smoke_modes() -> List[str]:
-    """``--smoke-test``'s modes: the first two default ones (a coded mode and a baseline)."""
-    return default_simulation_modes()[:2]
-
-
-@dataclass
-class SimulationOptions:
-    experiment: str  # experiment folder or s3:// URI holding tables/
-    run: str = "best"  # a run id, or "best" (highest degraded-mode accuracy, filtered below)
-    dataset: Optional[str] = None
-    model: Optional[str] = None
-    k: Optional[int] = None
-    modes: List[str] = field(default_factory=default_simulation_modes)
-    straggler: str = "none"  # actors.stragglers spec, e.g. "slow:replica=0,p=0.3,delay_ms=100"
-    rate: float = 50.0  # open-loop Poisson queries per second
-    clients: Optional[int] = None  # closed loop with N clients instead of a rate
-    queries: int = 1000  # measured queries per mode
-    warmup: int = 100  # queries sent first and left out of the statistics
-    deadline_ms: float = 50.0  # coded: decode after this; hedged: duplicate after this
-    hedge_deadline_ms: Optional[float] = None  # coded-hedged: duplicate after this (default 2 x deadline)
-    group_wait_ms: Optional[float] = None  # coded: seal a group this long after its first query (default: deadline / 2)
-    timeout_s: float = 10.0  # a query not answered by then fails
-    max_batch_size: int = 16
-    batch_wait_ms: float = 2.0
-    cpus_per_replica: float = 0.25
-    gpus_per_replica: float = 0.0
-    data_root: Optional[str] = None
-    seed: int = 0
-    address: Optional[str] = None  # Ray cluster address (e.g. "auto"); None = start a local Ray
-    resource_check: bool = True  # refuse replicas no current node can hold (turn off for autoscaling clusters)
-    progress: bool = True
-    # Open-loop only: deploy every mode's app at once and send each mode its load in turns of this many
-    # seconds (each mode the same seeded queries at the same times of its own clock; one mode loaded at a
-    # time), so that background load on a shared machine falls on every mode alike. None: one mode after another.
-    interleave_s: Optional[float] = None
-
-    def app_options(self, mode: str):
-        from parity_ray.actors.app import AppOptions
-
-        return AppOptions(mode=mode, deadline_ms=self.deadline_ms, hedge_deadline_ms=self.hedge_deadline_ms,
-                          group_wait_ms=self.group_wait_ms, timeout_s=self.timeout_s,
-                          max_batch_size=self.max_batch_size, batch_wait_ms=self.batch_wait_ms,
-                          cpus_per_replica=self.cpus_per_replica, gpus_per_replica=self.gpus_per_replica,
-                          straggler=self.straggler, seed=self.seed)
 
 
 # --------------------------------------------------------------------------- validation

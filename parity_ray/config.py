@@ -247,10 +247,11 @@ def field_docs(cls=None) -> Dict[str, str]:
     import re
 
     cls = cls or TrainConfig
-    source = inspect.getsource(cls)
     docs = {}
-    for match in re.finditer(r"^\s+(\w+): [^=\n]+=[^#\n]*#\s*(.+)$", source, flags=re.MULTILINE):
-        docs[match.group(1)] = match.group(2).strip()
+    for klass in reversed([k for k in cls.__mro__ if dataclasses.is_dataclass(k)]):  # a subclass's comment wins
+        source = inspect.getsource(klass)
+        for match in re.finditer(r"^\s+(\w+): [^=\n]+(?:=[^#\n]*)?#\s*(.+)$", source, flags=re.MULTILINE):
+            docs[match.group(1)] = match.group(2).strip()
     if cls is TrainConfig:
         for name in REGISTERED_FIELDS:
             docs[name] = f"{docs.get(name, '')}; registered: {', '.join(field_registry(name).in_order())}".lstrip("; ")

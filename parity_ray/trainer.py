@@ -95,15 +95,8 @@ def train(
     started = time.perf_counter()
 
     # Data, then the frozen base model whose outputs every epoch reuses.
-    data = load_data(
-        config.dataset,
-        data_root=config.data_root,
-        download=config.download,
-        val_size=config.val_size,
-        split_seed=config.seed,
-        input_norm=config.input_norm,
-        device=device,
-    )
+    data = load_data(config.dataset, data_root=config.data_root, download=config.download, val_size=config.val_size,
+                     split_seed=config.seed, input_norm=config.input_norm, device=device)
     base_model, base_info = prepare_base_model(config, data, device, log)
     # F's outputs on every split, from the on-disk cache (keyed by F's weights, split and normalisation) when present.
     base_outputs, outputs_cached = cached_base_outputs(base_model, config, data, device, SPLITS, log)
@@ -147,24 +140,14 @@ def train(
                 x, y = data.split_tensors(split)
                 results[split] = evaluate(eval_groups[split], x, y, base_outputs[split], code, loss_fn, config)
             evaluated = code.state() if average is not None else None
-        for split, metrics in results.items():
-            state.history.append({"epoch": epoch, "split": split, **metrics, "available_accuracy": available[split],
-                                  **({"majority_accuracy": base_rate[split]} if base_rate[split] is not None else {})})
-        state.epoch = epoch
-        improved = epoch == 0 or improves(results["val"], state.best_score)
-        if improved:
-            state.best_epoch, state.best_score = epoch, results["val"][EPOCH_SELECTION_METRIC]
+        improved = record_epoch(state, epoch, results, available, base_rate)
         save_checkpoints(run_dir, config, state, code, optimizer, scheduler, base_info, data, improved,
                          evaluated=evaluated, extra=average.state() if average is not None else None)
         if epoch == config.epochs or (improved and predictions_on_improvement):
             write_predictions(run_dir, code, eval_groups["test"], data, base_outputs["test"], config)
-        if should_log(epoch, config.epochs, time.perf_counter() - epoch_started):
-            loss = results.get("train", results["val"])["loss"]
-            log(
-                f"epoch {epoch}/{config.epochs}  loss {loss:.4f}  "
-                f"val recon {results['val']['reconstruction_top1']:.4f}  "
-                f"degraded {results['test']['overall_top1']:.4f}  ({time.perf_counter() - epoch_started:.1f} s)"
-            )
+        seconds = time.perf_counter() - epoch_started
+        if should_log(epoch, config.epochs, seconds):
+            log(epoch_line(epoch, config.epochs, results, seconds))
         if on_epoch is not None:
             report = EpochReport(epoch, results, state.train_seconds, improved, run_dir, run_dir / "checkpoints")
             try:
@@ -176,6 +159,25 @@ def train(
     summary["base_outputs_cached"] = outputs_cached  # F's outputs came from the on-disk cache
     atomic_write_json(run_dir / "summary.json", summary)
     return RunResult(run_dir=run_dir, summary=summary, history=state.history)
+
+
+def record_epoch(state: RunState, epoch: int, results: Dict[str, Dict[str, float]], available, base_rate) -> bool:
+    """Add an epoch's metrics to the run's history (with F's own accuracy and the base rate beside
+    them); return whether it is the best epoch so far (always, for epoch 0), and note it if so."""
+    for split, metrics in results.items():
+        state.history.append({"epoch": epoch, "split": split, **metrics, "available_accuracy": available[split],
+                              **({"majority_accuracy": base_rate[split]} if base_rate[split] is not None else {})})
+    state.epoch = epoch
+    improved = epoch == 0 or improves(results["val"], state.best_score)
+    if improved:
+        state.best_epoch, state.best_score = epoch, results["val"][EPOCH_SELECTION_METRIC]
+    return improved
+
+
+def epoch_line(epoch: int, epochs: int, results: Dict[str, Dict[str, float]], seconds: float) -> str:
+    loss = results.get("train", results["val"])["loss"]
+    return (f"epoch {epoch}/{epochs}  loss {loss:.4f}  val recon {results['val']['reconstruction_top1']:.4f}  "
+            f"degraded {results['test']['overall_top1']:.4f}  ({seconds:.1f} s)")
 
 
 def should_log(epoch: int, epochs: int, seconds: float) -> bool:

@@ -13,17 +13,18 @@ with ``--workers 0``. One row per cell x mode lands in ``tables/sweeps/<sweep_id
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any, Dict, List, Optional
 
 import numpy as np
 import pandas as pd
 
-from parity_ray.actors.modes import presented_modes
+from parity_ray.actors.options import ModePolicy, SweepOptions
 from parity_ray.errors import UsageError, choices_hint
 from parity_ray.logs import stderr_log
 from parity_ray.provenance import library_versions, stable_hash
@@ -31,41 +32,7 @@ from parity_ray.results import SCHEMA_VERSION, SWEEP_COLUMNS, check_table_target
 
 
 
-@dataclass
-class SweepOptions:
-    experiment: str  # where the rows go (tables/sweeps/); its run gives the code and the accuracies
-    run: Optional[str] = "best"  # the served run whose per-instance results give accuracies (None: no accuracy)
-    modes: List[str] = field(default_factory=presented_modes)
-    rates: List[float] = field(default_factory=lambda: [50.0])  # open-loop Poisson queries/s over the whole cluster
-    clients: Optional[int] = None  # closed loop with N clients (over the whole cluster) instead of rates
-    ks: Optional[List[int]] = None  # default: the run's k
-    rs: Optional[List[int]] = None  # default: the run's r
-    stragglers: List[str] = field(default_factory=lambda: ["none"])  # actors.stragglers specs
-    cluster_sizes: Optional[List[int]] = None  # replicas in the cluster; default: one app of each mode
-    queries: int = 10000  # measured queries per cell x mode
-    warmup: int = 100
-    service: Optional[str] = None  # by hand, e.g. lognormal:median_ms=3,sigma=0.3
-    calibrate: Optional[str] = None  # EXPERIMENT[:SIMULATION_ID] to fit the service times from
-    busy_fraction: Optional[float] = None  # override the service model's
-    deadline_ms: float = 50.0
-    hedge_deadline_ms: Optional[float] = None
-    group_wait_ms: Optional[float] = None
-    timeout_s: float = 10.0
-    max_batch_size: int = 16
-    batch_wait_ms: float = 2.0
-    restart_s: float = 3.0  # a crashed replica is back this long after
-    target_p999_ms: Optional[float] = None  # the report's "cheapest mode meeting it" (recorded in settings)
-    seed: int = 0
-    workers: Optional[int] = None  # Ray tasks at once; 0: run in this process; None: one per CPU of the cluster
-    address: Optional[str] = None
-    progress: bool = True
 
-    def mode_options(self) -> Dict[str, Any]:
-        return {"deadline_ms": self.deadline_ms, "hedge_deadline_ms": self.hedge_deadline_ms,
-                "group_wait_ms": self.group_wait_ms, "timeout_s": self.timeout_s}
-
-
-# --------------------------------------------------------------------------- validation
 
 
 def _layout(k: int, r: int, run_layout=None):
@@ -109,10 +76,9 @@ def validate(options: SweepOptions):
         raise UsageError("--restart-s must be >= 0 and --busy-fraction in (0, 1]")
     from parity_ray.actors.app import AppOptions
 
+    policy = {f.name: getattr(options, f.name) for f in dataclasses.fields(ModePolicy)}
     for mode in options.modes:
-        check_options(AppOptions(mode=mode, deadline_ms=options.deadline_ms, hedge_deadline_ms=options.hedge_deadline_ms,
-                                 group_wait_ms=options.group_wait_ms, timeout_s=options.timeout_s,
-                                 max_batch_size=options.max_batch_size, batch_wait_ms=options.batch_wait_ms))
+        check_options(AppOptions(mode=mode, **policy))
     for spec in options.stragglers:
         parse_spec(spec)
     if bool(options.service) == bool(options.calibrate):

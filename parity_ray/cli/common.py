@@ -1,5 +1,5 @@
-"""What every command module shares: the one-line parser, the run-config flags, the shared serving
-flags and the summary output."""
+"""What every command module shares: the one-line parser, the run-config flags and the summary
+output. Options classes become flags through ``cli.options``."""
 
 from __future__ import annotations
 
@@ -117,23 +117,6 @@ def emit(summary: Dict[str, Any], as_json: bool) -> None:
         print(json.dumps(summary, sort_keys=True))
     sys.stdout.flush()
 
-
-
-def add_serving_flags(parser: argparse.ArgumentParser, straggler: bool = True, placement: bool = True) -> None:
-    """The app's flags, shared by simulate and serve."""
-    if straggler:
-        parser.add_argument("--straggler", default="none", help="e.g. slow:replica=0,p=0.3,delay_ms=100 (join models with +)")
-    parser.add_argument("--deadline-ms", type=float, default=50.0, help="coded: decode after this; hedged: duplicate after this")
-    parser.add_argument("--hedge-deadline-ms", type=float, help="coded-hedged: duplicate after this (default 2 x deadline)")
-    parser.add_argument("--group-wait-ms", type=float,
-                        help="coded: seal a group this long after its first query (default: half the deadline)")
-    parser.add_argument("--timeout-s", type=float, default=10.0)
-    parser.add_argument("--max-batch-size", type=int, default=16)
-    parser.add_argument("--batch-wait-ms", type=float, default=2.0)
-    if placement:
-        parser.add_argument("--cpus-per-replica", type=float, default=0.25)
-        parser.add_argument("--gpus-per-replica", type=float, default=0.0)
-    parser.add_argument("--seed", type=int, default=0)
 
 
 def add_common_flags(parser: argparse.ArgumentParser) -> None:

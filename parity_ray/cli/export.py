@@ -4,8 +4,27 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass, field
+from typing import Optional
 
 from ..errors import UsageError
+from .options import add_option_flags, options_from_args
+
+
+@dataclass(kw_only=True)
+class ExportOptions:
+    """Which run to export (a run folder, or an experiment's run) and where to."""
+
+    run_dir: Optional[str] = field(default=None, metadata={"positional": "?", "metavar": "RUN"})  # a run folder (parity-ray train's, or a trial's checkpoint folder)
+    experiment: Optional[str] = None  # instead of RUN: an experiment folder or s3:// URI
+    run: Optional[str] = None  # with --experiment: a run id, or best (default)
+    out: str  # the new folder to write (must not exist, or be empty)
+
+    def check(self) -> None:
+        if bool(self.run_dir) == bool(self.experiment):
+            raise UsageError("export needs a run folder (RUN) or --experiment E [--run best|ID], not both")
+        if self.run_dir and self.run is not None:
+            raise UsageError("--run picks a run of --experiment; with a run folder leave it out")
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
@@ -13,10 +32,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
                                  description="Write each trained part of a run as <part>.pt (a state_dict, tensors only) "
                                              "and <part>.json (how to build it: registry name, kwargs, input shape, k, r, "
                                              "versions) into a new folder.")
-    export.add_argument("run_dir", nargs="?", metavar="RUN", help="a run folder (parity-ray train's, or a trial's checkpoint folder)")
-    export.add_argument("--experiment", help="instead of RUN: an experiment folder or s3:// URI")
-    export.add_argument("--run", help="with --experiment: a run id, or best (default)")
-    export.add_argument("--out", required=True, help="the new folder to write (must not exist, or be empty)")
+    add_option_flags(export, ExportOptions)
     export.add_argument("--json", action="store_true", help="print the summary as one JSON object, last on stdout")
     export.set_defaults(func=run)
     return export
@@ -25,12 +41,10 @@ def add_parser(commands) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from ..export import export_run, format_summary, from_experiment, from_run_dir
 
-    if bool(args.run_dir) == bool(args.experiment):
-        raise UsageError("export needs a run folder (RUN) or --experiment E [--run best|ID], not both")
-    if args.run_dir and args.run is not None:
-        raise UsageError("--run picks a run of --experiment; with a run folder leave it out")
-    source = from_run_dir(args.run_dir) if args.run_dir else from_experiment(args.experiment, args.run or "best")
-    summary = export_run(source, args.out)
+    options = options_from_args(ExportOptions, args)
+    options.check()
+    source = from_run_dir(options.run_dir) if options.run_dir else from_experiment(options.experiment, options.run or "best")
+    summary = export_run(source, options.out)
     print(format_summary(summary))
     if args.json:
         print(json.dumps(summary, sort_keys=True, default=str))

@@ -10,28 +10,30 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from .. import storage
 from ..errors import UsageError
 from ..logs import stderr_log
-from .common import add_common_flags
+from .options import add_option_flags, options_from_args
 
 STRAGGLER = "slow:replica=0,p=0.3,delay_ms=100"  # the published set-up: one replica slowed on 30% of its batches
 
 
 @dataclass
 class QuickstartOptions:
+    """``parity-ray quickstart``: where the experiment goes and where MNIST is; the rest is fixed."""
+
     storage: str = "./results"  # parent folder of the experiment (local: the quickstart runs offline)
-    name: Optional[str] = None  # experiment name; None = the first free of q1, q2, ...
-    data_root: Optional[str] = None  # where MNIST is; without it the grid keeps to digits
-    rate: float = 30.0  # simulation: Poisson queries/s (2 cores sustain this in every mode)
-    queries: int = 300  # simulation: measured queries per mode
-    deadline_ms: float = 50.0  # simulation: above the no-straggler p90 on 2 cores
-    smoke_test: bool = False
-    progress: bool = True
+    name: Optional[str] = None  # experiment name (default: the first free of q1, q2, ...)
+    data_root: Optional[str] = None  # folder holding MNIST (else $PARITY_RAY_DATA); without it: digits only
+    rate: float = field(default=30.0, metadata={"cli": False})  # simulation: Poisson queries/s (2 cores sustain this in every mode)
+    queries: int = field(default=300, metadata={"cli": False})  # simulation: measured queries per mode
+    deadline_ms: float = field(default=50.0, metadata={"cli": False})  # simulation: above the no-straggler p90 on 2 cores
+    smoke_test: bool = False  # a tiny grid and a few queries, to check the set-up
+    progress: bool = field(default=True, metadata={"negate": "--no-progress", "negate_help": "no progress bars"})  # progress bars
 
 
 def run_quickstart(options: QuickstartOptions, simulate: Callable[..., Dict[str, Any]],
@@ -140,10 +142,8 @@ def add_parser(commands) -> argparse.ArgumentParser:
     quick = commands.add_parser("quickstart", help="offline, one machine: quick Tune grid -> simulation -> report",
                                 description="Train the quick grid through Ray Tune, serve its best run with one straggling "
                                             "replica in every mode, and write the report; a few minutes on 2 cores.")
-    quick.add_argument("--storage", default="./results", help="parent folder of the experiment (default ./results)")
-    quick.add_argument("--name", help="experiment name (default: the first free of q1, q2, ...)")
-    quick.add_argument("--data-root", help="folder holding MNIST (else $PARITY_RAY_DATA); without it: digits only")
-    add_common_flags(quick)
+    add_option_flags(quick, QuickstartOptions)
+    quick.add_argument("--json", action="store_true", help="print the summary as one JSON object, last on stdout")
     quick.set_defaults(func=run)
     return quick
 
@@ -151,8 +151,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from parity_ray.actors.simulation import SimulationOptions, run_simulation
 
-    options = QuickstartOptions(storage=args.storage, name=args.name, data_root=args.data_root,
-                                smoke_test=args.smoke_test, progress=not args.no_progress)
+    options = options_from_args(QuickstartOptions, args)
     summary = run_quickstart(options, simulate=lambda log, **kw: run_simulation(SimulationOptions(**kw), log=log))
     print(format_summary(summary))
     if args.json:

@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass, field
+from typing import List, Optional
 
+from .options import add_option_flags, options_from_args
+
+
+@dataclass
+class ReportOptions:
+    """What ``build_report`` (``parity_ray.analysis.report``) takes from the command line."""
+
+    paths: List[str] = field(metadata={"positional": "+", "metavar": "PATH"})  # experiment folder or s3:// URI (from parity-ray tune); several for one report of them all
+    out: Optional[str] = None  # write the report to this folder (or s3:// prefix) instead of <PATH>/report/ (required with several experiments)
+    max_thumbnails: int = field(default=200, metadata={"metavar": "N"})  # instance explorer: show at most N differing decodes per run with images (0: none)
+    data_root: Optional[str] = None  # where the test images are, if not where the runs read them (without them the explorer lists decodes without images)
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
@@ -15,14 +28,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
                                              "several experiments (parity-ray report A B --out DIR), one report of them "
                                              "all: runs are named with their experiment and run vs run compares runs "
                                              "of different experiments.")
-    report.add_argument("path", nargs="+", metavar="PATH",
-                        help="experiment folder or s3:// URI (from parity-ray tune); several for one report of them all")
-    report.add_argument("--out", help="write the report to this folder (or s3:// prefix) instead of <PATH>/report/ "
-                                      "(required with several experiments)")
-    report.add_argument("--max-thumbnails", type=int, default=200, metavar="N",
-                        help="instance explorer: show at most N differing decodes per run with images (default 200; 0: none)")
-    report.add_argument("--data-root", help="where the test images are, if not where the runs read them "
-                                            "(without them the explorer lists decodes without images)")
+    add_option_flags(report, ReportOptions)
     report.add_argument("--json", action="store_true", help="print the summary as one JSON object, last on stdout")
     report.set_defaults(func=run)
     return report
@@ -31,8 +37,9 @@ def add_parser(commands) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from parity_ray.analysis.report import build_report, format_summary
 
-    path = args.path[0] if len(args.path) == 1 else args.path
-    summary = build_report(path, out=args.out, max_thumbnails=args.max_thumbnails, data_root=args.data_root)
+    options = options_from_args(ReportOptions, args)
+    path = options.paths[0] if len(options.paths) == 1 else options.paths
+    summary = build_report(path, out=options.out, max_thumbnails=options.max_thumbnails, data_root=options.data_root)
     print(format_summary(summary))
     if args.json:
         print(json.dumps(summary, sort_keys=True))

@@ -20,7 +20,7 @@ import shutil
 import socket
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
@@ -36,6 +36,7 @@ from ..registry import spec_name
 from ..metrics import TUNE_METRIC, best_epoch_row
 from .tuning import SCHEDULERS, SEARCH_ALGS, build, build_callbacks
 from ..results import SCHEMA_VERSION, best_run, empty_predictions, json_column, write_tables
+from .options import TuneOptions
 from .spaces import Cell, ExpandedSpace, expand
 from ..logs import configure_logging, stderr_log
 from ..machine import cache_dir
@@ -46,36 +47,13 @@ Log = Callable[[str], None]
 
 
 
-@dataclass
-class TuneOptions:
-    space: str  # a search_spaces name or a .py file
-    name: str  # experiment name: the folder under storage
-    storage: str = "./results"  # local/NFS path or s3://bucket/prefix
-    address: Optional[str] = None  # Ray cluster address; None = start a local Ray
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    max_concurrent_trials: Optional[int] = None
-    max_failures: int = 2  # retries of a failing trial, each from its last checkpoint
-    checkpoint_every: int = 1  # epochs between checkpoints (the last epoch always has one)
-    overrides: List[str] = field(default_factory=list)  # --set key=value
-    resume: bool = False
-    smoke_test: bool = False
-    resource_check: bool = True  # refuse resources no node has (turn off for autoscaling clusters)
-    progress: bool = True
-    callbacks: List[Any] = field(default_factory=list)  # --callback: Tune callbacks beside the space's own
-    data_root: Optional[str] = None  # --data-root: the folder every trial reads its data from (made absolute here)
-
-    @property
-    def uri(self) -> str:
-        return storage.join(storage.canonical(self.storage), self.name)
-
-
 # --------------------------------------------------------------------------- driver
 
 
 def run_experiment(options: TuneOptions, log: Log = stderr_log) -> Dict[str, Any]:
     """Run (or resume) an experiment; return its summary. Usage errors leave nothing written."""
     started = time.perf_counter()
+    options.check()
     _check_name(options.name)
     options = resolve_paths_on_the_driver(options)
     space = expand(options.space, options.overrides, options.smoke_test)
