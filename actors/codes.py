@@ -55,7 +55,7 @@ def _run_dict(run) -> Dict[str, Any]:
 
 
 def _build_coders(run, load_weights: bool = True):
-    from parity_ray.coders import create_code
+    from parity_ray.coders import create_coders
     from parity_ray.config import TrainConfig
     from parity_ray.data import get_dataset_spec
 
@@ -63,7 +63,7 @@ def _build_coders(run, load_weights: bool = True):
     config = TrainConfig.from_dict(run["config"]).resolved()
     spec = get_dataset_spec(config.dataset)
     # The same builder as the trainer's: systematic or not, Byzantine count, learned decoder sizes.
-    encoder, decoder = create_code(config, spec.input_shape, spec.num_classes)
+    encoder, decoder = create_coders(config, spec.input_shape, spec.num_classes)
     if load_weights:
         state = _coder_states(run)
         for name, module in (("encoder_state", encoder), ("decoder_state", decoder)):

@@ -79,8 +79,11 @@ class ServeOptions(AppOptions):
 
 
 def smoke_modes() -> List[str]:
-    """``--smoke-test``'s modes: the first two default ones (a coded mode and a baseline)."""
-    return default_simulation_modes()[:2]
+    """``--smoke-test``'s modes: the first coded and the first uncoded default mode."""
+    from parity_ray.actors.modes import get_mode
+
+    defaults = default_simulation_modes()
+    return [next(m for m in defaults if get_mode(m).needs_code), next(m for m in defaults if not get_mode(m).needs_code)]
 
 
 @dataclass(kw_only=True)

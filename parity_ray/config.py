@@ -132,7 +132,7 @@ class TrainConfig:
     # ------------------------------------------------------------------ validation
     def validate(self) -> "TrainConfig":
         """Check every name against its registry and every number against its range."""
-        from .coders import DECODERS, ENCODERS, create_code, is_base_worker
+        from .coders import DECODERS, ENCODERS, create_coders, is_base_worker
         from .data import get_dataset_spec, parse_input_norm
         from .losses import LOSSES
         from .models import MODELS
@@ -185,7 +185,7 @@ class TrainConfig:
         # Building the code checks its own limits (the concatenation grid, r, which encoders a decoder reads).
         resolved = self.resolved()
         with torch.device("meta"):  # shapes and limits only: no memory for a learned encoder's weights
-            encoder, decoder = create_code(resolved, spec.input_shape, spec.num_classes)
+            encoder, decoder = create_coders(resolved, spec.input_shape, spec.num_classes)
         trains_workers = not is_base_worker(resolved.parity_model)
         if resolved.parity_init == "base" and trains_workers and spec_name(resolved.parity_model) != spec_name(resolved.model):
             raise UsageError("parity_init=base copies F's weights, so parity_model must be F's architecture (or omitted)")

@@ -80,7 +80,7 @@ def _folder_name(path: str) -> str:
 
 def _parts(source: RunSource) -> List[Dict[str, Any]]:
     """Every trained part of the run: ``{"name", "registry", "spec", "kwargs", "state"}``."""
-    from .coders import create_code, is_base_worker
+    from .coders import create_coders, is_base_worker
     from .config import TrainConfig
     from .data import get_dataset_spec
 
@@ -99,7 +99,7 @@ def _parts(source: RunSource) -> List[Dict[str, Any]]:
             prefix = f"models.{j}."
             parts.append({"name": f"parity_{j}", "registry": "model", "spec": config.parity_model, "kwargs": model_kwargs,
                           "index": j, "state": {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}})
-    encoder, decoder = create_code(config, spec.input_shape, spec.num_classes)
+    encoder, decoder = create_coders(config, spec.input_shape, spec.num_classes)
     systematic = bool(getattr(encoder, "systematic", True))
     coder_kwargs = {
         "encoder": {"k": config.k, "r": config.r, "input_shape": list(spec.input_shape), "systematic": systematic},

@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from .coders import create_code, is_base_worker
+from .coders import create_coders, is_base_worker
 from .config import TrainConfig
 from .initialization import PARITY_INITS
 from .models import create_model
@@ -102,7 +102,7 @@ def build_code(config: TrainConfig, spec, base_model: nn.Module, device, train_t
     left the worker randomly initialised and frozen; here ``parity_model="base"`` runs F with F's
     weights, and a trained worker is trained.)
     """
-    encoder, decoder = create_code(config, spec.input_shape, spec.num_classes)
+    encoder, decoder = create_coders(config, spec.input_shape, spec.num_classes)
     if is_base_worker(config.parity_model):
         workers: nn.Module = FrozenBaseWorkers(base_model)
     else:

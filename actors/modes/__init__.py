@@ -51,6 +51,7 @@ class ServingMode:
     rank = 100  # where the mode stands in defaults and tables (lower first): coded modes, then the baselines
     simulated_by_default = True  # in `parity-ray simulate`'s default set of modes
     single_copy = False  # True: each query goes to exactly one base replica, so its latency is one service time
+    needs_systematic = False  # True: the run's code must be systematic (k of the n workers run F on the raw queries)
 
     def __init__(self, frontend, options: Dict[str, Any]):
         self.frontend = frontend
@@ -76,9 +77,17 @@ class ServingMode:
     @classmethod
     def check(cls, layout, has_parity: bool) -> None:
         """Raise :class:`UsageError` when this mode cannot serve a run with this code."""
+        def valid_here() -> str:
+            fits = [m for m in presented_modes() if (has_parity or not MODES.get(m).requires_parity)
+                    and (layout.systematic or not MODES.get(m).needs_systematic)]
+            return ", ".join(fits)
+
         if cls.requires_parity and not has_parity:
             raise UsageError(f"mode '{cls.registry_name}' needs coded workers' models, and this run has none; "
-                             f"valid modes here: {', '.join(m for m in list_modes() if not MODES.get(m).requires_parity)}")
+                             f"valid modes here: {valid_here()}")
+        if cls.needs_systematic and not layout.systematic:
+            raise UsageError(f"mode '{cls.registry_name}' needs a systematic code (its duplicates go to base replicas); "
+                             f"this run's code is not systematic; valid modes here: {valid_here()}")
 
     async def answer(self, query_id: int, query: np.ndarray) -> Dict[str, Any]:
         raise NotImplementedError

@@ -67,6 +67,7 @@ class Coded(ServingMode):
     rank = 0
     needs_code = True
     requires_parity = True
+    seal_when_full = False  # True: a full group's coded queries go out with its k-th query (else at group_wait_ms)
 
     def __init__(self, frontend, options):
         super().__init__(frontend, options)
@@ -133,8 +134,8 @@ class Coded(ServingMode):
             group.data.append(frontend.send("base", replica, query))
         if len(group.queries) == self.k:
             self.open_groups.remove(group)
-            if not self.systematic:
-                self._seal(group)  # every answer waits for it
+            if not self.systematic or self.seal_when_full:
+                self._seal(group)  # non-systematic: every answer waits for it
         return group, position
 
     def _seal(self, group: Group) -> None:

@@ -10,8 +10,6 @@ base replica).
 
 from __future__ import annotations
 
-from parity_ray.errors import UsageError
-
 from parity_ray.actors.modes import register_mode
 from parity_ray.actors.modes.coded import Coded, _ok
 
@@ -19,7 +17,9 @@ from parity_ray.actors.modes.coded import Coded, _ok
 @register_mode("coded-hedged")
 class CodedHedged(Coded):
 
-    rank, simulated_by_default = 1, False  # kept out of simulate's default set, which predates it (sweeps run every mode)
+    rank, simulated_by_default = 2, False  # kept out of simulate's default set, which predates it (sweeps run every mode)
+    needs_systematic = True  # its duplicates go to base replicas, which a non-systematic code does not use
+
     def __init__(self, frontend, options):
         super().__init__(frontend, options)
         self.hedges = 0
@@ -30,13 +30,6 @@ class CodedHedged(Coded):
         hedge_ms = options.get("hedge_deadline_ms")
         timings["hedge_s"] = (float(hedge_ms) / 1000.0) if hedge_ms else 2.0 * timings["deadline_s"]
         return timings
-
-    @classmethod
-    def check(cls, layout, has_parity):
-        super().check(layout, has_parity)
-        if not layout.systematic:
-            raise UsageError("mode 'coded-hedged' needs a systematic code (its duplicates go to base replicas); "
-                             "this run's code is not systematic; valid modes here: coded, replication, hedged, none")
 
     def stats(self):
         return {**super().stats(), "hedges": self.hedges}

@@ -12,7 +12,7 @@ from parity_ray.actors.modes import BASE, ServingMode, answer_record, register_m
 @register_mode("hedged")
 class Hedged(ServingMode):
 
-    rank = 3
+    rank = 4
     @classmethod
     def workers(cls, layout, has_parity):
         return {"base": [BASE] * layout.n}

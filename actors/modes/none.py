@@ -10,7 +10,7 @@ from parity_ray.actors.modes import BASE, ServingMode, answer_record, register_m
 @register_mode("none")
 class NoRedundancy(ServingMode):
 
-    rank, single_copy = 4, True
+    rank, single_copy = 5, True
     @classmethod
     def workers(cls, layout, has_parity):
         return {"base": [BASE] * layout.k}

@@ -10,7 +10,7 @@ from parity_ray.actors.modes.none import NoRedundancy
 @register_mode("replication")
 class Replication(NoRedundancy):
 
-    rank = 2
+    rank = 3
     @classmethod
     def workers(cls, layout, has_parity):
         return {"base": [BASE] * layout.n}

@@ -396,6 +396,7 @@ class Coded(Policy):
     """``coded``: route-first grouping, a seal at ``group_wait_s``, decode after the deadline from any k of n."""
 
     hedging = False
+    seal_when_full = False  # as the Serve mode's: coded-eager sends a full group's coded queries at once
 
     def start(self, total):
         super().start(total)
@@ -434,7 +435,7 @@ class Coded(Policy):
             shard.push(now + self.t["deadline_s"], TIMER, (q, DEADLINE))
         if len(group.queries) == self.k:
             self.open.remove(group)
-            if not self.systematic:
+            if not self.systematic or self.seal_when_full:
                 self._seal(group, now)
 
     def _seal(self, group: Group, now: float) -> None:
@@ -524,6 +525,13 @@ class Coded(Policy):
             self.hedged[subject] = True
             exclude = (group.replica_of[self.position[subject]],)
             shard.send("base", shard.pick("base", exclude=exclude), subject, 1, now)
+
+
+@POLICIES.register("coded-eager")
+class CodedEager(Coded):
+    """``coded-eager``: ``coded`` sealing a full group at its k-th query; its zero deadline comes from the mode's timings."""
+
+    seal_when_full = True
 
 
 @POLICIES.register("coded-hedged")

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 
 from ..config import SMOKE_OVERRIDES, TrainConfig
+from ..recipes import list_recipes
 from .common import add_common_flags, add_config_flags, config_from_args, emit
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train one parity model run", description="Train one parity-model run.")
     train.add_argument("--config", help="JSON or YAML file of config keys (flags override it)")
-    train.add_argument("--recipe", help="a training recipe (published, fast; see 'parity-ray list') under --config and flags")
+    train.add_argument("--recipe", help=f"a training recipe under --config and flags ({', '.join(list_recipes())})")
     add_common_flags(train)
     add_config_flags(train)
     train.set_defaults(func=run)

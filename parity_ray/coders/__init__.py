@@ -34,12 +34,12 @@ from ..registry import Registry, Spec, parse_spec, spec_name
 Tensor = torch.Tensor
 
 ENCODERS: Registry = Registry("encoder", "encoders", """
-    An :class:`Encoder` class built by :func:`create_code` with what it takes of ``k``, ``r``,
+    An :class:`Encoder` class built by :func:`create_coders` with what it takes of ``k``, ``r``,
     ``systematic``, ``input_shape``, ``num_classes``; called with ``(B, k, C, H, W)`` queries it
     returns ``(B, num_coded, C, H, W)`` coded queries. ``systematic`` and ``num_coded`` say which
     workers run F on the raw queries and how many coded queries there are.""")
 DECODERS: Registry = Registry("decoder", "decoders", """
-    A :class:`Decoder` class built by :func:`create_code` like an encoder; ``decode(outputs,
+    A :class:`Decoder` class built by :func:`create_coders` like an encoder; ``decode(outputs,
     available)`` takes the n workers' outputs ``(B, n, C)`` and a bool mask ``(B, n)`` of the
     slots that arrived and returns the k estimates ``(B, k, C)``, a pure function of the available
     outputs (the full contract is on :class:`Decoder`).""")
@@ -189,8 +189,11 @@ def create_decoder(spec: Spec, *, k: int, r: int, systematic: bool = True, input
     return decoder
 
 
-def create_code(config, input_shape: Sequence[int], num_outputs: int):
-    """The encoder and decoder a (resolved) :class:`~parity_ray.config.TrainConfig` asks for, checked together."""
+def create_coders(config, input_shape: Sequence[int], num_outputs: int):
+    """The encoder and decoder a (resolved) :class:`~parity_ray.config.TrainConfig` asks for, checked together.
+
+    (The code as a whole, encoder -> workers -> decoder, is ``pipeline.CodePipeline``; its shape
+    alone, k, r and which workers are systematic, is ``actors.codes.CodeLayout``.)"""
     encoder = create_encoder(config.encoder, k=config.k, r=config.r, input_shape=input_shape, systematic=config.systematic)
     systematic = bool(getattr(encoder, "systematic", True))  # a class-spec encoder may not say: systematic
     decoder = create_decoder(config.decoder, k=config.k, r=config.r, systematic=systematic,
@@ -305,7 +308,7 @@ from .linear import (  # noqa: E402
 __all__ = [
     "AdditionEncoder", "BerrutDecoder", "BerrutEncoder", "ConcatenationEncoder", "ConvEncoder", "DECODERS", "Decoder",
     "ENCODERS", "Encoder", "LinearDecoder", "MLPDecoder", "MLPEncoder", "SubtractionDecoder", "berrut_points",
-    "berrut_weights", "code_family", "code_label", "code_matrix", "concatenation_grid", "create_code", "create_decoder",
+    "berrut_weights", "code_family", "code_label", "code_matrix", "concatenation_grid", "create_coders", "create_decoder",
     "create_encoder", "default_systematic", "erasure_patterns", "is_base_worker", "list_decoders", "list_encoders",
     "rebuilt_slots", "register_decoder", "register_encoder", "training_patterns", "valid_concatenation_ks",
 ]

@@ -243,8 +243,7 @@ def trainer_tasks() -> Tuple[str, ...]:
 def unavailable_reason(config: Dict[str, Any]) -> Optional[str]:
     """Why a cell cannot run here (None when it can).
 
-    An unregistered dataset or model; a dataset whose task the trainer does not run yet
-    (``cub-localization`` is a regression task); or, for datasets that are never downloaded
+    An unregistered dataset or model; a dataset whose task is not registered; or, for datasets that are never downloaded
     (speech-commands, cats-v-dogs, cub-localization), files missing from the cell's data roots
     (``data_root``, ``$PARITY_RAY_DATA``, the user cache) on the machine expanding the grid: the
     reason then names the expected files and every folder searched.

@@ -193,8 +193,36 @@ def hand_kept_name_lists(root: Path = ROOT):
     return found
 
 
+def _docstrings(tree: ast.AST) -> set:
+    nodes = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+    return {id(n.body[0].value) for n in ast.walk(tree) if isinstance(n, nodes) and n.body
+            and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+
+
+def names_in_texts(root: Path = ROOT):
+    """``(file, line, registry, names)`` of every string (help texts, messages; docstrings are the
+    registries' documentation and exempt) naming three or more entries of one registry."""
+    import re
+
+    names = {key: set(registry.names()) for key, registry in REGISTRIES.items() if len(registry.names()) >= 3}
+    found = []
+    for folder in SCANNED:
+        for path in sorted((root / folder).rglob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            docs = _docstrings(tree)
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
+                    words = set(re.findall(r"[A-Za-z0-9][\w\-]*", node.value))
+                    for key, registered in names.items():
+                        hit = sorted(words & registered)
+                        if len(hit) >= 3:
+                            found.append((str(path.relative_to(root)), node.lineno, key, hit))
+    return found
+
+
 def test_no_hand_kept_list_of_registered_names_remains():
     assert hand_kept_name_lists() == []
+    assert names_in_texts() == [], "list registered names from their registry (help texts, messages)"
 
 
 def test_the_scan_finds_a_hand_kept_list(tmp_path):
@@ -202,6 +230,9 @@ def test_the_scan_finds_a_hand_kept_list(tmp_path):
     (tmp_path / "actors" / "stale.py").write_text('MODE_ORDER = ("coded", "replication", "hedged")\n')
     for folder in SCANNED:
         (tmp_path / folder).mkdir(exist_ok=True)
+    (tmp_path / "actors" / "help.py").write_text('"""Doc: coded, hedged, none."""\nHELP = "modes: coded, hedged, none"\n')
     found = hand_kept_name_lists(tmp_path)
     assert ("actors/stale.py", 1, "modes", ["coded", "hedged", "replication"]) in found
     assert {key for _f, _l, key, _n in found} <= {"modes", "sweep_policies"}
+    texts = names_in_texts(tmp_path)
+    assert ("actors/help.py", 2, "modes", ["coded", "hedged", "none"]) in texts and all(line == 2 for _f, line, _k, _n in texts)

@@ -1,6 +1,6 @@
 """Served runs made on the spot (no training): any code, any parity workers, random weights.
 
-The coders are the registered ones (or a user's class-spec), built by ``create_code`` from the
+The coders are the registered ones (or a user's class-spec), built by ``create_coders`` from the
 run's config exactly as the trainer builds them. ``make_run`` writes a base model's weights and a ``best.pt`` holding ``parity_state`` (one model
 per coded query, ``models.<j>.``) and the coders' ``encoder_state`` / ``decoder_state``, the way a
 trained run stores them, and returns the :class:`ServedRun` the Serve layer takes.
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from parity_ray.coders import create_code
+from parity_ray.coders import create_coders
 from parity_ray.config import TrainConfig
 from parity_ray.data import get_dataset_spec
 from parity_ray.models import create_model
@@ -28,7 +28,7 @@ def spec(name: str, **kwargs):
 
 def _coders(config: dict):
     data = get_dataset_spec(config["dataset"])
-    encoder, decoder = create_code(TrainConfig.from_dict(config).resolved(), data.input_shape, data.num_classes)
+    encoder, decoder = create_coders(TrainConfig.from_dict(config).resolved(), data.input_shape, data.num_classes)
     return encoder.eval(), decoder.eval()
 
 

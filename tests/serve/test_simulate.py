@@ -49,11 +49,11 @@ def test_every_query_is_accounted_for_even_when_a_replica_crashes(experiment):
 def recompute_decoded(row, rows_by_query, run, data):
     """A decoded answer rebuilt offline from its queries-table row alone (docs/tables.md): the group's
     members' test images, F and the parity models on them, the decoder under ``decoded_from``."""
-    from parity_ray.coders import create_code
+    from parity_ray.coders import create_coders
     from parity_ray.config import TrainConfig
 
     config = TrainConfig.from_dict(run.config).resolved()
-    encoder, decoder = create_code(config, data.spec.input_shape, data.spec.num_classes)
+    encoder, decoder = create_coders(config, data.spec.input_shape, data.spec.num_classes)
     members = [int(q) for q in row["group_members"]]
     pixels = data.test_x[[int(rows_by_query.loc[q, "test_index"]) for q in members]].numpy()
     x = torch.from_numpy(normalise(pixels, run.input_norm))
