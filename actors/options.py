@@ -102,6 +102,7 @@ class SimulationOptions(Deployment):
     warmup: int = 100  # queries sent first and left out of the statistics
     # Open-loop only; each mode gets the same seeded queries at the same times of its own clock.
     interleave_s: Optional[float] = None  # deploy every mode at once and send each its load in turns of this many seconds (background load then falls on every mode alike); default: one mode after another
+    repeat: int = 1  # independent repetitions (fresh seeds, the modes' order rotated); each figure is reported as their median and min-max
     data_root: Optional[str] = None  # where the run's test images are, if not where the run read them
     address: Optional[str] = None  # Ray cluster address (e.g. auto); default: start a local Ray
     resource_check: bool = field(default=True, metadata={"negate": "--no-resource-check", "negate_help": "allow resources no current node has (autoscaling)"})  # refuse replicas no current node can hold
@@ -111,8 +112,14 @@ class SimulationOptions(Deployment):
         return AppOptions.from_deployment(self, mode=mode)
 
     def smoke_test(self) -> "SimulationOptions":
-        """``--smoke-test``: a few queries through the first two default modes, to check the set-up."""
+        """``--smoke-test``: a few queries through a coded and an uncoded mode, to check the set-up."""
         return dataclasses.replace(self, modes=smoke_modes(), queries=8, warmup=2)
+
+    def repetition(self, index: int) -> "SimulationOptions":
+        """Repetition ``index`` (0 = the options as given): seeds moved on by ``index`` (the load's send
+        times and the straggler models' draws), the modes' order rotated by ``index`` places."""
+        turn = index % len(self.modes) if self.modes else 0
+        return dataclasses.replace(self, seed=self.seed + index, modes=self.modes[turn:] + self.modes[:turn], repeat=1)
 
 
 @dataclass(kw_only=True)

@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import pandas as pd
 
-from parity_ray.actors.options import SimulationOptions, smoke_modes  # noqa: F401 - the command's options
+from parity_ray.actors.options import SimulationOptions  # noqa: F401 - the command's options, also imported from here
 from parity_ray.errors import UsageError, choices_hint
 from parity_ray.logs import stderr_log
 from parity_ray.provenance import library_versions, stable_hash
@@ -44,7 +44,7 @@ def validate(options: SimulationOptions):
     bad = [m for m in options.modes if m not in modes]
     if bad or not options.modes:
         raise UsageError(f"unknown mode '{bad[0] if bad else ''}'; {choices_hint(bad[0] if bad else '', modes)}")
-    for name in ("rate", "queries"):
+    for name in ("rate", "queries", "repeat"):
         if getattr(options, name) <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be > 0")
     if options.warmup < 0:
@@ -234,11 +234,13 @@ def normalise(pixels: np.ndarray, norm: Dict[str, Any]) -> np.ndarray:
 
 
 def run_simulation(options: SimulationOptions, log=stderr_log) -> Dict[str, Any]:
+    """Serve the run in every mode (``options.repeat`` times over) and write the simulation's rows.
+
+    Every repetition sends the same test queries with fresh seeds (send times, straggler draws) and
+    the modes in a rotated order, so that neither a lucky draw nor a busy minute of the machine
+    decides a tail; ``spread`` gives each figure's median and range over the repetitions."""
     import logging
 
-    from ray import serve
-
-    from parity_ray.actors.app import build_app
     from parity_ray.ray_session import ray_running
 
     logging.getLogger("ray.serve").setLevel(logging.WARNING)  # one line per mode from us, not Serve's INFO stream
@@ -246,55 +248,99 @@ def run_simulation(options: SimulationOptions, log=stderr_log) -> Dict[str, Any]
     with ray_running(options.address):
         check_resources(options, run)
         indices, pixels, labels, base_pred = load_queries(run, options)
-        total = len(indices)
         simulation_id = f"sim-{time.strftime('%Y%m%d-%H%M%S')}-{stable_hash(asdict(options), 6)}-{uuid.uuid4().hex[:6]}"
-        load = f"closed loop, {options.clients} clients" if options.clients else f"{options.rate:g} qps"
-        results: Dict[str, tuple] = {}
-
-        def deploy(mode):
-            app_name = f"parity-sim-{mode}-{simulation_id[-6:]}"
-            handle = serve.run(build_app(run, options.app_options(mode)), name=app_name, route_prefix=None,
-                               logging_config={"log_level": "WARNING"})
-            nodes = handle.placement.remote().result()
-            log(f"{mode}: deployed on {len(set(nodes.values()))} node(s)")
-            return app_name, handle, nodes
-
-        if options.interleave_s:
-            deployed = {}
-            try:
-                for mode in options.modes:
-                    deployed[mode] = deploy(mode)
-                log(f"sending {total} queries to each mode ({load}), in turns of {options.interleave_s:g} s")
-                started = time.perf_counter()
-                records = generate_interleaved_load({m: d[1] for m, d in deployed.items()}, pixels, options, log)
-                wall = time.perf_counter() - started
-                for mode, (app_name, handle, nodes) in deployed.items():
-                    results[mode] = (records[mode], wall, handle.stats.remote().result(), nodes)
-            finally:
-                for app_name, _handle, _nodes in deployed.values():
-                    serve.delete(app_name)
-        else:
-            for mode in options.modes:
-                app_name, handle, nodes = deploy(mode)
-                try:
-                    log(f"{mode}: sending {total} queries ({load})")
-                    started = time.perf_counter()
-                    records = generate_load(handle, pixels, options, mode)
-                    wall = time.perf_counter() - started
-                    results[mode] = (records, wall, handle.stats.remote().result(), nodes)
-                finally:
-                    serve.delete(app_name)
         query_frames, summaries = [], []
-        for mode in options.modes:
-            records, wall, stats, nodes = results[mode]
-            frame = queries_frame(records, simulation_id, mode, run.run_id, indices, labels, base_pred, options.warmup)
-            summary = summarize_mode(frame, options, mode, run, simulation_id, stragglers, wall, stats)
-            summary["replica_nodes"] = json.dumps(nodes, sort_keys=True)
-            log(format_mode(summary))
-            query_frames.append(frame)
-            summaries.append(summary)
+        for index in range(options.repeat):
+            repetition = options.repetition(index)
+            if options.repeat > 1:
+                log(f"repetition {index + 1}/{options.repeat}: seed {repetition.seed}, modes in the order "
+                    f"{', '.join(repetition.modes)}")
+            results = serve_modes(repetition, run, pixels, simulation_id, log)
+            for mode in options.modes:  # the rows keep the order the user gave
+                records, wall, stats, nodes = results[mode]
+                frame = queries_frame(records, simulation_id, mode, run.run_id, indices, labels, base_pred, options.warmup)
+                frame.insert(1, "repeat", index)
+                summary = {"repeat": index,
+                           **summarize_mode(frame, repetition, mode, run, simulation_id, stragglers, wall, stats)}
+                summary["replica_nodes"] = json.dumps(nodes, sort_keys=True)
+                log(format_mode(summary))
+                query_frames.append(frame)
+                summaries.append(summary)
     write_simulation(options.experiment, simulation_id, pd.concat(query_frames, ignore_index=True), pd.DataFrame(summaries))
-    return {"simulation_id": simulation_id, "experiment": options.experiment, "run_id": run.run_id, "modes": summaries}
+    return {"simulation_id": simulation_id, "experiment": options.experiment, "run_id": run.run_id, "modes": summaries,
+            "repeats": options.repeat, "spread": spread(summaries)}
+
+
+def serve_modes(options: SimulationOptions, run, pixels: np.ndarray, simulation_id: str, log) -> Dict[str, tuple]:
+    """Deploy each mode's app and send it the load: ``mode -> (records, wall seconds, frontend stats, nodes)``."""
+    from ray import serve
+
+    from parity_ray.actors.app import build_app
+
+    total = len(pixels)
+    load = f"closed loop, {options.clients} clients" if options.clients else f"{options.rate:g} qps"
+    results: Dict[str, tuple] = {}
+
+    def deploy(mode):
+        app_name = f"parity-sim-{mode}-{simulation_id[-6:]}"
+        handle = serve.run(build_app(run, options.app_options(mode)), name=app_name, route_prefix=None,
+                           logging_config={"log_level": "WARNING"})
+        nodes = handle.placement.remote().result()
+        log(f"{mode}: deployed on {len(set(nodes.values()))} node(s)")
+        return app_name, handle, nodes
+
+    if options.interleave_s:
+        deployed = {}
+        try:
+            for mode in options.modes:
+                deployed[mode] = deploy(mode)
+            log(f"sending {total} queries to each mode ({load}), in turns of {options.interleave_s:g} s")
+            started = time.perf_counter()
+            records = generate_interleaved_load({m: d[1] for m, d in deployed.items()}, pixels, options, log)
+            wall = time.perf_counter() - started
+            for mode, (app_name, handle, nodes) in deployed.items():
+                results[mode] = (records[mode], wall, handle.stats.remote().result(), nodes)
+        finally:
+            for app_name, _handle, _nodes in deployed.values():
+                serve.delete(app_name)
+    else:
+        for mode in options.modes:
+            app_name, handle, nodes = deploy(mode)
+            try:
+                log(f"{mode}: sending {total} queries ({load})")
+                started = time.perf_counter()
+                records = generate_load(handle, pixels, options, mode)
+                wall = time.perf_counter() - started
+                results[mode] = (records, wall, handle.stats.remote().result(), nodes)
+            finally:
+                serve.delete(app_name)
+    return results
+
+
+SPREAD_FIGURES = ("p50_ms", "p99_ms", "p999_ms", "gap_ms", "accuracy", "throughput_qps")
+
+
+def spread(summaries: List[Dict[str, Any]]) -> Dict[str, Dict[str, Dict[str, Optional[float]]]]:
+    """Per mode, each figure's median, min and max over the repetitions (``gap_ms``: p99.9 - p50)."""
+    by_mode: Dict[str, Dict[str, List[float]]] = {}
+    for s in summaries:
+        figures = by_mode.setdefault(s["mode"], {f: [] for f in SPREAD_FIGURES})
+        values = {**s, "gap_ms": None if s["p999_ms"] is None or s["p50_ms"] is None else s["p999_ms"] - s["p50_ms"]}
+        for figure in SPREAD_FIGURES:
+            if values.get(figure) is not None:
+                figures[figure].append(float(values[figure]))
+    return {mode: {f: ({"median": float(np.median(v)), "min": min(v), "max": max(v)} if v else
+                       {"median": None, "min": None, "max": None}) for f, v in figures.items()}
+            for mode, figures in by_mode.items()}
+
+
+def format_spread(mode: str, figures: Dict[str, Dict[str, Optional[float]]]) -> str:
+    def cell(figure: str) -> str:
+        f = figures[figure]
+        return "n/a" if f["median"] is None else f"{f['median']:.1f} [{f['min']:.1f}-{f['max']:.1f}]"
+
+    return (f"{mode:<12} p50 {cell('p50_ms')}  p99 {cell('p99_ms')}  p99.9 {cell('p999_ms')}  "
+            f"p99.9-p50 {cell('gap_ms')} ms (median [min-max])")
 
 
 def queries_frame(records, simulation_id, mode, run_id, indices, labels, base_pred, warmup) -> pd.DataFrame:
@@ -391,5 +437,6 @@ def summarize_mode(frame, options, mode, run, simulation_id, stragglers, wall, s
 def format_mode(s: Dict[str, Any]) -> str:
     f = lambda v: "   n/a" if v is None else f"{v:6.1f}"  # noqa: E731
     acc = "n/a" if s["accuracy"] is None else f"{s['accuracy']:.4f}"
-    return (f"{s['mode']:<12} p50 {f(s['p50_ms'])}  p99 {f(s['p99_ms'])}  p99.9 {f(s['p999_ms'])} ms  "
+    repeat = f"#{s['repeat'] + 1} " if s.get("repeat") else ""
+    return (f"{repeat}{s['mode']:<12} p50 {f(s['p50_ms'])}  p99 {f(s['p99_ms'])}  p99.9 {f(s['p999_ms'])} ms  "
             f"{s['throughput_qps'] or 0:6.1f} qps  accuracy {acc}  direct {s['direct']} decoded {s['decoded']} failed {s['failed']}")

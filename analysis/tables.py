@@ -372,7 +372,7 @@ def _kl_summary(p: pd.DataFrame) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- latency
 
-LATENCY_COLUMNS = ["simulation_id", "mode", "run_id", "straggler", "rate", "clients", "deadline_ms", "measured",
+LATENCY_COLUMNS = ["simulation_id", "repeat", "mode", "run_id", "straggler", "rate", "clients", "deadline_ms", "measured",
                    "direct", "decoded", "failed", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "mean_ms",
                    "throughput_qps", "accuracy", "decoded_accuracy", "agreement_with_base"]
 
@@ -384,8 +384,31 @@ def latency_summary(simulations: pd.DataFrame) -> pd.DataFrame:
     list of mode names decides it (one used to, and sorted ``coded-hedged`` last)."""
     if simulations.empty:
         return pd.DataFrame(columns=LATENCY_COLUMNS)
-    table = simulations[LATENCY_COLUMNS].sort_values("simulation_id", kind="stable")
+    table = simulations.reindex(columns=LATENCY_COLUMNS).sort_values("simulation_id", kind="stable")
     return table.reset_index(drop=True)
+
+
+SPREAD_FIGURES = {"p50_ms": "p50_ms", "p99_ms": "p99_ms", "p999_ms": "p999_ms", "gap_ms": None}  # gap: p99.9 - p50
+
+
+def latency_spread(simulations: pd.DataFrame) -> pd.DataFrame:
+    """Per simulation x mode run more than once (``simulate --repeat N``): each tail figure's median
+    and range over the repetitions (``gap_ms`` is p99.9 - p50), the figure that decides a comparison
+    and how far it moved between repetitions. Empty when no simulation was repeated."""
+    columns = ["simulation_id", "mode", "repeats"] + [f"{f}{s}" for f in SPREAD_FIGURES for s in ("", "_min", "_max")]
+    if simulations.empty or "repeat" not in simulations.columns:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for (simulation_id, mode), group in simulations.groupby(["simulation_id", "mode"], sort=False):
+        if group["repeat"].nunique() < 2:
+            continue
+        values = {f: group[c].astype("float64") if c else group["p999_ms"].astype("float64") - group["p50_ms"].astype("float64")
+                  for f, c in SPREAD_FIGURES.items()}
+        row = {"simulation_id": simulation_id, "mode": mode, "repeats": int(group["repeat"].nunique())}
+        for figure, series in values.items():
+            row[figure], row[f"{figure}_min"], row[f"{figure}_max"] = series.median(), series.min(), series.max()
+        rows.append(row)
+    return pd.DataFrame(rows, columns=columns)
 
 
 def latency_cdf(queries: pd.DataFrame, simulation_ids: Optional[Iterable[str]] = None) -> pd.DataFrame:

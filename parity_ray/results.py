@@ -110,7 +110,7 @@ _FIXED: Dict[str, List[Tuple[str, pa.DataType]]] = {
         ("epochs", INT), ("input_norm", STR), ("weights_uri", STR),
     ],
     "queries": [
-        ("simulation_id", STR), ("mode", STR), ("run_id", STR), ("query_id", INT), ("test_index", INT),
+        ("simulation_id", STR), ("repeat", INT), ("mode", STR), ("run_id", STR), ("query_id", INT), ("test_index", INT),
         ("group_id", INT), ("position", INT), ("send_s", FLOAT), ("receive_s", FLOAT), ("path", STR),
         ("replica", STR), ("hedged", BOOL), ("reason", STR), ("label", INT), ("base_prediction", INT),
         ("prediction", INT), ("coder_seconds", FLOAT), ("warmup", BOOL), ("latency_ms", FLOAT),
@@ -118,7 +118,7 @@ _FIXED: Dict[str, List[Tuple[str, pa.DataType]]] = {
         ("group_members", pa.list_(INT)), ("decoded_from", pa.list_(I16)), ("output", pa.list_(F32)),
     ],
     "simulations": [
-        ("simulation_id", STR), ("mode", STR), ("run_id", STR), ("experiment", STR), ("config", STR),
+        ("simulation_id", STR), ("repeat", INT), ("mode", STR), ("run_id", STR), ("experiment", STR), ("config", STR),
         ("straggler", STR), ("rate", FLOAT), ("clients", INT), ("deadline_ms", FLOAT),
         ("sent", INT), ("measured", INT), ("direct", INT), ("decoded", INT), ("failed", INT), ("hedged", INT),
         ("p50_ms", FLOAT), ("p90_ms", FLOAT), ("p99_ms", FLOAT), ("p999_ms", FLOAT), ("mean_ms", FLOAT),

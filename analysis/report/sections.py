@@ -271,11 +271,18 @@ def _latency_section(loaded, experiment: str, figure, several: bool = False) -> 
             f"No serving simulation in this experiment yet: run <code>parity-ray simulate --experiment "
             f"{html.escape(experiment)}</code> to add latency results.", "no-simulations") + "</section>"
     cdf = tables.latency_cdf(loaded.queries)
+    spread = tables.latency_spread(loaded.simulations)
+    repeated = [] if spread.empty else [
+        "<p>Repeated simulations (<code>--repeat N</code>: fresh seeds, the modes' order rotated): each tail "
+        "figure's median over the repetitions and its range (<code>_min</code>, <code>_max</code>); "
+        "<code>gap_ms</code> is p99.9 - p50.</p>",
+        _table(spread, "latency-spread-table")]
     return "\n".join([
         head,
         "<p>Latency per mode under the same straggler models and load (measured queries, warm-up left out); "
         "failed queries count as wrong and keep a CDF below 1.</p>",
         _table(tables.latency_summary(loaded.simulations), "latency-table"),
+        *repeated,
         figure("latency_cdf.png", figures.latency_cdf_figure(cdf), interactive.latency_charts(cdf)),
         "</section>",
     ])

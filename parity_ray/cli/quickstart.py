@@ -44,7 +44,7 @@ def run_quickstart(options: QuickstartOptions, simulate: Callable[..., Dict[str,
     (``actors.simulation``), passed in by the CLI: the library itself never imports Serve.
     """
     from parity_ray.actors.modes import default_simulation_modes
-    from parity_ray.actors.simulation import smoke_modes
+    from parity_ray.actors.options import smoke_modes
     from parity_ray.analysis.report import build_report
 
     from ..ray_session import ray_running

@@ -20,13 +20,17 @@ def add_parser(commands) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from parity_ray.actors.simulation import format_mode, run_simulation
+    from parity_ray.actors.simulation import format_mode, format_spread, run_simulation
 
     options = options_from_args(SimulationOptions, args)
     summary = run_simulation(options.smoke_test() if args.smoke_test else options)
     print(f"simulation {summary['simulation_id']}  run {summary['run_id']}")
     for mode in summary["modes"]:
         print(format_mode(mode))
+    if summary["repeats"] > 1:
+        print(f"over {summary['repeats']} repetitions:")
+        for mode, figures in summary["spread"].items():
+            print(format_spread(mode, figures))
     if args.json:
         print(json.dumps(summary, sort_keys=True, default=str))
     return 0

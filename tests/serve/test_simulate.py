@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import numpy as np
 import pytest
@@ -202,3 +203,29 @@ def test_queries_avoid_a_replica_stuck_in_a_slow_batch(experiment, mode):
     assert (first["path"], first["replica"]) in (("direct", "base:0"), ("decoded", "parity:[0]"))
     assert len(later) == 4 and all(a["replica"] != "base:0" for a in later)
     assert all(a["path"] == "direct" for a in later)
+
+
+def test_repeated_simulation_rows_and_coded_eager_on_serve(experiment):
+    """``--repeat 2``: every mode twice (fresh seeds, rotated order), rows tagged by repetition, the spread
+    in the summary and the report's table. coded-eager answers the slow replica's queries decoded, long
+    before a deadline it never waits for (1 s here): the first of a query's own and decoded output."""
+    from parity_ray.analysis.tables import latency_spread
+
+    options = SimulationOptions(experiment=experiment, modes=["coded-eager", "replication"], repeat=2,
+                                straggler="slow:replica=0,p=1,delay_ms=300", rate=20, queries=30, warmup=4,
+                                deadline_ms=1000, timeout_s=5, progress=False)
+    summary = run_simulation(options, log=lambda _m: None)
+    tables = results.load(experiment)
+    sims = tables.simulations[tables.simulations.simulation_id == summary["simulation_id"]]
+    assert sorted(zip(sims["repeat"], sims["mode"])) == [(0, "coded-eager"), (0, "replication"),
+                                                         (1, "coded-eager"), (1, "replication")]
+    seeds = sorted(json.loads(c)["seed"] for c in sims[sims["mode"] == "replication"]["config"])
+    assert seeds == [options.seed, options.seed + 1]
+    queries = tables.queries[tables.queries.simulation_id == summary["simulation_id"]]
+    assert len(queries) == 2 * 2 * 34 and set(queries["repeat"]) == {0, 1}
+    assert set(summary["spread"]) == {"coded-eager", "replication"} and summary["repeats"] == 2
+    assert len(latency_spread(sims)) == 2
+    eager = queries[(queries["mode"] == "coded-eager") & ~queries["warmup"]]
+    decoded = eager[eager["path"] == "decoded"]
+    assert len(decoded) > 0 and (decoded["latency_ms"] < 300).all()
+    assert (eager["path"] != "failed").all()

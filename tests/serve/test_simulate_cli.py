@@ -14,6 +14,7 @@ from tests.cli.runner import assert_usage_error, cli
         (["--straggler", "slow:p"], ["expected key=value"]),
         (["--mode", "coded,teleport"], ["unknown mode 'teleport'"]),
         (["--rate", "0"], ["--rate must be > 0"]),
+        (["--repeat", "0"], ["--repeat must be > 0"]),
     ],
 )
 def test_bad_simulate_flags(tmp_path, args, fragments):
@@ -27,3 +28,23 @@ def test_unknown_experiment(tmp_path):
     result = cli("simulate", "--experiment", str(tmp_path / "nope"))
     assert_usage_error(result, "holds no experiment tables")
     assert not (tmp_path / "nope").exists()
+
+
+def test_repetitions_move_the_seeds_and_rotate_the_modes():
+    from parity_ray.actors.options import SimulationOptions
+
+    options = SimulationOptions(experiment="e", modes=["coded", "replication", "hedged"], seed=7, repeat=3)
+    reps = [options.repetition(i) for i in range(3)]
+    assert [r.seed for r in reps] == [7, 8, 9] and all(r.repeat == 1 for r in reps)
+    assert [r.modes for r in reps] == [["coded", "replication", "hedged"], ["replication", "hedged", "coded"],
+                                       ["hedged", "coded", "replication"]]
+
+
+def test_spread_is_the_median_and_range_over_repetitions():
+    from parity_ray.actors.simulation import spread
+
+    rows = [{"mode": "coded", "p50_ms": p50, "p99_ms": 2 * p50, "p999_ms": p999, "accuracy": 0.9, "throughput_qps": 30.0}
+            for p50, p999 in ((10.0, 40.0), (12.0, 100.0), (11.0, 50.0))]
+    figures = spread(rows)["coded"]
+    assert figures["p50_ms"] == {"median": 11.0, "min": 10.0, "max": 12.0}
+    assert figures["gap_ms"] == {"median": 39.0, "min": 30.0, "max": 88.0}
