@@ -29,7 +29,13 @@ def check_options(options: AppOptions) -> None:
 
     if options.mode not in list_modes():
         raise UsageError(f"unknown mode '{options.mode}'; {choices_hint(options.mode, list_modes())}")
-    for name in ("deadline_ms", "timeout_s", "cpus_per_replica", "max_instances"):
+    from parity_ray.actors.options import AUTO
+
+    if options.deadline_ms != AUTO and not (isinstance(options.deadline_ms, (int, float)) and options.deadline_ms > 0):
+        raise UsageError(f"--deadline-ms must be > 0 or '{AUTO}', got {options.deadline_ms!r}")
+    if not 0 < options.deadline_quantile < 1:
+        raise UsageError(f"--deadline-quantile must be in (0, 1), got {options.deadline_quantile}")
+    for name in ("timeout_s", "cpus_per_replica", "max_instances"):
         if getattr(options, name) <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be > 0")
     if options.gpus_per_replica < 0 or (options.group_wait_ms or 0) < 0 or options.batch_wait_ms < 0:

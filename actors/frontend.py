@@ -185,12 +185,16 @@ class Frontend:
 
     async def _answer(self, query: np.ndarray) -> Dict[str, Any]:
         self.served += 1
+        deadline_ms, started = self.mode.deadline_seen_ms(), time.perf_counter()  # the deadline this query gets
         try:
-            return await self.mode.answer(next(self.query_ids), query)
+            record = await self.mode.answer(next(self.query_ids), query)
         except Exception as exc:  # a bug in a mode must still answer the query, with a reason
             from parity_ray.actors.modes import answer_record
 
-            return answer_record("failed", None, reason=f"frontend error: {type(exc).__name__}: {exc}"[:300])
+            record = answer_record("failed", None, reason=f"frontend error: {type(exc).__name__}: {exc}"[:300])
+        self.mode.observe(record, time.perf_counter() - started)
+        record["deadline_ms"] = deadline_ms
+        return record
 
     def check_health(self) -> None:
         return None

@@ -9,11 +9,25 @@ app, also a Serve config file's ``args``) <- ``ServeOptions``; ``SimulationOptio
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from dataclasses import dataclass, field, fields
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 from parity_ray.actors.modes import default_simulation_modes, presented_modes
+
+
+AUTO = "auto"  # --deadline-ms auto: the deadline follows the recent direct latencies
+
+
+def deadline_value(text: str) -> Union[float, str]:
+    """``--deadline-ms``: milliseconds, or ``auto``."""
+    if str(text).strip().lower() == AUTO:
+        return AUTO
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes milliseconds or '{AUTO}', got '{text}'") from None
 
 
 @dataclass
@@ -21,7 +35,8 @@ class ModePolicy:
     """How the serving modes answer: their deadlines, batching and seed. Shared by the Serve app
     (``parity-ray serve``, ``simulate``) and its discrete-event model (``parity-ray sweep``)."""
 
-    deadline_ms: float = 50.0  # coded: decode after this; hedged: duplicate after this
+    deadline_ms: Union[float, str] = field(default=50.0, metadata={"parse": deadline_value})  # coded: decode after this; hedged: duplicate after this; auto: a running quantile (--deadline-quantile) of the recent direct answers' latencies
+    deadline_quantile: float = 0.95  # with --deadline-ms auto: the quantile of the recent direct latencies the deadline follows
     hedge_deadline_ms: Optional[float] = None  # coded-hedged: duplicate after this (default 2 x deadline)
     group_wait_ms: Optional[float] = None  # coded: seal a group this long after its first query (default: half the deadline)
     timeout_s: float = 10.0  # a query not answered by then fails

@@ -363,6 +363,7 @@ def queries_frame(records, simulation_id, mode, run_id, indices, labels, base_pr
             "base_prediction": base_pred,
             "prediction": [r.get("prediction") for r in records],
             "coder_seconds": [r.get("coder_seconds") for r in records],
+            "deadline_ms": [r.get("deadline_ms") for r in records],  # the deadline the query was given
             # what a decoded answer was rebuilt from, and its output: enough to recompute it offline
             "group_members": [r.get("group_members") if r["path"] == "decoded" else None for r in records],
             "decoded_from": [r.get("decoded_from") if r["path"] == "decoded" else None for r in records],
@@ -378,6 +379,7 @@ def queries_frame(records, simulation_id, mode, run_id, indices, labels, base_pr
     for column in ("group_id", "position", "prediction"):
         frame[column] = frame[column].astype("Int64")
     frame["coder_seconds"] = frame["coder_seconds"].astype("float64")
+    frame["deadline_ms"] = frame["deadline_ms"].astype("float64")
     return frame
 
 
@@ -406,7 +408,9 @@ def summarize_mode(frame, options, mode, run, simulation_id, stragglers, wall, s
         "straggler": options.straggler,
         "rate": float(options.rate) if not options.clients else None,
         "clients": options.clients,
-        "deadline_ms": float(options.deadline_ms),
+        # the configured deadline; with --deadline-ms auto the median of those the measured queries were given
+        "deadline_ms": float(options.deadline_ms) if options.deadline_ms != "auto" else (
+            float(measured.deadline_ms.median()) if measured.deadline_ms.notna().any() else None),
         "sent": int(len(frame)),
         "measured": int(len(measured)),
         "direct": int(counts.get("direct", 0)),

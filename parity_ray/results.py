@@ -113,7 +113,7 @@ _FIXED: Dict[str, List[Tuple[str, pa.DataType]]] = {
         ("simulation_id", STR), ("repeat", INT), ("mode", STR), ("run_id", STR), ("query_id", INT), ("test_index", INT),
         ("group_id", INT), ("position", INT), ("send_s", FLOAT), ("receive_s", FLOAT), ("path", STR),
         ("replica", STR), ("hedged", BOOL), ("reason", STR), ("label", INT), ("base_prediction", INT),
-        ("prediction", INT), ("coder_seconds", FLOAT), ("warmup", BOOL), ("latency_ms", FLOAT),
+        ("prediction", INT), ("coder_seconds", FLOAT), ("deadline_ms", FLOAT), ("warmup", BOOL), ("latency_ms", FLOAT),
         ("correct", BOOL), ("agrees_with_base", BOOL),
         ("group_members", pa.list_(INT)), ("decoded_from", pa.list_(I16)), ("output", pa.list_(F32)),
     ],

@@ -18,6 +18,7 @@ it for a replica (:meth:`~actors.frontend.Routing.pick`) and sends queries throu
 
 from __future__ import annotations
 
+import collections
 import importlib
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -43,8 +44,33 @@ def coded(j: int) -> Tuple[str, int]:
     return ("parity", j)
 
 
+AUTO_START_MS = 50.0  # --deadline-ms auto: the deadline until enough direct answers have been seen
+
+
+class AdaptiveDeadline:
+    """``--deadline-ms auto``: a running high quantile of the latencies of the last ``window`` direct,
+    unhedged answers (seconds), as "The Tail at Scale" sets its hedging delay; the start value holds
+    until ``min_samples`` answers are in, and the quantile is recomputed every ``every`` answers."""
+
+    def __init__(self, quantile: float, start_s: float, window: int = 200, min_samples: int = 20, every: int = 10):
+        self.quantile, self.value = float(quantile), float(start_s)
+        self.latencies: collections.deque = collections.deque(maxlen=window)
+        self.min_samples, self.every, self.since = min_samples, every, 0
+
+    def observe(self, seconds: float) -> None:
+        self.latencies.append(seconds)
+        self.since += 1
+        if len(self.latencies) >= self.min_samples and self.since >= self.every:
+            self.value = float(np.quantile(np.fromiter(self.latencies, dtype=float), self.quantile))
+            self.since = 0
+
+
 class ServingMode:
-    """Base class. ``frontend`` is the routing the mode sends through; ``options`` the app's options."""
+    """Base class. ``frontend`` is the routing the mode sends through; ``options`` the app's options.
+
+    ``deadline_s`` is the deadline a query arriving now gets: the configured one, or with
+    ``--deadline-ms auto`` a running quantile of recent direct answers (:class:`AdaptiveDeadline`),
+    fed by :meth:`observe` after every answer."""
 
     needs_code = False  # True: the frontend builds the run's encoder/decoder (actors.codes.GroupCode)
     requires_parity = False  # True: the run must have coded workers' models
@@ -52,12 +78,33 @@ class ServingMode:
     simulated_by_default = True  # in `parity-ray simulate`'s default set of modes
     single_copy = False  # True: each query goes to exactly one base replica, so its latency is one service time
     needs_systematic = False  # True: the run's code must be systematic (k of the n workers run F on the raw queries)
+    uses_deadline = True  # False: the mode never waits on deadline_ms (none, replication, coded-eager)
 
     def __init__(self, frontend, options: Dict[str, Any]):
         self.frontend = frontend
         self.options = options
+        self.adaptive: Optional[AdaptiveDeadline] = None
         for name, value in type(self).timings(options).items():
             setattr(self, name, value)
+        if options.get("deadline_ms") == "auto" and self.uses_deadline:
+            self.adaptive = AdaptiveDeadline(options.get("deadline_quantile", 0.95), self._deadline_s)
+
+    @property
+    def deadline_s(self) -> float:
+        return self.adaptive.value if self.adaptive is not None else self._deadline_s
+
+    @deadline_s.setter
+    def deadline_s(self, value: float) -> None:
+        self._deadline_s = value
+
+    def deadline_seen_ms(self) -> Optional[float]:
+        """The deadline (ms) a query arriving now is given; None for a mode that has none."""
+        return self.deadline_s * 1000.0 if self.uses_deadline else None
+
+    def observe(self, record: Dict[str, Any], seconds: float) -> None:
+        """An answer's outcome: a direct, unhedged one feeds the adaptive deadline."""
+        if self.adaptive is not None and record.get("path") == "direct" and not record.get("hedged"):
+            self.adaptive.observe(seconds)
 
     @classmethod
     def timings(cls, options: Dict[str, Any]) -> Dict[str, float]:
@@ -66,7 +113,8 @@ class ServingMode:
         One place for the defaults: the mode itself and the discrete-event model of ``parity-ray
         sweep`` (``actors.sweep``) both read them from here.
         """
-        return {"deadline_s": float(options.get("deadline_ms", 50.0)) / 1000.0,
+        deadline_ms = options.get("deadline_ms", 50.0)
+        return {"deadline_s": (AUTO_START_MS if deadline_ms == "auto" else float(deadline_ms)) / 1000.0,
                 "timeout_s": float(options.get("timeout_s", 10.0))}
 
     @classmethod

@@ -19,6 +19,7 @@ class CodedEager(Coded):
 
     rank = 1
     seal_when_full = True
+    uses_deadline = False  # answers at the first of its own and its decoded output
 
     @classmethod
     def timings(cls, options):

@@ -31,6 +31,17 @@ class CodedHedged(Coded):
         timings["hedge_s"] = (float(hedge_ms) / 1000.0) if hedge_ms else 2.0 * timings["deadline_s"]
         return timings
 
+    @property
+    def hedge_s(self) -> float:
+        """``hedge_deadline_ms``, else twice the deadline (with ``--deadline-ms auto``, twice the current one)."""
+        if self.options.get("hedge_deadline_ms") or self.adaptive is None:
+            return self._hedge_s
+        return 2.0 * self.deadline_s
+
+    @hedge_s.setter
+    def hedge_s(self, value: float) -> None:
+        self._hedge_s = value
+
     def stats(self):
         return {**super().stats(), "hedges": self.hedges}
 

@@ -13,6 +13,7 @@ from parity_ray.actors.modes import BASE, ServingMode, answer_record, register_m
 class Hedged(ServingMode):
 
     rank = 4
+
     @classmethod
     def workers(cls, layout, has_parity):
         return {"base": [BASE] * layout.n}

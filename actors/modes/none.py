@@ -10,7 +10,7 @@ from parity_ray.actors.modes import BASE, ServingMode, answer_record, register_m
 @register_mode("none")
 class NoRedundancy(ServingMode):
 
-    rank, single_copy = 5, True
+    rank, single_copy, uses_deadline = 5, True, False
     @classmethod
     def workers(cls, layout, has_parity):
         return {"base": [BASE] * layout.k}

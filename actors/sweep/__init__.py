@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import pandas as pd
 
-from parity_ray.actors.options import ModePolicy, SweepOptions
+from parity_ray.actors.options import AUTO, ModePolicy, SweepOptions
 from parity_ray.errors import UsageError, choices_hint
 from parity_ray.logs import stderr_log
 from parity_ray.provenance import library_versions, stable_hash
@@ -76,6 +76,9 @@ def validate(options: SweepOptions):
         raise UsageError("--restart-s must be >= 0 and --busy-fraction in (0, 1]")
     from parity_ray.actors.app import AppOptions
 
+    if options.deadline_ms == AUTO:
+        raise UsageError(f"--deadline-ms {AUTO} is not modelled by the sweep yet (simulate and serve have it); "
+                         "give the deadline in milliseconds")
     policy = {f.name: getattr(options, f.name) for f in dataclasses.fields(ModePolicy)}
     for mode in options.modes:
         check_options(AppOptions(mode=mode, **policy))

@@ -11,6 +11,7 @@ line, its default from the class); ``field(metadata=...)`` adjusts what a field 
 * ``append`` - a list field given one value per use of a repeatable flag (``--set a=1 --set b=2``);
 * ``all`` - a callable giving the list the word ``all`` stands for;
 * ``none_word`` - a word (such as ``none``) that gives None;
+* ``parse`` - a callable reading the flag's text (a number or a word such as ``auto``);
 * ``cli`` - False keeps a field off the command line (set by the engine, not the user);
 * ``metavar``, ``required``.
 
@@ -96,7 +97,9 @@ def add_option_flags(parser: argparse.ArgumentParser, cls: Type, skip: Iterable[
             else:
                 parser.add_argument(flag, action="store_true", **kwargs)
             continue
-        if is_list and meta.get("append"):
+        if "parse" in meta:
+            kwargs["type"] = meta["parse"]  # a value the annotation alone cannot say (a number or a word)
+        elif is_list and meta.get("append"):
             kwargs["action"] = "append"  # repeatable: each use adds one value
         elif is_list:
             kwargs["type"] = _list_parser(kind, meta.get("sep", ","), flag, meta.get("all"), meta.get("none_word"))

@@ -15,6 +15,8 @@ from tests.cli.runner import assert_usage_error, cli
         (["--mode", "coded,teleport"], ["unknown mode 'teleport'"]),
         (["--rate", "0"], ["--rate must be > 0"]),
         (["--repeat", "0"], ["--repeat must be > 0"]),
+        (["--deadline-ms", "soon"], ["takes milliseconds or 'auto'"]),
+        (["--deadline-ms", "auto", "--deadline-quantile", "1.5"], ["--deadline-quantile must be in (0, 1)"]),
     ],
 )
 def test_bad_simulate_flags(tmp_path, args, fragments):
@@ -48,3 +50,18 @@ def test_spread_is_the_median_and_range_over_repetitions():
     figures = spread(rows)["coded"]
     assert figures["p50_ms"] == {"median": 11.0, "min": 10.0, "max": 12.0}
     assert figures["gap_ms"] == {"median": 39.0, "min": 30.0, "max": 88.0}
+
+
+def test_the_adaptive_deadline_follows_a_high_quantile_of_recent_direct_answers():
+    from parity_ray.actors.modes import AdaptiveDeadline, get_mode
+
+    deadline = AdaptiveDeadline(0.95, start_s=0.05)
+    for ms in range(1, 20):
+        deadline.observe(ms / 1000)
+    assert deadline.value == 0.05  # too few answers yet: the start value
+    for ms in range(20, 401):
+        deadline.observe(ms / 1000)
+    assert deadline.value == pytest.approx(0.39, abs=0.002)  # p95 of the last 200 (201..400 ms)
+    # the modes read it per query; modes that never wait on a deadline have none to adapt
+    assert get_mode("hedged").uses_deadline and not get_mode("coded-eager").uses_deadline
+    assert not get_mode("replication").uses_deadline

@@ -144,6 +144,7 @@ def test_calibration_refuses_what_it_cannot_fit(tmp_path):
     (["--service", "weibull:shape=2"], ["unknown service distribution 'weibull'"]),
     (["--service", "lognormal:median_ms=3"], ["needs sigma="]),
     (["--rate", "fast"], ["comma-separated numbers"]),
+    (["--deadline-ms", "auto"], ["not modelled by the sweep"]),
 ])
 def test_bad_sweep_flags(tmp_path, args, fragments):
     base = ["--service", "constant:ms=1"] if "--service" not in args else []
