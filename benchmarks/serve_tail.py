@@ -86,8 +86,8 @@ def simulate(experiment: str, modes, straggler: str, rate: float, queries: int, 
         reps = [r for r in rows if r["mode"] == mode]
         median = {f: (float(np.median([r[f] for r in reps])) if all(r[f] is not None for r in reps) else None)
                   for f in FIGURES}
-        counts = {c: int(sum(r[c] for r in reps)) for c in ("measured", "direct", "decoded", "failed", "groups_encoded",
-                                                           "groups_skipped") if all(r[c] is not None for r in reps)}
+        counts = {c: int(sum(r[c] for r in reps)) for c in ("sent", "measured", "direct", "decoded", "failed", "hedged",
+                                                           "groups_encoded", "groups_skipped") if all(r[c] is not None for r in reps)}
         merged[mode] = {**reps[0], **median, **counts, "repetitions": [
             {f: r[f] for f in ("repeat", "p50_ms", "p99_ms", "p999_ms", "accuracy", "failed")} for r in reps]}
     return merged
