@@ -100,9 +100,6 @@ class Registry(Generic[T]):
         """Every registered name in registration order: the order defaults and reports present them in."""
         return list(self._entries)
 
-    def items(self) -> List[Tuple[str, T]]:
-        return list(self._entries.items())
-
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 
