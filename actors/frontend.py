@@ -12,9 +12,10 @@ Two doors, one path:
 
 Both normalise the pixels with the run's own normalisation and hand the query to the mode.
 
-Routing is the same in every mode: a query goes to the replica of a pool with the fewest requests
-in flight from this frontend (ties taken in turn), so a replica stuck in a slow batch is left alone
-by later queries in every mode, and the modes still differ in one thing only.
+Routing is the same in every mode (``actors.modes.Routing``, which this frontend is): a query goes
+to the replica of a pool with the fewest requests in flight from this frontend (ties taken in turn),
+so a replica stuck in a slow batch is left alone by later queries in every mode, and the modes still
+differ in one thing only. The sweep's simulated frontend is the same ``Routing`` with simulated replicas.
 """
 
 from __future__ import annotations
@@ -25,12 +26,12 @@ import itertools
 import json
 import os
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List
 
 import numpy as np
 from ray import serve
 
-from parity_ray.actors.modes import pick_replica
+from parity_ray.actors.modes import Routing
 
 DEFAULT_MAX_INSTANCES = 64
 
@@ -44,7 +45,7 @@ async def _resolve(response):
 
 
 @serve.deployment(max_ongoing_requests=4096)
-class Frontend:
+class Frontend(Routing):
     def __init__(self, mode: str, run: Dict[str, Any], pools: Dict[str, List[Any]], options: Dict[str, Any]):
         import torch
 
@@ -60,9 +61,8 @@ class Frontend:
         self.mean = np.asarray(norm["mean"], dtype=np.float32).reshape(shape)
         self.inv_std = (1.0 / np.asarray(norm["std"], dtype=np.float32)).reshape(shape)
         self.max_instances = int(options.get("max_instances", DEFAULT_MAX_INSTANCES))
+        super().__init__({name: len(handles) for name, handles in pools.items()})
         self.pools = pools
-        self.outstanding = {name: [0] * len(handles) for name, handles in pools.items()}
-        self.turns = {name: itertools.count() for name in pools}
         self.mode_name = mode
         mode_cls = get_mode(mode)
         self.code = None
@@ -84,20 +84,9 @@ class Frontend:
         gc.freeze()  # the start-up heap (torch, the coders) stays out of every later collection pause
 
     # ------------------------------------------------------------------ routing (what modes call)
-    def pick(self, pool: str, exclude: Sequence[int] = ()) -> int:
-        """The replica of ``pool`` with the fewest outstanding requests (not in ``exclude``); ties in turn."""
-        best = pick_replica(self.outstanding[pool], next(self.turns[pool]), exclude)
-        if best < 0:
-            raise RuntimeError(f"no replica left in pool '{pool}' outside {list(exclude)}")
-        return best
-
-    def send(self, pool: str, replica: int, query: np.ndarray) -> asyncio.Future:
-        """Send ``query`` to replica ``replica`` of ``pool``; a future of its output."""
-        counts = self.outstanding[pool]
-        counts[replica] += 1
-        request = asyncio.ensure_future(_resolve(self.pools[pool][replica].remote(query)))
-        request.add_done_callback(lambda _done: counts.__setitem__(replica, counts[replica] - 1))
-        return request
+    def request(self, pool: str, replica: int, query: np.ndarray) -> asyncio.Future:
+        """A request to the replica's Serve handle: a future of its output."""
+        return asyncio.ensure_future(_resolve(self.pools[pool][replica].remote(query)))
 
     # ------------------------------------------------------------------ handle door
     async def query(self, query_id: int, pixels: np.ndarray) -> Dict[str, Any]:
@@ -185,16 +174,7 @@ class Frontend:
 
     async def _answer(self, query: np.ndarray) -> Dict[str, Any]:
         self.served += 1
-        deadline_ms, started = self.mode.deadline_seen_ms(), time.perf_counter()  # the deadline this query gets
-        try:
-            record = await self.mode.answer(next(self.query_ids), query)
-        except Exception as exc:  # a bug in a mode must still answer the query, with a reason
-            from parity_ray.actors.modes import answer_record
-
-            record = answer_record("failed", None, reason=f"frontend error: {type(exc).__name__}: {exc}"[:300])
-        self.mode.observe(record, time.perf_counter() - started)
-        record["deadline_ms"] = deadline_ms
-        return record
+        return await self.answer_query(next(self.query_ids), query)
 
     def check_health(self) -> None:
         return None

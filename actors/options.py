@@ -146,6 +146,7 @@ class SweepOptions(ModePolicy):
     run: Optional[str] = field(default="best", metadata={"none_word": "none"})  # the served run whose per-instance results give accuracies, or none
     modes: List[str] = field(default_factory=presented_modes, metadata={"flag": "--mode", "all": presented_modes})  # comma-separated serving modes, or all
     rates: List[float] = field(default_factory=lambda: [50.0], metadata={"flag": "--rate"})  # open-loop Poisson queries/s over the whole cluster; a comma list is a grid axis
+    rate_per_replicas: Optional[int] = None  # the --rate values are per this many replicas, scaled to the replicas each cell deploys (a published load at any cluster size)
     clients: Optional[int] = None  # closed loop with N clients (over the whole cluster) instead of --rate
     ks: Optional[List[int]] = field(default=None, metadata={"flag": "--k"})  # k values (comma list); default: the run's
     rs: Optional[List[int]] = field(default=None, metadata={"flag": "--r"})  # r values (comma list); default: the run's
@@ -158,6 +159,7 @@ class SweepOptions(ModePolicy):
     busy_fraction: Optional[float] = None  # share of a batch's in-flight time its replica is occupied
     restart_s: float = 3.0  # a crashed replica is back this long after
     target_p999_ms: Optional[float] = None  # the report's p99.9 target (cheapest mode meeting it per rate)
+    preset: Optional[str] = None  # a published setting stated as options (those left at their defaults); its headline table is printed
     workers: Optional[int] = None  # Ray tasks at once (default: the cluster's CPUs); 0: in this process
     address: Optional[str] = None  # Ray cluster address (e.g. auto); default: start a local Ray
     progress: bool = field(default=True, metadata={"negate": "--no-progress", "negate_help": "no progress lines"})  # a line per finished cell
@@ -167,8 +169,8 @@ class SweepOptions(ModePolicy):
         return dataclasses.replace(self, queries=2000, warmup=50, workers=0)
 
     def mode_options(self) -> Dict[str, Any]:
-        return {"deadline_ms": self.deadline_ms, "hedge_deadline_ms": self.hedge_deadline_ms,
-                "group_wait_ms": self.group_wait_ms, "timeout_s": self.timeout_s}
+        return {"deadline_ms": self.deadline_ms, "deadline_quantile": self.deadline_quantile,
+                "hedge_deadline_ms": self.hedge_deadline_ms, "group_wait_ms": self.group_wait_ms, "timeout_s": self.timeout_s}
 
 
 # --------------------------------------------------------------------------- validation

@@ -104,16 +104,20 @@ class ParetoService(StragglerModel):
 @register_straggler("bursts")
 @dataclass
 class MovingBursts(StragglerModel):
-    """Background load (the published shuffle traffic, simulated) that visits one replica at a time."""
+    """Background load (the published shuffle traffic, simulated) that moves on every ``period_s``:
+    one replica at a time, or with ``one_in`` one replica in every ``one_in`` at once (the same share
+    burdened at any cluster size)."""
 
     period_s: float = 2.0
     delay_ms: float = 50.0
     p: float = 1.0
+    one_in: Optional[int] = None
     replica: Optional[int] = None
 
     def delay(self, rng, service_s, now, replica, n_replicas):
-        burdened = int(now // self.period_s) % max(n_replicas, 1)
-        return self.delay_ms / 1000.0 if replica == burdened and rng.random() < self.p else 0.0
+        group = max(int(self.one_in or n_replicas), 1)
+        burdened = int(now // self.period_s) % group
+        return self.delay_ms / 1000.0 if replica % group == burdened and rng.random() < self.p else 0.0
 
 
 @register_straggler("crash")

@@ -10,14 +10,18 @@ A mode is one file in this package::
         async def answer(self, query_id, query):   # one query's answer (a dict, see `answer_record`)
             ...
 
-The frontend (``actors.frontend.Frontend``) owns the replicas' handles and the routing; a mode asks
-it for a replica (:meth:`~actors.frontend.Routing.pick`) and sends queries through it
-(:meth:`~actors.frontend.Routing.send`). Every answer ends as ``direct``, ``decoded`` or ``failed``
-(with a reason). Every module of this package is imported when modes are listed, so a new mode is one new file.
+A mode is written once. It talks only to a :class:`Routing` (a replica from :meth:`Routing.pick`,
+a request through :meth:`Routing.send`, a future of its output) and reads time from the running
+asyncio loop (:func:`clock`). On Ray Serve the routing is the app's frontend
+(``actors.frontend.Frontend``) and the loop the replica's own; in ``parity-ray sweep`` the very same
+coroutines run on a simulated clock (``actors.sweep.engine``: a virtual-time event loop, replicas
+simulated as queues). Every answer ends as ``direct``, ``decoded`` or ``failed`` (with a reason).
+Every module of this package is imported when modes are listed, so a new mode is one new file.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import importlib
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -63,6 +67,12 @@ class AdaptiveDeadline:
         if len(self.latencies) >= self.min_samples and self.since >= self.every:
             self.value = float(np.quantile(np.fromiter(self.latencies, dtype=float), self.quantile))
             self.since = 0
+
+
+def clock() -> float:
+    """Now, in seconds, on the running loop's clock: what every mode times its policy by (a real
+    monotonic clock on Serve, the simulated one in the sweep). Coder work is timed by wall clock."""
+    return asyncio.get_running_loop().time()
 
 
 class ServingMode:
@@ -162,6 +172,56 @@ def pick_replica(counts: Sequence[int], turn: int, exclude: Sequence[int] = ()) 
     return best
 
 
+class Routing:
+    """What a mode sends through: the app's replica pools and one routing rule for all of them.
+
+    A request goes where :meth:`pick` says (:func:`pick_replica` over this frontend's requests in
+    flight per replica) and :meth:`send` returns a future of its output; a request counts as in
+    flight until its future is done (answered, failed or cancelled). :meth:`answer_query` takes one
+    query through the mode: the deadline it was given, the adaptive deadline fed, a mode's error
+    turned into a failed answer. Subclasses say how a request travels (:meth:`request`): the Serve
+    frontend calls the replica's handle, the sweep's simulated frontend queues it on a simulated replica.
+    """
+
+    mode: "ServingMode"
+
+    def __init__(self, pool_sizes: Dict[str, int]):
+        self.outstanding = {name: [0] * int(size) for name, size in pool_sizes.items()}
+        self.turns = {name: 0 for name in pool_sizes}
+
+    def pick(self, pool: str, exclude: Sequence[int] = ()) -> int:
+        """The replica of ``pool`` with the fewest outstanding requests (not in ``exclude``); ties in turn."""
+        turn = self.turns[pool]
+        self.turns[pool] = turn + 1
+        best = pick_replica(self.outstanding[pool], turn, exclude)
+        if best < 0:
+            raise RuntimeError(f"no replica left in pool '{pool}' outside {list(exclude)}")
+        return best
+
+    def send(self, pool: str, replica: int, query: np.ndarray) -> asyncio.Future:
+        """Send ``query`` to replica ``replica`` of ``pool``; a future of its output."""
+        counts = self.outstanding[pool]
+        counts[replica] += 1
+        request = self.request(pool, replica, query)
+        request.add_done_callback(lambda _done: counts.__setitem__(replica, counts[replica] - 1))
+        return request
+
+    def request(self, pool: str, replica: int, query: np.ndarray) -> asyncio.Future:
+        raise NotImplementedError
+
+    async def answer_query(self, query_id: int, query: np.ndarray) -> Dict[str, Any]:
+        """One query's answer record from the mode, with the deadline (ms) it was given."""
+        mode = self.mode
+        deadline_ms, started = mode.deadline_seen_ms(), clock()
+        try:
+            record = await mode.answer(query_id, query)
+        except Exception as exc:  # a bug in a mode must still answer the query, with a reason
+            record = answer_record("failed", None, reason=f"frontend error: {type(exc).__name__}: {exc}"[:300])
+        mode.observe(record, clock() - started)
+        record["deadline_ms"] = deadline_ms
+        return record
+
+
 def answer_record(path: str, replica: Optional[str], output=None, reason: Optional[str] = None, **extra) -> Dict[str, Any]:
     """One answer: ``path`` (direct/decoded/failed), what answered, the output and its class."""
     record: Dict[str, Any] = {"path": path, "replica": replica, "output": None, "prediction": None, "reason": reason,
@@ -210,5 +270,5 @@ def get_mode(name: str):
     return MODES.get(name)
 
 
-__all__ = ["BASE", "MODES", "ServingMode", "answer_record", "coded", "default_simulation_modes", "get_mode", "list_modes",
+__all__ = ["BASE", "MODES", "Routing", "ServingMode", "answer_record", "clock", "coded", "default_simulation_modes", "get_mode", "list_modes",
            "pick_replica", "presented_modes", "register_mode", "single_copy_modes"]

@@ -32,7 +32,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from parity_ray.actors.modes import BASE, ServingMode, answer_record, coded, register_mode
+from parity_ray.actors.modes import BASE, ServingMode, answer_record, clock, coded, register_mode
 
 
 def _ok(task) -> bool:
@@ -104,7 +104,7 @@ class Coded(ServingMode):
 
     # ------------------------------------------------------------------ entry point
     async def answer(self, query_id, query):
-        arrived = time.perf_counter()
+        arrived = clock()
         group, position = self._join(query_id, query)
         if self.systematic:
             record = await self._systematic_answer(group, position, arrived)
@@ -242,7 +242,7 @@ class Coded(ServingMode):
             answered = self._extra_answer(group, position, extra)
             if answered is not None:
                 return direct(answered[1], answered[0])
-            now = time.perf_counter()
+            now = clock()
             if now >= deadline or own.done():
                 decoded = self._try_decode(group, position)
                 if decoded is not None:
@@ -293,7 +293,7 @@ class Coded(ServingMode):
     async def _nonsystematic_answer(self, group: Group, position: int, arrived: float) -> Dict[str, Any]:
         deadline, hard_stop = arrived + self.deadline_s, arrived + self.timeout_s
         while True:
-            now = time.perf_counter()
+            now = clock()
             if group.sealed:
                 outputs, available = self._outputs(group)
                 everything = bool(available.all())

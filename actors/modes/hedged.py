@@ -4,9 +4,8 @@ is sent again to another replica, and the first answer wins ("The Tail at Scale"
 from __future__ import annotations
 
 import asyncio
-import time
 
-from parity_ray.actors.modes import BASE, ServingMode, answer_record, register_mode
+from parity_ray.actors.modes import BASE, ServingMode, answer_record, clock, register_mode
 
 
 @register_mode("hedged")
@@ -21,11 +20,11 @@ class Hedged(ServingMode):
     async def answer(self, query_id, query):
         frontend = self.frontend
         first = frontend.pick("base")
-        started = time.perf_counter()
+        started = clock()
         tasks = {frontend.send("base", first, query): first}
         hedged, errors = False, []
         while tasks:
-            elapsed = time.perf_counter() - started
+            elapsed = clock() - started
             if elapsed >= self.timeout_s:
                 break
             wait = (self.deadline_s - elapsed) if not hedged else (self.timeout_s - elapsed)

@@ -50,7 +50,6 @@ def validate(options: SweepOptions):
     from parity_ray.actors.codes import code_layout
     from parity_ray.actors.modes import get_mode, list_modes
     from parity_ray.actors.stragglers import parse_spec
-    from parity_ray.actors.sweep.engine import POLICIES
     from parity_ray.actors.sweep.service import calibrate, parse_service
 
     known = list_modes()
@@ -58,10 +57,12 @@ def validate(options: SweepOptions):
     if bad or not options.modes:
         name = bad[0] if bad else ""
         raise UsageError(f"unknown mode '{name}'; {choices_hint(name, known)}")
-    missing = [m for m in options.modes if m not in POLICIES]
-    if missing:
-        raise UsageError(f"mode '{missing[0]}' has no simulation model in actors/sweep/engine.py (POLICIES); "
-                         f"valid choices: {', '.join(POLICIES.names())}")
+    if options.preset:
+        from parity_ray.actors.sweep.presets import PRESETS
+
+        PRESETS.get(options.preset)
+    if options.rate_per_replicas is not None and options.rate_per_replicas < 1:
+        raise UsageError("--rate-per-replicas must be >= 1")
     if options.clients is not None and options.clients <= 0:
         raise UsageError("--clients must be > 0")
     if options.clients is None and (not options.rates or any(r <= 0 for r in options.rates)):
@@ -76,9 +77,6 @@ def validate(options: SweepOptions):
         raise UsageError("--restart-s must be >= 0 and --busy-fraction in (0, 1]")
     from parity_ray.actors.app import AppOptions
 
-    if options.deadline_ms == AUTO:
-        raise UsageError(f"--deadline-ms {AUTO} is not modelled by the sweep yet (simulate and serve have it); "
-                         "give the deadline in milliseconds")
     policy = {f.name: getattr(options, f.name) for f in dataclasses.fields(ModePolicy)}
     for mode in options.modes:
         check_options(AppOptions(mode=mode, **policy))
@@ -154,7 +152,7 @@ def simulate_cell(cell: Dict[str, Any], service, shards: List[int]) -> List[Dict
             result = shard.run(send_times(total, cell["rate"] / apps, seed))
         keep = slice(warm, None)
         out.append({"send": result.send[keep], "answer": result.answer[keep], "path": result.path[keep],
-                    "hedged": result.hedged[keep], "requests": result.requests, "sent": total,
+                    "hedged": result.hedged[keep], "deadline": result.deadline[keep], "requests": result.requests, "sent": total,
                     "groups_encoded": result.groups_encoded, "groups_skipped": result.groups_skipped})
     return out
 
@@ -172,6 +170,8 @@ def plan_cells(options: SweepOptions, run_layout, has_parity: bool) -> List[Dict
         layout = _layout(k, r, run_layout)
         size = app_size(mode, layout, has_parity)
         apps = max((cluster or size) // size, 1)
+        if load_kind == "rate" and options.rate_per_replicas:  # the same load per replica at every size
+            load = load * apps * size / options.rate_per_replicas
         per_app = _split(options.queries + options.warmup, apps)
         warm = _split(options.warmup, apps)
         cells.append({
@@ -212,8 +212,15 @@ def summarize_cell(cell, parts, accuracy, rng) -> Dict[str, Any]:
         "p50_ms": _percentile(latency, 50), "p90_ms": _percentile(latency, 90), "p99_ms": _percentile(latency, 99),
         "p999_ms": _percentile(latency, 99.9), "mean_ms": float(latency.mean()) if len(latency) else None,
         "throughput_qps": float(answered.sum() / span) if span > 0 else None,
-        "accuracy": correct, "decoded_accuracy": decoded_correct,
+        "accuracy": correct, "decoded_accuracy": decoded_correct, "deadline_seen_ms": _median_deadline(parts),
     }
+
+
+def _median_deadline(parts) -> Optional[float]:
+    """The median deadline (ms) the measured queries were given (None: the mode has none)."""
+    seen = np.concatenate([p["deadline"] for p in parts]) if parts else np.zeros(0)
+    seen = seen[~np.isnan(seen)]
+    return float(np.median(seen)) if len(seen) else None
 
 
 def load_accuracy(options: SweepOptions, run) -> Optional[Dict[str, Any]]:
@@ -240,6 +247,9 @@ def _chunks(cell, workers: int) -> List[List[int]]:
 
 
 def run_sweep(options: SweepOptions, log=stderr_log) -> Dict[str, Any]:
+    from parity_ray.actors.sweep.presets import PRESETS, apply_preset
+
+    options = apply_preset(options)
     service, run, run_layout, has_parity = validate(options)
     accuracy = load_accuracy(options, run)
     cells = plan_cells(options, run_layout, has_parity)
@@ -263,13 +273,15 @@ def run_sweep(options: SweepOptions, log=stderr_log) -> Dict[str, Any]:
     service_json = json.dumps(service.describe(), sort_keys=True)
     for n, (cell, parts) in enumerate(zip(cells, results)):
         stats = summarize_cell(cell, parts, accuracy, rng)
+        deadline_seen = stats.pop("deadline_seen_ms")
         settings = {**settings_common, **{k: v for k, v in cell.items() if k not in ("run_layout", "per_app", "warmup_per_app")},
                     "timings": _timings(cell["mode"], options)}
         rows.append({
             "sweep_id": sweep_id, "cell": n, "mode": cell["mode"], "rate": cell["rate"], "clients": cell["clients"],
             "k": cell["k"], "r": cell["r"], "systematic": bool(cell["systematic"]), "straggler": cell["straggler"],
             "cluster_size": int(cell["cluster_size"]), "apps": int(cell["apps"]), "replicas_per_app": int(cell["replicas_per_app"]),
-            "replicas": int(cell["apps"] * cell["replicas_per_app"]), "deadline_ms": float(options.deadline_ms),
+            "replicas": int(cell["apps"] * cell["replicas_per_app"]),
+            "deadline_ms": deadline_seen if options.deadline_ms == AUTO else float(options.deadline_ms),
             "hedge_deadline_ms": options.hedge_deadline_ms, "group_wait_ms": options.group_wait_ms,
             "timeout_s": float(options.timeout_s), "max_batch_size": int(options.max_batch_size),
             "batch_wait_ms": float(options.batch_wait_ms), "busy_fraction": float(service.busy_fraction),
@@ -284,9 +296,14 @@ def run_sweep(options: SweepOptions, log=stderr_log) -> Dict[str, Any]:
         frame[column] = frame[column].astype("float64")
     frame["clients"] = frame["clients"].astype("Int64")
     uri = write_sweep(options.experiment, sweep_id, frame)
-    return {"sweep_id": sweep_id, "experiment": options.experiment, "table": uri, "cells": len(cells),
-            "queries": int(frame.sent.sum()), "seconds": round(time.perf_counter() - started, 3),
-            "service": service.describe(), "rows": rows}
+    summary = {"sweep_id": sweep_id, "experiment": options.experiment, "table": uri, "cells": len(cells),
+               "queries": int(frame.sent.sum()), "seconds": round(time.perf_counter() - started, 3),
+               "service": service.describe(), "rows": rows}
+    if options.preset:
+        preset = PRESETS.get(options.preset)
+        summary["preset"] = {"name": options.preset, "source": preset.source, "assumptions": preset.assumptions,
+                             "published": preset.published, "headline": preset.headline(rows)}
+    return summary
 
 
 def _timings(mode: str, options: SweepOptions) -> Dict[str, float]:

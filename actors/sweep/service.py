@@ -7,7 +7,8 @@ model run; the rest is the calls, during which it can take the next batch).
 
 By hand (``--service``): ``lognormal:median_ms=3,sigma=0.3``, ``constant:ms=3``,
 ``exponential:mean_ms=3``, ``gamma:mean_ms=3,cv=0.5``, each with optional ``per_item_ms`` (added per
-request beyond the first of a batch, default 0) and ``busy_fraction`` (default 1).
+request beyond the first of a batch, default 0), ``busy_fraction`` (default 1), and the frontend's
+coder work: ``encode_ms`` per encoded group and ``decode_ms`` per decode (default 0).
 
 Fitted (``--calibrate EXPERIMENT[:SIMULATION_ID]``): from ``tables/queries/`` of a simulate run,
 the direct, unhedged answers of ``none`` / ``replication`` on replicas that no straggler model
@@ -16,7 +17,10 @@ batch; a batch that found its replica idle (nothing of the replica in flight whe
 was sent) gives ``T = receive - first send - batch wait`` for its size. Sizes with fewer than
 ``MIN_SAMPLES`` batches borrow the smallest size's samples plus ``per_item_ms`` (the slope of the
 median per size, 0 when one size only). ``busy_fraction`` comes from queries that did find their
-replica busy: how much of the earlier request's remaining time they waited on top of T.
+replica busy: how much of the earlier request's remaining time they waited on top of T. The
+frontend's coder work comes from the coded modes' answers (their ``coder_seconds``): the median
+encode of a group (direct answers of encoded groups) and the median decode on top of it (decoded
+answers); 0 when the run served no coded mode.
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ def _gamma(rng: np.random.Generator, v: Dict[str, float], n: int) -> np.ndarray:
 
 
 DISTRIBUTIONS.register("gamma")(ServiceLaw(("mean_ms", "cv"), _gamma))
-COMMON = ("per_item_ms", "busy_fraction")
+COMMON = ("per_item_ms", "busy_fraction", "encode_ms", "decode_ms")
 MIN_SAMPLES = 20
 BATCH_TOLERANCE_S = 0.0005
 SAMPLES = 20000  # draws that stand for a parametric distribution
@@ -73,6 +77,8 @@ class ServiceModel:
     busy_fraction: float = 1.0
     source: str = ""
     fitted: Dict[str, Any] = field(default_factory=dict)  # what a fit found (sizes, counts, medians)
+    encode_s: float = 0.0  # the frontend's work to encode one group (coded modes)
+    decode_s: float = 0.0  # the frontend's work for one decode
 
     def tables(self) -> Dict[int, np.ndarray]:
         return self.samples
@@ -82,7 +88,8 @@ class ServiceModel:
         sizes = {int(b): {"n": int(len(v)), "median_ms": round(float(np.median(v)) * 1e3, 4),
                           "p99_ms": round(float(np.percentile(v, 99)) * 1e3, 4)} for b, v in sorted(self.samples.items())}
         return {"source": self.source, "per_item_ms": round(self.per_item_s * 1e3, 6),
-                "busy_fraction": round(self.busy_fraction, 6), "sizes": sizes, **self.fitted}
+                "busy_fraction": round(self.busy_fraction, 6), "encode_ms": round(self.encode_s * 1e3, 6),
+                "decode_ms": round(self.decode_s * 1e3, 6), "sizes": sizes, **self.fitted}
 
 
 def parse_service(text: str, seed: int = 0) -> ServiceModel:
@@ -105,15 +112,32 @@ def parse_service(text: str, seed: int = 0) -> ServiceModel:
     missing = [k for k in law.params if k not in values]
     if missing:
         raise UsageError(f"service '{text}' needs {', '.join(k + '=' for k in missing)}")
-    if any(values[k] <= 0 for k in law.params) or values.get("per_item_ms", 0) < 0:
-        raise UsageError(f"service '{text}': every parameter must be > 0 (per_item_ms >= 0)")
+    if any(values[k] <= 0 for k in law.params) or any(values.get(k, 0) < 0 for k in ("per_item_ms", "encode_ms", "decode_ms")):
+        raise UsageError(f"service '{text}': every parameter must be > 0 (per_item_ms, encode_ms, decode_ms >= 0)")
     busy = values.get("busy_fraction", 1.0)
     if not 0 < busy <= 1:
         raise UsageError(f"service '{text}': busy_fraction must be in (0, 1]")
     rng = np.random.default_rng([seed, 7])
     draws = law.draw(rng, values, SAMPLES)
     return ServiceModel({1: np.sort(draws) / 1e3}, per_item_s=values.get("per_item_ms", 0.0) / 1e3,
-                        busy_fraction=busy, source=text.strip())
+                        busy_fraction=busy, source=text.strip(), encode_s=values.get("encode_ms", 0.0) / 1e3,
+                        decode_s=values.get("decode_ms", 0.0) / 1e3)
+
+
+def coder_costs(queries) -> Tuple[float, float]:
+    """``(encode_s, decode_s)``: the frontend's coder work per group encode and per decode, from a
+    simulate run's queries (their ``coder_seconds``); 0 where the run has no such answers."""
+    from parity_ray.actors.modes import get_mode, list_modes
+
+    if "coder_seconds" not in queries:
+        return 0.0, 0.0
+    coding = [name for name in list_modes() if get_mode(name).needs_code]
+    coded = queries[queries["mode"].isin(coding) & queries.coder_seconds.notna()]
+    encoded = coded[(coded.path == "direct") & (coded.coder_seconds > 0)].coder_seconds
+    encode = float(encoded.median()) if len(encoded) else 0.0
+    decoded = coded[coded.path == "decoded"].coder_seconds
+    decode = float(max((decoded - encode).median(), 0.0)) if len(decoded) else 0.0
+    return encode, decode
 
 
 def _spec_replicas(config: Dict[str, Any]):
@@ -131,7 +155,6 @@ def _spec_replicas(config: Dict[str, Any]):
 
 def calibrate(target: str, batch_wait_ms: Optional[float] = None) -> ServiceModel:
     """Fit a ServiceModel from ``EXPERIMENT[:SIMULATION_ID]`` (default: its latest simulation)."""
-    import pandas as pd
 
     from parity_ray import results
 
@@ -196,5 +219,6 @@ def calibrate(target: str, batch_wait_ms: Optional[float] = None) -> ServiceMode
         busy = float(np.clip(np.median(extra) / max(np.median(remaining), 1e-6), 0.02, 1.0))
     fitted = {"simulation_id": simulation_id, "experiment": experiment, "queued_pairs": len(busy_ratios),
               "batch_wait_ms": wait_s * 1e3}
+    encode_s, decode_s = coder_costs(queries)
     return ServiceModel(samples, per_item_s=per_item, busy_fraction=busy,
-                        source=f"calibrated:{experiment}:{simulation_id}", fitted=fitted)
+                        source=f"calibrated:{experiment}:{simulation_id}", fitted=fitted, encode_s=encode_s, decode_s=decode_s)

@@ -13,8 +13,8 @@ from typing import Dict
 REGISTRY_MODULES = (
     "parity_ray.data", "parity_ray.models", "parity_ray.coders", "parity_ray.losses", "parity_ray.augment",
     "parity_ray.tasks", "parity_ray.optimization", "parity_ray.initialization", "parity_ray.recipes",
-    "parity_ray.tune.tuning", "parity_ray.actors.stragglers", "parity_ray.actors.modes", "parity_ray.actors.sweep.engine",
-    "parity_ray.actors.sweep.service", "parity_ray.analysis.explorer",
+    "parity_ray.tune.tuning", "parity_ray.actors.stragglers", "parity_ray.actors.modes",
+    "parity_ray.actors.sweep.service", "parity_ray.actors.sweep.presets", "parity_ray.analysis.explorer",
 )
 
 

@@ -30,6 +30,14 @@ def run(args: argparse.Namespace) -> int:
           f"in {summary['seconds']:.1f} s  ->  {summary['table']}")
     for row in summary["rows"]:
         print(format_row(row))
+    if "preset" in summary:
+        from parity_ray.actors.sweep.presets import format_headline
+
+        preset = summary["preset"]
+        print(f"preset {preset['name']}: {preset['source']}")
+        print(f"  assumptions: {preset['assumptions']}")
+        for line in format_headline(preset["headline"]):
+            print("  " + line)
     if args.json:
         rows = [{k: v for k, v in row.items() if k not in ("settings", "versions", "service")} for row in summary["rows"]]
         print(json.dumps({**summary, "rows": rows}, sort_keys=True, default=str))

@@ -5,6 +5,7 @@ mode order once did when a mode was added)."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -108,21 +109,34 @@ def _straggler(entry):
 
 
 def _mode(entry):
+    """A mode is written once: the sweep's simulated frontend runs this very class on its virtual clock."""
+    from parity_ray.actors.codes import CodeLayout
     from parity_ray.actors.modes import ServingMode
-    from parity_ray.actors.sweep.engine import POLICIES
+    from parity_ray.actors.sweep.engine import Shard
+    from parity_ray.actors.sweep.service import parse_service
 
-    assert issubclass(entry, ServingMode) and entry.registry_name in POLICIES, "every mode needs a sweep policy"
-
-
-def _sweep_policy(entry):
-    from parity_ray.actors.sweep.engine import Policy
-
-    assert issubclass(entry, Policy)
+    assert issubclass(entry, ServingMode)
+    layout = CodeLayout(k=2, r=1, systematic=True, num_coded=1)
+    shard = Shard(entry.registry_name, layout, True, {"deadline_ms": 20, "timeout_s": 5}, parse_service("constant:ms=2"),
+                  [], 0, 3, 0, 4, 0.001, 1.0, 1.0)
+    result = shard.run(np.arange(40) * 0.005)
+    assert (result.path == 0).sum() >= 30 and not (result.path == 2).any()
 
 
 def _service(entry):
     draws = entry.draw(np.random.default_rng(0), {p: 1.0 for p in entry.params}, 100)
     assert len(draws) and (np.asarray(draws) > 0).all()
+
+
+def _sweep_preset(entry):
+    """A preset's settings are SweepOptions fields and its service a valid law."""
+    from parity_ray.actors.options import SweepOptions
+    from parity_ray.actors.sweep.service import parse_service
+
+    fields = {f.name for f in dataclasses.fields(SweepOptions)}
+    assert set(entry.settings) <= fields and entry.source and entry.assumptions
+    parse_service(entry.service)
+    assert entry.headline([]) == []
 
 
 def _explorer_payload(entry):
@@ -134,8 +148,8 @@ CHECKS = {
     "decoders": _class_of("parity_ray.coders.Decoder"), "losses": _loss, "augmentations": _augmentation,
     "tasks": _task, "optimizers": _optimizer, "lr_schedules": _lr_schedule, "parity_inits": _parity_init,
     "recipes": _recipe, "schedulers": _import_path, "search_algs": _import_path, "callbacks": _import_path,
-    "stragglers": _straggler, "modes": _mode, "sweep_policies": _sweep_policy,
-    "service_distributions": _service, "explorer_payloads": _explorer_payload,
+    "stragglers": _straggler, "modes": _mode,
+    "service_distributions": _service, "sweep_presets": _sweep_preset, "explorer_payloads": _explorer_payload,
 }
 
 
@@ -152,7 +166,6 @@ def test_every_entry_keeps_its_registry_contract(key, name):
 
 def test_keys_pair_up_across_floors():
     """Registries keyed by another registry's names hold exactly those names."""
-    assert set(REGISTRIES["sweep_policies"].names()) == set(REGISTRIES["modes"].names())
     assert set(REGISTRIES["explorer_payloads"].names()) == set(REGISTRIES["tasks"].names())
 
 
@@ -233,6 +246,6 @@ def test_the_scan_finds_a_hand_kept_list(tmp_path):
     (tmp_path / "actors" / "help.py").write_text('"""Doc: coded, hedged, none."""\nHELP = "modes: coded, hedged, none"\n')
     found = hand_kept_name_lists(tmp_path)
     assert ("actors/stale.py", 1, "modes", ["coded", "hedged", "replication"]) in found
-    assert {key for _f, _l, key, _n in found} <= {"modes", "sweep_policies"}
+    assert {key for _f, _l, key, _n in found} == {"modes"}
     texts = names_in_texts(tmp_path)
     assert ("actors/help.py", 2, "modes", ["coded", "hedged", "none"]) in texts and all(line == 2 for _f, line, _k, _n in texts)

@@ -87,6 +87,29 @@ def test_coded_eager_answers_a_straggler_as_early_as_the_code_allows():
     assert get_mode("coded-eager").timings({"deadline_ms": 40})["group_wait_s"] == 0.02  # a partial group's seal
 
 
+def test_the_frontends_coder_work_holds_its_event_loop():
+    """Encoding is charged on the frontend's clock: while it encodes, replies and arrivals wait, as on
+    one event loop. 8 ms an encode at 100 groups/s keeps the frontend 80% busy: latencies grow by a
+    queue's worth, not by a fixed 8 ms, and a free coder changes nothing."""
+    sends = send_times(4000, 200.0, 6)
+    eager = lambda service: _shard("coded-eager", service, k=2, max_batch=16, batch_wait_s=0.002).run(sends)  # noqa: E731
+    free, costly = eager("constant:ms=5"), eager("constant:ms=5,encode_ms=8")
+    p50 = {name: np.percentile((r.answer - r.send)[200:] * 1000, 50) for name, r in (("free", free), ("costly", costly))}
+    assert p50["free"] == pytest.approx(5 + 2, abs=1.0)  # the service time plus the batch window
+    assert p50["costly"] > p50["free"] + 4.0
+    assert min(free.groups_encoded, costly.groups_encoded) > 1900  # nearly every query is in a full group
+
+
+def test_adaptive_deadline_runs_in_the_sweep():
+    """``--deadline-ms auto`` is the mode's own AdaptiveDeadline: it settles at the running p95 of the
+    direct answers (here the 5 ms service plus the 2 ms window), far below the 50 ms start value."""
+    slow = [{"kind": "slow", "replica": 0, "p": 0.05, "delay_ms": 100}]
+    res = _shard("hedged", "constant:ms=5", k=2, stragglers=slow, max_batch=16, batch_wait_s=0.002,
+                 deadline_ms="auto").run(send_times(3000, 50.0, 7))
+    assert np.nanmedian(res.deadline[500:]) == pytest.approx(7.0, abs=1.5)
+    assert res.hedged.any() and np.percentile((res.answer - res.send)[500:] * 1000, 99.9) < 40
+
+
 def test_crash_fails_held_requests_and_restarts():
     crash = [{"kind": "crash", "replica": 0, "after": 50}]
     res = _shard("none", "constant:ms=5", k=2, stragglers=crash, max_batch=16, batch_wait_s=0.002).run(send_times(2000, 50.0, 5))
@@ -144,7 +167,7 @@ def test_calibration_refuses_what_it_cannot_fit(tmp_path):
     (["--service", "weibull:shape=2"], ["unknown service distribution 'weibull'"]),
     (["--service", "lognormal:median_ms=3"], ["needs sigma="]),
     (["--rate", "fast"], ["comma-separated numbers"]),
-    (["--deadline-ms", "auto"], ["not modelled by the sweep"]),
+    (["--deadline-ms", "soon"], ["--deadline-ms", "auto"]),
 ])
 def test_bad_sweep_flags(tmp_path, args, fragments):
     base = ["--service", "constant:ms=1"] if "--service" not in args else []
@@ -215,3 +238,24 @@ def test_sweep_matches_a_real_serve_run(trained_experiment, local_ray, tmp_path,
                           f"{row['error']:7.1%}  (bound {bound:.0%})")
     assert all(row["sweep_accuracy"] is not None for row in rows)
     assert not misses, "\n".join(misses)
+
+
+def test_parm_fig9a_preset_states_the_published_setting(tmp_path):
+    """``--preset parm-fig9a`` fills what the command line left at its defaults (k = 2, batch 1, the
+    paper's modes, moving background load, auto deadlines, the load per 12 replicas) and prints the
+    headline table: the equal-resources gap over the better coded policy's, hedging's, requests per query."""
+    experiment, _ = _synthetic_experiment(tmp_path / "exp")
+    result = cli("sweep", "--experiment", experiment, "--run", "none", "--preset", "parm-fig9a", "--rate", "390",
+                 "--cluster-size", "12,24", "--queries", "3000", "--warmup", "100", "--workers", "0", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    rows = summary["rows"]
+    assert {r["mode"] for r in rows} == {"coded", "coded-eager", "replication", "hedged"} and {r["k"] for r in rows} == {2}
+    assert {r["max_batch_size"] for r in rows} == {1} and all("one_in=12" in r["straggler"] for r in rows)
+    assert {(r["replicas"], r["rate"]) for r in rows} == {(12, 390.0), (24, 780.0)}  # the load per 12 replicas
+    assert all(r["deadline_ms"] is not None and r["deadline_ms"] < 50 for r in rows if r["mode"] == "hedged")  # auto
+    headline = summary["preset"]["headline"]
+    assert len(headline) == 2 and all(e["gap_ratio_vs_equal_resources"] > 0 and "coded_beats_hedged" in e for e in headline)
+    assert "assumptions:" in result.stdout and "gap ratio (equal resources / coded)" in result.stdout
+    assert_usage_error(cli("sweep", "--experiment", experiment, "--preset", "parm-fig9", "--workers", "0"),
+                       "unknown sweep preset 'parm-fig9'")
