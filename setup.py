@@ -44,6 +44,7 @@ setup(
         "pyarrow>=14",  # Parquet tables with explicit schemas, storage (local, NFS, S3)
         "numpy",
         "scikit-learn>=1.3",  # the bundled digits dataset
+        "scipy>=1.10",  # the sweep's fitted service-time tails (generalized Pareto), intervals
         "tqdm>=4.60",  # progress bars of train and simulate
         "pyyaml>=6",  # --config YAML files, Serve config files
         "matplotlib>=3.7",  # figures of analysis/ and parity-ray report
@@ -55,7 +56,9 @@ setup(
         # nbformat, nbclient, ipykernel: tests/analysis/test_notebooks.py runs the notebooks.
         "dev": ["pytest>=8", "pytest-timeout>=2.2", "moto[server]>=5", "nbformat>=5", "nbclient>=0.8", "ipykernel>=6",
                 # mlflow-skinny, optuna: the tracking and search tests of tests/experiment/test_tuning.py
-                "mlflow-skinny>=2.10", "optuna>=3"],
+                "mlflow-skinny>=2.10", "optuna>=3",
+                # ciw: the independent queueing simulation tests/serve/test_queueing.py checks the sweep against
+                "ciw>=3.2"],
         "notebooks": ["jupyterlab>=4"],
         "tracking": ["mlflow-skinny>=2.10"],  # --callback mlflow (Ray's MLflowLoggerCallback); W&B: pip install wandb
         "search": ["optuna>=3"],  # search_alg = {"cls": "optuna"}; HyperOpt: pip install hyperopt

@@ -152,10 +152,13 @@ class SweepOptions(ModePolicy):
     rs: Optional[List[int]] = field(default=None, metadata={"flag": "--r"})  # r values (comma list); default: the run's
     stragglers: List[str] = field(default_factory=lambda: ["none"], metadata={"flag": "--straggler", "sep": ";"})  # straggler specs as in simulate; several (a grid axis) separated by ';'
     cluster_sizes: Optional[List[int]] = field(default=None, metadata={"flag": "--cluster-size"})  # replicas in the cluster (comma list); default: one app of each mode
-    queries: int = 10000  # measured queries per cell x mode
-    warmup: int = 100  # queries per cell x mode left out of the statistics
+    queries: int = 10000  # measured queries per cell x mode (split over its replications)
+    warmup: int = 100  # queries per replication left out of the statistics
+    replications: int = 5  # independent replications per cell (fresh seeds; Ray tasks side by side): every p50/p99/p99.9 and ratio gets a 95% interval from their spread
+    ci_width: Optional[float] = None  # add replications until each cell's p99.9 interval is within this percentage of it (at most 8x --replications; the cells that stop there are named)
     service: Optional[str] = None  # service times by hand, e.g. lognormal:median_ms=3,sigma=0.3[,per_item_ms=0.1,busy_fraction=0.5]
     calibrate: Optional[str] = field(default=None, metadata={"metavar": "EXPERIMENT[:SIMULATION_ID]"})  # fit service times from a parity-ray simulate run (default: the experiment's latest)
+    service_tail: str = "gpd"  # with --calibrate: the model of the measured times above their p95 (gpd: a generalized Pareto fit, draws past the largest measured time; empirical: the measured times alone)
     busy_fraction: Optional[float] = None  # share of a batch's in-flight time its replica is occupied
     restart_s: float = 3.0  # a crashed replica is back this long after
     target_p999_ms: Optional[float] = None  # the report's p99.9 target (cheapest mode meeting it per rate)

@@ -364,6 +364,7 @@ def queries_frame(records, simulation_id, mode, run_id, indices, labels, base_pr
             "prediction": [r.get("prediction") for r in records],
             "coder_seconds": [r.get("coder_seconds") for r in records],
             "deadline_ms": [r.get("deadline_ms") for r in records],  # the deadline the query was given
+            "frontend_ms": [r.get("frontend_ms") for r in records],  # its time inside the frontend
             # what a decoded answer was rebuilt from, and its output: enough to recompute it offline
             "group_members": [r.get("group_members") if r["path"] == "decoded" else None for r in records],
             "decoded_from": [r.get("decoded_from") if r["path"] == "decoded" else None for r in records],
@@ -380,7 +381,18 @@ def queries_frame(records, simulation_id, mode, run_id, indices, labels, base_pr
         frame[column] = frame[column].astype("Int64")
     frame["coder_seconds"] = frame["coder_seconds"].astype("float64")
     frame["deadline_ms"] = frame["deadline_ms"].astype("float64")
+    frame["frontend_ms"] = frame["frontend_ms"].astype("float64")
     return frame
+
+
+def percentile_intervals(latency: np.ndarray, seed: int) -> Dict[str, Optional[float]]:
+    """``p50_ms_lo`` ... ``p999_ms_hi``: each figure's 95% bootstrap interval over this run's queries."""
+    from parity_ray.intervals import bootstrap_interval
+
+    out: Dict[str, Optional[float]] = {}
+    for name, q in (("p50_ms", 50), ("p99_ms", 99), ("p999_ms", 99.9)):
+        out[f"{name}_lo"], out[f"{name}_hi"] = bootstrap_interval(latency, q, seed=seed)
+    return out
 
 
 def summarize_mode(frame, options, mode, run, simulation_id, stragglers, wall, stats=None) -> Dict[str, Any]:
@@ -421,6 +433,7 @@ def summarize_mode(frame, options, mode, run, simulation_id, stragglers, wall, s
         "p90_ms": pct(90),
         "p99_ms": pct(99),
         "p999_ms": pct(99.9),
+        **percentile_intervals(latency, options.seed),
         "mean_ms": float(latency.mean()) if len(latency) else None,
         "throughput_qps": float(len(answered) / span) if span and span > 0 else None,
         "offered_qps": float(len(measured) / send_span) if send_span and send_span > 0 else None,
@@ -442,5 +455,6 @@ def format_mode(s: Dict[str, Any]) -> str:
     f = lambda v: "   n/a" if v is None else f"{v:6.1f}"  # noqa: E731
     acc = "n/a" if s["accuracy"] is None else f"{s['accuracy']:.4f}"
     repeat = f"#{s['repeat'] + 1} " if s.get("repeat") else ""
-    return (f"{repeat}{s['mode']:<12} p50 {f(s['p50_ms'])}  p99 {f(s['p99_ms'])}  p99.9 {f(s['p999_ms'])} ms  "
+    band = "" if s.get("p999_ms_lo") is None else f" [{s['p999_ms_lo']:.1f}-{s['p999_ms_hi']:.1f}]"
+    return (f"{repeat}{s['mode']:<12} p50 {f(s['p50_ms'])}  p99 {f(s['p99_ms'])}  p99.9 {f(s['p999_ms'])}{band} ms  "
             f"{s['throughput_qps'] or 0:6.1f} qps  accuracy {acc}  direct {s['direct']} decoded {s['decoded']} failed {s['failed']}")

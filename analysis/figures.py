@@ -220,17 +220,41 @@ def instance_figure(run: pd.Series, predictions: pd.DataFrame, decode: pd.Series
 
 
 def sweep_figure(tail: pd.DataFrame, target_ms: float) -> Figure:
-    """p99.9 vs offered rate per mode (one panel per sweep x k x r x straggler x cluster size, the first four)."""
+    """p99.9 vs offered rate per mode, its 95% interval as a band (one panel per sweep x k x r x straggler x
+    cluster size, the first four)."""
     keys = ["sweep_id", "k", "r", "straggler", "cluster_size"]
     groups = list(tail.groupby(keys, sort=False))[:4]
     fig, axes = _figure(6.4 * max(len(groups), 1), 4.2, max(len(groups), 1))
     axes = list(np.atleast_1d(axes))
     for ax, (key, part) in zip(axes, groups):
         for mode, lines in part.groupby("mode", sort=False):
-            ax.plot(lines["rate"], lines["p999_ms"], marker="o", label=mode)
+            (line,) = ax.plot(lines["rate"], lines["p999_ms"], marker="o", label=mode)
+            if lines["p999_ms_lo"].notna().any():  # the 95% interval over the cell's replications
+                ax.fill_between(lines["rate"], lines["p999_ms_lo"], lines["p999_ms_hi"], color=line.get_color(), alpha=0.2,
+                                linewidth=0)
         ax.axhline(target_ms, color="#999", linestyle="--", linewidth=1, label=f"target {target_ms:g} ms")
         ax.set(xlabel="offered load (queries/s)", ylabel="p99.9 latency (ms)", yscale="log",
                title=f"k={key[1]} r={key[2]}, {key[4]} replicas\n{key[3]}")
         ax.title.set_fontsize(9)
         ax.legend(fontsize=8)
+    return fig
+
+
+def service_qq_figure(fits: pd.DataFrame) -> Figure:
+    """Q-Q plot of each calibrated tail fit: measured service times above the threshold against the fit's quantiles."""
+    fig, axes = _figure(5.2, 4.2, 1)
+    ax = np.atleast_1d(axes)[0]
+    low, high = np.inf, 0.0
+    for row in fits.itertuples(index=False):
+        points = np.asarray(row.qq_ms, dtype=float)
+        if not len(points):
+            continue
+        ax.plot(points[:, 1], points[:, 0], marker="o", linestyle="none", markersize=3,
+                label=f"{row.sweep_id[-13:]} batch {row.batch_size} (KS {row.ks:.3f})")
+        low, high = min(low, points.min()), max(high, points.max())
+    if high > 0:
+        ax.plot([low, high], [low, high], color="#999", linewidth=1, label="y = x")
+    ax.set(xlabel="fitted tail quantile (ms)", ylabel="measured service time (ms)", title="service-time tail fit (Q-Q)")
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=7)
     return fig

@@ -260,9 +260,15 @@ def sweep_charts(tail: pd.DataFrame, target_ms: float) -> List[dict]:
     data = []
     for n, (key, part) in enumerate(tail.groupby(keys + ["mode"], sort=False)):
         name = f"{key[-1]} (k={key[1]} r={key[2]}, {key[4]} replicas, {key[3]})" if several else key[-1]
-        data.append({"type": "scatter", "mode": "lines+markers", "name": name, "line": {"color": PALETTE[n % len(PALETTE)]},
-                     "x": part["rate"].round(3).tolist(), "y": part["p999_ms"].round(3).tolist(),
-                     "hovertemplate": f"{name}<br>%{{x:g}} qps: p99.9 %{{y:.1f}} ms<extra></extra>"})
+        colour = PALETTE[n % len(PALETTE)]
+        trace = {"type": "scatter", "mode": "lines+markers", "name": name, "line": {"color": colour},
+                 "x": part["rate"].round(3).tolist(), "y": part["p999_ms"].round(3).tolist(),
+                 "hovertemplate": f"{name}<br>%{{x:g}} qps: p99.9 %{{y:.1f}} ms<extra></extra>"}
+        if "p999_ms_lo" in part and part["p999_ms_lo"].notna().all():  # the 95% interval as error bars
+            trace["error_y"] = {"type": "data", "symmetric": False, "color": colour,
+                                "array": (part["p999_ms_hi"] - part["p999_ms"]).round(3).tolist(),
+                                "arrayminus": (part["p999_ms"] - part["p999_ms_lo"]).round(3).tolist()}
+        data.append(trace)
     if len(tail):
         rates = tail["rate"]
         data.append({"type": "scatter", "mode": "lines", "name": f"target {target_ms:g} ms",

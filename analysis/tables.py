@@ -441,13 +441,30 @@ DEFAULT_P999_TARGET_MS = 100.0
 
 
 def sweep_tail(sweeps: pd.DataFrame) -> pd.DataFrame:
-    """p99.9 (and p50, accuracy, cost) vs rate per mode, one line per sweep x k x r x straggler x cluster size."""
-    columns = SWEEP_KEYS + ["mode", "rate", "replicas", "requests_per_query", "p50_ms", "p99_ms", "p999_ms", "failed",
-                            "accuracy"]
+    """p99.9 (with its 95% interval, and p50, accuracy, cost) vs rate per mode, one line per sweep x k x r x
+    straggler x cluster size. Tables written before intervals have none (null bounds)."""
+    columns = SWEEP_KEYS + ["mode", "rate", "replicas", "requests_per_query", "p50_ms", "p99_ms", "p999_ms",
+                            "p999_ms_lo", "p999_ms_hi", "failed", "accuracy"]
     if sweeps.empty:
         return pd.DataFrame(columns=columns)
-    table = sweeps[sweeps["rate"].notna()][columns].copy()
+    table = sweeps[sweeps["rate"].notna()].reindex(columns=columns).copy()
     return table.sort_values(SWEEP_KEYS + ["mode", "rate"], kind="stable").reset_index(drop=True)
+
+
+def service_fits(sweeps: pd.DataFrame) -> pd.DataFrame:
+    """Per sweep and batch size, the calibrated service model's tail fit (``--service-tail``): its kind,
+    threshold, shape, scale, KS distance (and a whole-sample lognormal's), how often it draws past the
+    largest measured time; ``qq_ms`` holds its Q-Q points (measured, fitted). Empty without fits."""
+    import json as _json
+
+    columns = ["sweep_id", "batch_size", "kind", "threshold_ms", "shape", "scale_ms", "exceedances", "ks",
+               "ks_lognormal_whole", "max_measured_ms", "share_beyond_max", "p9999_ms", "qq_ms"]
+    rows = []
+    if "service" in sweeps:
+        for sweep_id, text in sweeps.drop_duplicates("sweep_id")[["sweep_id", "service"]].itertuples(index=False):
+            for size, fit in (_json.loads(text).get("tails") or {}).items():
+                rows.append({"sweep_id": sweep_id, "batch_size": int(size), **{c: fit.get(c) for c in columns[2:]}})
+    return pd.DataFrame(rows, columns=columns)
 
 
 def sweep_target(sweeps: pd.DataFrame) -> float:

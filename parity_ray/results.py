@@ -40,7 +40,8 @@ SWEEP_COLUMNS = (
     "batch_wait_ms", "busy_fraction", "restart_s", "service", "seed", "sent", "measured", "direct", "decoded", "failed",
     "hedged", "requests_per_query", "groups_encoded", "groups_skipped", "p50_ms", "p90_ms", "p99_ms", "p999_ms",
     "mean_ms", "throughput_qps", "accuracy", "decoded_accuracy", "run_id", "experiment", "settings", "seconds",
-    "versions", "schema_version",
+    "versions", "schema_version", "replications", "p50_ms_lo", "p50_ms_hi", "p99_ms_lo", "p99_ms_hi", "p999_ms_lo",
+    "p999_ms_hi", "replicates",
 )
 VERSION_KEY = "parity_ray.schema_version"
 
@@ -116,6 +117,7 @@ _FIXED: Dict[str, List[Tuple[str, pa.DataType]]] = {
         ("prediction", INT), ("coder_seconds", FLOAT), ("deadline_ms", FLOAT), ("warmup", BOOL), ("latency_ms", FLOAT),
         ("correct", BOOL), ("agrees_with_base", BOOL),
         ("group_members", pa.list_(INT)), ("decoded_from", pa.list_(I16)), ("output", pa.list_(F32)),
+        ("frontend_ms", FLOAT),
     ],
     "simulations": [
         ("simulation_id", STR), ("repeat", INT), ("mode", STR), ("run_id", STR), ("experiment", STR), ("config", STR),
@@ -126,13 +128,17 @@ _FIXED: Dict[str, List[Tuple[str, pa.DataType]]] = {
         ("decoded_accuracy", FLOAT), ("decoded_agreement_with_base", FLOAT), ("frontend_coder_ms", FLOAT),
         ("frontend_coder_cpu_ms", FLOAT), ("groups_encoded", INT), ("groups_skipped", INT),
         ("wall_seconds", FLOAT), ("replica_nodes", STR), ("versions", STR), ("schema_version", INT),
+        ("p50_ms_lo", FLOAT), ("p50_ms_hi", FLOAT), ("p99_ms_lo", FLOAT), ("p99_ms_hi", FLOAT),
+        ("p999_ms_lo", FLOAT), ("p999_ms_hi", FLOAT),
     ],
 }
 _SWEEP_TYPES = {
-    **{c: STR for c in ("sweep_id", "mode", "straggler", "service", "run_id", "experiment", "settings", "versions")},
+    **{c: STR for c in ("sweep_id", "mode", "straggler", "service", "run_id", "experiment", "settings", "versions",
+                        "replicates")},
     **{c: FLOAT for c in ("rate", "deadline_ms", "hedge_deadline_ms", "group_wait_ms", "timeout_s", "batch_wait_ms",
                           "busy_fraction", "restart_s", "requests_per_query", "p50_ms", "p90_ms", "p99_ms", "p999_ms",
-                          "mean_ms", "throughput_qps", "accuracy", "decoded_accuracy", "seconds")},
+                          "mean_ms", "throughput_qps", "accuracy", "decoded_accuracy", "seconds", "p50_ms_lo", "p50_ms_hi",
+                          "p99_ms_lo", "p99_ms_hi", "p999_ms_lo", "p999_ms_hi")},
     "systematic": BOOL,
 }
 _FIXED["sweeps"] = [(c, _SWEEP_TYPES.get(c, INT)) for c in SWEEP_COLUMNS]  # the rest are counts and ints

@@ -179,7 +179,7 @@ class Routing:
     flight per replica) and :meth:`send` returns a future of its output; a request counts as in
     flight until its future is done (answered, failed or cancelled). :meth:`answer_query` takes one
     query through the mode: the deadline it was given, the adaptive deadline fed, a mode's error
-    turned into a failed answer. Subclasses say how a request travels (:meth:`request`): the Serve
+    turned into a failed answer, the time it spent in the frontend (``frontend_ms``). Subclasses say how a request travels (:meth:`request`): the Serve
     frontend calls the replica's handle, the sweep's simulated frontend queues it on a simulated replica.
     """
 
@@ -217,8 +217,10 @@ class Routing:
             record = await mode.answer(query_id, query)
         except Exception as exc:  # a bug in a mode must still answer the query, with a reason
             record = answer_record("failed", None, reason=f"frontend error: {type(exc).__name__}: {exc}"[:300])
-        mode.observe(record, clock() - started)
+        inside = clock() - started
+        mode.observe(record, inside)
         record["deadline_ms"] = deadline_ms
+        record["frontend_ms"] = inside * 1000.0  # from the frontend's taking the query to its answer (no hops)
         return record
 
 

@@ -26,6 +26,7 @@ import pandas as pd
 
 from parity_ray.actors.options import AUTO, ModePolicy, SweepOptions
 from parity_ray.errors import UsageError, choices_hint
+from parity_ray.intervals import t_interval
 from parity_ray.logs import stderr_log
 from parity_ray.provenance import library_versions, stable_hash
 from parity_ray.results import SCHEMA_VERSION, SWEEP_COLUMNS, check_table_targets, write_sweep
@@ -61,6 +62,10 @@ def validate(options: SweepOptions):
         from parity_ray.actors.sweep.presets import PRESETS
 
         PRESETS.get(options.preset)
+    if options.replications < 2:
+        raise UsageError("--replications must be >= 2 (every interval comes from their spread)")
+    if options.ci_width is not None and not options.ci_width > 0:
+        raise UsageError("--ci-width must be a percentage > 0")
     if options.rate_per_replicas is not None and options.rate_per_replicas < 1:
         raise UsageError("--rate-per-replicas must be >= 1")
     if options.clients is not None and options.clients <= 0:
@@ -85,7 +90,7 @@ def validate(options: SweepOptions):
     if bool(options.service) == bool(options.calibrate):
         raise UsageError("give the service times either by hand (--service lognormal:median_ms=3,sigma=0.3) "
                          "or fitted from a simulate run (--calibrate EXPERIMENT[:SIMULATION_ID]), one of the two")
-    service = parse_service(options.service, options.seed) if options.service else calibrate(options.calibrate, options.batch_wait_ms)
+    service = parse_service(options.service, options.seed) if options.service else calibrate(options.calibrate, options.batch_wait_ms, options.service_tail)
     if options.busy_fraction is not None:
         service.busy_fraction = float(options.busy_fraction)
     check_table_targets(options.experiment, "sweeps")  # a linked tables/sweeps: refused before any work
@@ -128,8 +133,15 @@ def send_times(total: int, rate: float, seed) -> np.ndarray:
     return np.cumsum(np.random.default_rng(seed).exponential(1.0 / rate, size=total))
 
 
-def simulate_cell(cell: Dict[str, Any], service, shards: List[int]) -> List[Dict[str, np.ndarray]]:
-    """Simulate some of a cell's apps (``shards``); per app, its measured queries' arrays."""
+def replication_seed(seed: int, replication: int) -> int:
+    """Replication 0 keeps the sweep's seed (the very send times of a simulate run with that seed); the
+    others move it far enough that no two replications share a stream. Every mode of a replication
+    draws the same send times and stragglers (common random numbers: ratios between modes are paired)."""
+    return int(seed) + 1_000_003 * int(replication)
+
+
+def simulate_cell(cell: Dict[str, Any], service, shards: List[int], replication: int = 0) -> List[Dict[str, np.ndarray]]:
+    """Simulate some of a cell's apps (``shards``) in one replication; per app, its measured queries' arrays."""
     from parity_ray.actors.stragglers import parse_spec
     from parity_ray.actors.sweep.engine import Shard
 
@@ -137,18 +149,19 @@ def simulate_cell(cell: Dict[str, Any], service, shards: List[int]) -> List[Dict
     stragglers = parse_spec(cell["straggler"])
     apps, size = cell["apps"], cell["replicas_per_app"]
     out = []
+    cell_seed = replication_seed(cell["seed"], replication)
     for s in shards:
         total = cell["per_app"][s]
         warm = cell["warmup_per_app"][s]
         shard = Shard(cell["mode"], layout, cell["has_parity"], cell["mode_options"], service, stragglers,
-                      first_replica=s * size, n_cluster=apps * size, seed=cell["seed"],
+                      first_replica=s * size, n_cluster=apps * size, seed=cell_seed,
                       max_batch_size=cell["max_batch_size"], batch_wait_s=cell["batch_wait_ms"] / 1000.0,
                       busy_fraction=service.busy_fraction, restart_s=cell["restart_s"])
         if cell["clients"]:
             clients = cell["clients"] // apps + (1 if s < cell["clients"] % apps else 0)
             result = shard.run(np.zeros(total), clients=max(clients, 1))
         else:
-            seed = cell["seed"] if apps == 1 else [cell["seed"], s]
+            seed = cell_seed if apps == 1 else [cell_seed, s]
             result = shard.run(send_times(total, cell["rate"] / apps, seed))
         keep = slice(warm, None)
         out.append({"send": result.send[keep], "answer": result.answer[keep], "path": result.path[keep],
@@ -172,7 +185,8 @@ def plan_cells(options: SweepOptions, run_layout, has_parity: bool) -> List[Dict
         apps = max((cluster or size) // size, 1)
         if load_kind == "rate" and options.rate_per_replicas:  # the same load per replica at every size
             load = load * apps * size / options.rate_per_replicas
-        per_app = _split(options.queries + options.warmup, apps)
+        per_replication = -(-options.queries // options.replications)
+        per_app = _split(per_replication + options.warmup, apps)
         warm = _split(options.warmup, apps)
         cells.append({
             "mode": mode, "k": k, "r": r, "systematic": layout.systematic, "straggler": straggler,
@@ -189,7 +203,21 @@ def _percentile(values: np.ndarray, q: float) -> Optional[float]:
     return float(np.percentile(values, q)) if len(values) else None
 
 
-def summarize_cell(cell, parts, accuracy, rng) -> Dict[str, Any]:
+FIGURES = ("p50_ms", "p99_ms", "p999_ms")  # the figures that carry an interval
+PERCENTILES = {"p50_ms": 50, "p90_ms": 90, "p99_ms": 99, "p999_ms": 99.9}
+
+
+def _latencies(parts) -> np.ndarray:
+    send = np.concatenate([p["send"] for p in parts])
+    answer = np.concatenate([p["answer"] for p in parts])
+    path = np.concatenate([p["path"] for p in parts])
+    return (answer - send)[path != 2] * 1000.0
+
+
+def summarize_cell(cell, replications: List[List[Dict[str, Any]]], accuracy, rng) -> Dict[str, Any]:
+    """A cell's figures over all its replications pooled, each p50/p99/p99.9 with a 95% interval
+    from the replications' spread; ``replicates`` holds each replication's own figures."""
+    parts = [part for replication in replications for part in replication]
     send = np.concatenate([p["send"] for p in parts])
     answer = np.concatenate([p["answer"] for p in parts])
     path = np.concatenate([p["path"] for p in parts])
@@ -197,22 +225,37 @@ def summarize_cell(cell, parts, accuracy, rng) -> Dict[str, Any]:
     answered = path != 2
     latency = (answer - send)[answered] * 1000.0
     measured = len(path)
-    span = np.max(answer) - np.min(send) if measured else 0.0
     correct = decoded_correct = None
     if accuracy is not None and (cell["k"], cell["r"]) == accuracy["kr"] and measured:
         rows = rng.integers(0, len(accuracy["base"]), size=measured)
         right = np.where(path == 0, accuracy["base"][rows], np.where(path == 1, accuracy["decoded"][rows], False))
         correct = float(right.mean())
         decoded_correct = float(right[path == 1].mean()) if (path == 1).any() else None
+    replicates = []
+    for replication in replications:
+        own = _latencies(replication)
+        replicates.append({**{f: _percentile(own, PERCENTILES[f]) for f in FIGURES},
+                           "mean_ms": float(own.mean()) if len(own) else None})
+    figures = {f: _percentile(latency, q) for f, q in PERCENTILES.items()}
+    bounds = {}
+    for figure in FIGURES:
+        bounds[f"{figure}_lo"], bounds[f"{figure}_hi"] = t_interval([r[figure] for r in replicates], figures[figure])
+    throughputs = []  # each replication's own timeline: answered / (its last answer - its first send)
+    for replication in replications:
+        filled = [p for p in replication if len(p["send"])]
+        if filled:
+            span = max(np.max(p["answer"]) for p in filled) - min(np.min(p["send"]) for p in filled)
+            if span > 0:
+                throughputs.append(len(_latencies(filled)) / span)
     return {
         "sent": int(sum(p["sent"] for p in parts)), "measured": measured,
         "direct": int((path == 0).sum()), "decoded": int((path == 1).sum()), "failed": int((path == 2).sum()),
         "hedged": int(hedged.sum()), "requests_per_query": float(sum(p["requests"] for p in parts) / max(sum(p["sent"] for p in parts), 1)),
         "groups_encoded": int(sum(p["groups_encoded"] for p in parts)), "groups_skipped": int(sum(p["groups_skipped"] for p in parts)),
-        "p50_ms": _percentile(latency, 50), "p90_ms": _percentile(latency, 90), "p99_ms": _percentile(latency, 99),
-        "p999_ms": _percentile(latency, 99.9), "mean_ms": float(latency.mean()) if len(latency) else None,
-        "throughput_qps": float(answered.sum() / span) if span > 0 else None,
+        **figures, "mean_ms": float(latency.mean()) if len(latency) else None,
+        "throughput_qps": float(np.mean(throughputs)) if throughputs else None,
         "accuracy": correct, "decoded_accuracy": decoded_correct, "deadline_seen_ms": _median_deadline(parts),
+        "replications": len(replications), **bounds, "replicates": replicates,
     }
 
 
@@ -255,17 +298,11 @@ def run_sweep(options: SweepOptions, log=stderr_log) -> Dict[str, Any]:
     cells = plan_cells(options, run_layout, has_parity)
     sweep_id = f"sweep-{time.strftime('%Y%m%d-%H%M%S')}-{stable_hash(asdict(options), 6)}-{uuid.uuid4().hex[:6]}"
     started = time.perf_counter()
-    results: List[List[Dict[str, Any]]] = []
-    seconds: List[float] = []
-    if options.workers == 0:
-        for n, cell in enumerate(cells):
-            t0 = time.perf_counter()
-            results.append(simulate_cell(cell, service, list(range(cell["apps"]))))
-            seconds.append(time.perf_counter() - t0)
-            if options.progress:
-                log(f"  cell {n + 1}/{len(cells)}: {_cell_name(cell)} ({seconds[-1]:.1f} s)")
-    else:
-        results, seconds = _run_on_ray(options, cells, service, log)
+    results, seconds, unmet = run_replications(options, cells, service, log)
+    if unmet:
+        log(f"  --ci-width {options.ci_width:g}%: {len(unmet)} cell(s) stopped at {MAX_ROUNDS * options.replications} "
+            f"replications with a wider p99.9 interval: " + "; ".join(_cell_name(cells[n]) for n in unmet[:5])
+            + (" ..." if len(unmet) > 5 else ""))
     rng = np.random.default_rng([options.seed, 99])
     rows = []
     settings_common = {key: value for key, value in asdict(options).items() if key not in ("progress", "address", "workers")}
@@ -288,17 +325,17 @@ def run_sweep(options: SweepOptions, log=stderr_log) -> Dict[str, Any]:
             "restart_s": float(options.restart_s), "service": service_json, "seed": int(options.seed), **stats,
             "run_id": run.run_id if run is not None else None, "experiment": options.experiment,
             "settings": json.dumps(settings, sort_keys=True, default=str), "seconds": float(seconds[n]),
-            "versions": versions, "schema_version": SCHEMA_VERSION,
+            "versions": versions, "schema_version": SCHEMA_VERSION, "replicates": json.dumps(stats.pop("replicates")),
         })
     frame = pd.DataFrame(rows, columns=list(SWEEP_COLUMNS))
     for column in ("hedge_deadline_ms", "group_wait_ms", "rate", "accuracy", "decoded_accuracy", "p50_ms", "p90_ms",
-                   "p99_ms", "p999_ms", "mean_ms", "throughput_qps"):
+                   "p99_ms", "p999_ms", "mean_ms", "throughput_qps", *(f"{f}_{end}" for f in FIGURES for end in ("lo", "hi"))):
         frame[column] = frame[column].astype("float64")
     frame["clients"] = frame["clients"].astype("Int64")
     uri = write_sweep(options.experiment, sweep_id, frame)
     summary = {"sweep_id": sweep_id, "experiment": options.experiment, "table": uri, "cells": len(cells),
                "queries": int(frame.sent.sum()), "seconds": round(time.perf_counter() - started, 3),
-               "service": service.describe(), "rows": rows}
+               "service": service.describe(), "rows": rows, "ci_width_unmet": [int(n) for n in unmet]}
     if options.preset:
         preset = PRESETS.get(options.preset)
         summary["preset"] = {"name": options.preset, "source": preset.source, "assumptions": preset.assumptions,
@@ -318,41 +355,96 @@ def _cell_name(cell) -> str:
             f"{cell['apps']}x{cell['replicas_per_app']} replicas")
 
 
-def _run_on_ray(options: SweepOptions, cells, service, log):
-    import ray
+MAX_ROUNDS = 8  # --ci-width: at most this many times --replications per cell
 
-    from parity_ray.ray_session import ray_running
 
-    with ray_running(options.address):
-        workers = options.workers or max(int(ray.cluster_resources().get("CPU", 1)), 1)
+def _wide(stats_of_cell, pct: float) -> bool:
+    lo, hi, point = stats_of_cell["p999_ms_lo"], stats_of_cell["p999_ms_hi"], stats_of_cell["p999_ms"]
+    return point is not None and (lo is None or (hi - lo) / 2 > pct / 100.0 * point)
+
+
+def run_replications(options: SweepOptions, cells, service, log):
+    """Every cell's replications (``--replications``, then more where ``--ci-width`` asks):
+    ``(per cell: per replication: apps' arrays, per cell seconds, cells left wider than asked)``."""
+    results: List[List[List[Dict[str, Any]]]] = [[] for _ in cells]
+    seconds = [0.0] * len(cells)
+    todo = {n: list(range(options.replications)) for n in range(len(cells))}
+    rounds, unmet = 1, []
+    with _executor(options) as execute:
+        while todo:
+            execute(cells, todo, service, results, seconds, log)
+            if options.ci_width is None:
+                break
+            rng = np.random.default_rng(0)
+            wide = [n for n in todo if _wide(summarize_cell(cells[n], results[n], None, rng), options.ci_width)]
+            if rounds >= MAX_ROUNDS:
+                unmet = wide
+                break
+            rounds += 1
+            todo = {n: list(range(len(results[n]), len(results[n]) + options.replications)) for n in wide}
+    return results, seconds, unmet
+
+
+class _executor:
+    """Runs replications in this process (``--workers 0``) or as Ray tasks (a cluster with ``--address``)."""
+
+    def __init__(self, options: SweepOptions):
+        self.options = options
+        self.session = None
+
+    def __enter__(self):
+        if self.options.workers == 0:
+            return self._in_process
+        from parity_ray.ray_session import ray_running
+
+        self.session = ray_running(self.options.address)
+        self.session.__enter__()
+        return self._on_ray
+
+    def __exit__(self, *exc):
+        if self.session is not None:
+            return self.session.__exit__(*exc)
+        return False
+
+    def _in_process(self, cells, todo, service, results, seconds, log):
+        for n, replications in todo.items():
+            t0 = time.perf_counter()
+            for replication in replications:
+                results[n].append(simulate_cell(cells[n], service, list(range(cells[n]["apps"])), replication))
+            seconds[n] += time.perf_counter() - t0
+            if self.options.progress:
+                log(f"  cell {n + 1}/{len(cells)}: {_cell_name(cells[n])}, {len(results[n])} replications ({seconds[n]:.1f} s)")
+
+    def _on_ray(self, cells, todo, service, results, seconds, log):
+        import ray
+
+        workers = self.options.workers or max(int(ray.cluster_resources().get("CPU", 1)), 1)
         task = ray.remote(num_cpus=1)(_timed_cell)
         service_ref = ray.put(service)
-        pending = {}
-        for n, cell in enumerate(cells):
-            for chunk in _chunks(cell, workers):
-                pending[task.remote(cell, service_ref, chunk)] = n
-        parts: Dict[int, List] = {n: [] for n in range(len(cells))}
-        seconds = [0.0] * len(cells)
-        left = {n: sum(1 for v in pending.values() if v == n) for n in range(len(cells))}
+        pending, parts = {}, {}
+        for n, replications in todo.items():
+            for replication in replications:
+                for chunk in _chunks(cells[n], max(workers // max(len(replications), 1), 1)):
+                    pending[task.remote(cells[n], service_ref, chunk, replication)] = (n, replication)
+        left = {n: sum(1 for key in pending.values() if key[0] == n) for n in todo}
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
-            n = pending.pop(done[0])
+            n, replication = pending.pop(done[0])
             chunk, spent = ray.get(done[0])
-            parts[n].append(chunk)
+            parts.setdefault((n, replication), []).append(chunk)
             seconds[n] += spent
             left[n] -= 1
-            if options.progress and not left[n]:
-                log(f"  cell {n + 1}/{len(cells)}: {_cell_name(cells[n])} ({seconds[n]:.1f} task-s)")
-        ordered = []
-        for n in range(len(cells)):
-            chunks = sorted(parts[n], key=lambda c: c[0])
-            ordered.append([app for _first, apps in chunks for app in apps])
-        return ordered, seconds
+            if not left[n]:
+                for rep in todo[n]:  # the replications in order, their apps in order
+                    results[n].append([app for _first, apps in sorted(parts.pop((n, rep)), key=lambda c: c[0]) for app in apps])
+                if self.options.progress:
+                    log(f"  cell {n + 1}/{len(cells)}: {_cell_name(cells[n])}, {len(results[n])} replications "
+                        f"({seconds[n]:.1f} task-s)")
 
 
-def _timed_cell(cell, service, chunk):
+def _timed_cell(cell, service, chunk, replication=0):
     started = time.perf_counter()
-    out = simulate_cell(cell, service, chunk)
+    out = simulate_cell(cell, service, chunk, replication)
     return (chunk[0], out), time.perf_counter() - started
 
 
@@ -360,6 +452,8 @@ def format_row(row: Dict[str, Any]) -> str:
     f = lambda v: "   n/a" if v is None or v != v else f"{v:7.1f}"  # noqa: E731
     acc = "n/a" if row["accuracy"] is None or row["accuracy"] != row["accuracy"] else f"{row['accuracy']:.4f}"
     load = f"{row['rate']:g} qps" if row["rate"] is not None and row["rate"] == row["rate"] else f"{row['clients']} clients"
+    lo, hi = row.get("p999_ms_lo"), row.get("p999_ms_hi")
+    band = "" if lo is None or lo != lo else f" [{lo:.1f}-{hi:.1f}]"
     return (f"{row['mode']:<12} k={row['k']} r={row['r']} {load:>10} {row['replicas']:>4} replicas  p50 {f(row['p50_ms'])}  "
-            f"p99 {f(row['p99_ms'])}  p99.9 {f(row['p999_ms'])} ms  accuracy {acc}  direct {row['direct']} "
+            f"p99 {f(row['p99_ms'])}  p99.9 {f(row['p999_ms'])}{band} ms  accuracy {acc}  direct {row['direct']} "
             f"decoded {row['decoded']} failed {row['failed']}  [{row['straggler']}]")

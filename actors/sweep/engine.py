@@ -10,7 +10,9 @@ queues (a request is a future the replica's simulated batch resolves), straggler
 (``actors.stragglers.StragglerState``, stepped on the simulated clock), and the work the frontend
 does between awaits: the coder's encode and decode are charged from what a Serve run measured
 (``ServiceModel.encode_s`` / ``decode_s``), and while the frontend is busy with them nothing else
-of it runs (replies and timers wait, as on one event loop). A request a mode cancels (a hedge that
+of it runs (replies and timers wait, as on one event loop). The client's hops to and from the
+frontend (``ServiceModel.hop_s``, fitted from the queries' ``frontend_ms``) are added to every
+answer, a decoded one included, and taken out of the replicas' in-flight times. A request a mode cancels (a hedge that
 lost) leaves the frontend's count at once but its replica still does the work, as on Serve.
 
 Replicas batch as ``@serve.batch`` does: the first request to reach an idle batcher opens a window
@@ -64,28 +66,6 @@ class ShardResult:
     requests: int  # requests sent to replicas (base + coded + duplicates)
     groups_encoded: int
     groups_skipped: int
-
-
-class Sampler:
-    """In-flight times per batch size from a ServiceModel, drawn from a seeded buffer of uniforms."""
-
-    def __init__(self, service, rng: np.random.Generator):
-        self.tables = service.tables()
-        self.per_item_s = float(service.per_item_s)
-        self.base = self.tables[min(self.tables)]
-        self.rng = rng
-        self.buffer = rng.random(65536)
-        self.at = 0
-
-    def draw(self, size: int) -> float:
-        if self.at >= len(self.buffer):
-            self.buffer, self.at = self.rng.random(65536), 0
-        u = self.buffer[self.at]
-        self.at += 1
-        table = self.tables.get(size)
-        if table is None:
-            return float(self.base[int(u * len(self.base))]) + self.per_item_s * (size - min(self.tables))
-        return float(table[int(u * len(table))])
 
 
 class Replica:
@@ -213,7 +193,7 @@ class Shard:
                 index += 1
         self.stragglers, self.n_cluster, self.seed = stragglers, n_cluster, seed
         self.crashes = any(entry.get("kind") == "crash" for entry in stragglers)
-        self.sampler = Sampler(service, np.random.default_rng([seed, 1_000_003, first_replica]))
+        self.sampler = service.draws(np.random.default_rng([seed, 1_000_003, first_replica]))
         self.max_batch, self.batch_wait = int(max_batch_size), float(batch_wait_s)
         self.busy_fraction, self.restart_s = float(busy_fraction), float(restart_s)
         self.heap: list = []
@@ -225,6 +205,7 @@ class Shard:
             code = SimulatedCode(layout, self.loop, getattr(service, "encode_s", 0.0), getattr(service, "decode_s", 0.0))
         self.options = options
         self.mode_name, self.code = mode, code
+        self.hop_s = float(getattr(service, "hop_s", 0.0))  # the client's hops to and from the frontend
         # requests: their future, replica, whether done
         self.req_future: List[Optional[asyncio.Future]] = []
         self.req_replica: List[Replica] = []
@@ -322,11 +303,11 @@ class Shard:
         def answered(q: int, task: asyncio.Task) -> None:
             del tasks[q]
             record = task.result()
-            path[q], answer[q], hedged[q] = PATH_CODES[record["path"]], loop.now, bool(record.get("hedged"))
+            path[q], answer[q], hedged[q] = PATH_CODES[record["path"]], loop.now + self.hop_s, bool(record.get("hedged"))
             if record["deadline_ms"] is not None:
                 deadline[q] = record["deadline_ms"]
-            if clients and next_query[0] < total:  # its client sends the next query now
-                self.push(loop.now, ARRIVE, next_query[0])
+            if clients and next_query[0] < total:  # its client sends the next query on receiving this answer
+                self.push(answer[q], ARRIVE, next_query[0])
                 next_query[0] += 1
 
         if clients:

@@ -9,12 +9,14 @@ headline beside the published figure. What a preset cannot take from its source 
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
 from parity_ray.actors.modes import get_mode, presented_modes
+from parity_ray.intervals import t_interval as interval
 from parity_ray.registry import Registry
 
 EQUAL_RESOURCES = "replication"  # the published baseline: as many extra base replicas as coded workers
@@ -56,6 +58,20 @@ def apply_preset(options):
     return dataclasses.replace(options, **changes)
 
 
+def _replicate_gaps(row: Dict[str, Any]) -> List[float]:
+    replicates = row.get("replicates") or []
+    if isinstance(replicates, str):
+        replicates = json.loads(replicates)
+    return [r["p999_ms"] - r["p50_ms"] for r in replicates if r["p999_ms"] is not None and r["p50_ms"] is not None]
+
+
+def verdict(lo: Optional[float], hi: Optional[float]) -> str:
+    """Whether an interval of (a - b) says a > b ("yes"), a < b ("no"), or cannot tell at this many queries."""
+    if lo is None:
+        return "not distinguishable"
+    return "yes" if lo > 0 else "no" if hi < 0 else "not distinguishable"
+
+
 def tail_gap_table(rows: List[Dict[str, Any]], coded_modes: Optional[List[str]] = None, baseline: str = EQUAL_RESOURCES,
                    hedged: str = HEDGED, published_ratio: Optional[float] = None) -> List[Dict[str, Any]]:
     """Per cluster size and rate: each mode's p50, (p99.9 - p50) and requests per query; the equal-resources
@@ -69,32 +85,44 @@ def tail_gap_table(rows: List[Dict[str, Any]], coded_modes: Optional[List[str]] 
         if not coded or baseline not in gap:
             continue
         best = min(coded, key=lambda m: gap[m])
+        base_gaps, best_gaps = _replicate_gaps(cell[baseline]), _replicate_gaps(cell[best])
+        pairs = [(b, c) for b, c in zip(base_gaps, best_gaps) if c > 0]
+        ratio_lo, ratio_hi = interval([b / c for b, c in pairs], gap[baseline] / gap[best] if gap[best] > 0 else None)
         entry = {"cluster_size": int(cluster), "rate": float(rate), "best_coded": best,
+                 "gap_ratio_lo": ratio_lo, "gap_ratio_hi": ratio_hi, "replications": len(pairs),
                  **{f"{m}_p50_ms": cell[m]["p50_ms"] for m in cell}, **{f"{m}_gap_ms": gap[m] for m in gap},
                  **{f"{m}_requests_per_query": cell[m]["requests_per_query"] for m in cell},
                  "gap_ratio_vs_equal_resources": gap[baseline] / gap[best] if gap[best] > 0 else float("inf"),
                  "p50_ratio_vs_equal_resources": cell[best]["p50_ms"] / cell[baseline]["p50_ms"]}
         if hedged in gap:
             entry["gap_ratio_vs_hedged"] = gap[hedged] / gap[best] if gap[best] > 0 else float("inf")
-            entry["coded_beats_hedged"] = bool(gap[best] < gap[hedged])
-        if published_ratio is not None:
+            differences = [h - c for h, c in zip(_replicate_gaps(cell[hedged]), best_gaps)]
+            entry["coded_beats_hedged"] = verdict(*interval(differences, gap[hedged] - gap[best]))
+        if published_ratio is not None:  # met only where the whole interval is at or past the published figure
             entry["published_ratio"] = published_ratio
-            entry["meets_published"] = bool(entry["gap_ratio_vs_equal_resources"] >= published_ratio)
+            entry["meets_published"] = verdict(None if ratio_lo is None else ratio_lo - published_ratio,
+                                               None if ratio_hi is None else ratio_hi - published_ratio)
         table.append(entry)
     return table
+
+
+def _ratio_cell(entry: Dict[str, Any]) -> str:
+    ratio, lo, hi = entry["gap_ratio_vs_equal_resources"], entry.get("gap_ratio_lo"), entry.get("gap_ratio_hi")
+    return f"{ratio:.2f}x" + ("" if lo is None else f" [{lo:.2f}-{hi:.2f}]")
 
 
 def format_headline(table: List[Dict[str, Any]]) -> List[str]:
     """The headline table as text lines."""
     if not table:
         return ["headline: no cell has both a coded mode and the equal-resources baseline"]
-    lines = [f"{'replicas':>8} {'qps':>8} {'coded':>12} {'p50 ms':>7} {'gap ms':>7} {'eq.res gap':>10} {'ratio':>6} "
-             f"{'hedged gap':>10} {'vs hedged':>9} {'req/q coded':>11} {'hedged':>6}"]
+    lines = [f"{'replicas':>8} {'qps':>8} {'coded':>12} {'p50 ms':>7} {'gap ms':>7} {'eq.res gap':>10} {'ratio [95% CI]':>20} "
+             f"{'hedged gap':>10} {'vs hedged':>9} {'beats hedged':>19} {'req/q coded':>11} {'hedged':>6}"]
     for e in table:
         best = e["best_coded"]
         lines.append(f"{e['cluster_size']:>8} {e['rate']:>8.0f} {best:>12} {e[best + '_p50_ms']:>7.1f} {e[best + '_gap_ms']:>7.1f} "
-                     f"{e[EQUAL_RESOURCES + '_gap_ms']:>10.1f} {e['gap_ratio_vs_equal_resources']:>5.2f}x "
+                     f"{e[EQUAL_RESOURCES + '_gap_ms']:>10.1f} {_ratio_cell(e):>20} "
                      f"{e.get(HEDGED + '_gap_ms', float('nan')):>10.1f} {e.get('gap_ratio_vs_hedged', float('nan')):>8.2f}x "
+                     f"{e.get('coded_beats_hedged', 'n/a'):>19} "
                      f"{e[best + '_requests_per_query']:>11.2f} {e.get('hedged_requests_per_query', float('nan')):>6.2f}")
     ratios = [e["gap_ratio_vs_equal_resources"] for e in table]
     published = table[0].get("published_ratio")

@@ -5,7 +5,9 @@ the moment the batch starts on its replica until its answers are back at the fro
 run, the calls there and back). The replica itself is occupied for ``busy_fraction`` x T (its
 model run; the rest is the calls, during which it can take the next batch).
 
-By hand (``--service``): ``lognormal:median_ms=3,sigma=0.3``, ``constant:ms=3``,
+By hand (``--service``), drawn afresh for every batch (vectorised in blocks from the cell's
+seeded generator, never from a fixed pool, so a tail converges on the law's as queries grow):
+``lognormal:median_ms=3,sigma=0.3``, ``constant:ms=3``,
 ``exponential:mean_ms=3``, ``gamma:mean_ms=3,cv=0.5``, each with optional ``per_item_ms`` (added per
 request beyond the first of a batch, default 0), ``busy_fraction`` (default 1), and the frontend's
 coder work: ``encode_ms`` per encoded group and ``decode_ms`` per decode (default 0).
@@ -17,10 +19,21 @@ batch; a batch that found its replica idle (nothing of the replica in flight whe
 was sent) gives ``T = receive - first send - batch wait`` for its size. Sizes with fewer than
 ``MIN_SAMPLES`` batches borrow the smallest size's samples plus ``per_item_ms`` (the slope of the
 median per size, 0 when one size only). ``busy_fraction`` comes from queries that did find their
-replica busy: how much of the earlier request's remaining time they waited on top of T. The
+replica busy: how much of the earlier request's remaining time they waited on top of T. T leaves
+out the client's hops to and from the frontend (the median of ``latency_ms - frontend_ms`` over
+those answers), which the sweep adds to every answer instead, a decoded one included. The
 frontend's coder work comes from the coded modes' answers (their ``coder_seconds``): the median
 encode of a group (direct answers of encoded groups) and the median decode on top of it (decoded
 answers); 0 when the run served no coded mode.
+
+A fitted model draws from the measured times up to a high quantile (``TAIL_QUANTILE``) and, above
+it, from a tail model (``--service-tail``, a registry): ``gpd`` (default) fits a generalized Pareto
+distribution to the exceedances over that threshold, which is what any service-time law's tail
+tends to above a high threshold (Pickands-Balkema-de Haan), so draws can exceed the largest
+measured time as often as the fitted tail says; ``empirical`` keeps the bootstrap of the measured
+times (no draw beyond the largest one). The fit and its quality (a Kolmogorov-Smirnov distance of
+the exceedances against the fitted tail; the same distance for a lognormal fitted to the whole
+sample, for comparison) are recorded with every sweep.
 """
 
 from __future__ import annotations
@@ -51,7 +64,7 @@ class ServiceLaw:
 
 DISTRIBUTIONS.register("lognormal")(ServiceLaw(
     ("median_ms", "sigma"), lambda rng, v, n: rng.lognormal(np.log(v["median_ms"]), v["sigma"], n)))
-DISTRIBUTIONS.register("constant")(ServiceLaw(("ms",), lambda rng, v, n: np.full(1, v["ms"])))
+DISTRIBUTIONS.register("constant")(ServiceLaw(("ms",), lambda rng, v, n: np.full(n, v["ms"])))
 DISTRIBUTIONS.register("exponential")(ServiceLaw(("mean_ms",), lambda rng, v, n: rng.exponential(v["mean_ms"], n)))
 
 
@@ -62,10 +75,95 @@ def _gamma(rng: np.random.Generator, v: Dict[str, float], n: int) -> np.ndarray:
 
 
 DISTRIBUTIONS.register("gamma")(ServiceLaw(("mean_ms", "cv"), _gamma))
-COMMON = ("per_item_ms", "busy_fraction", "encode_ms", "decode_ms")
+COMMON = ("per_item_ms", "busy_fraction", "encode_ms", "decode_ms", "hop_ms")
 MIN_SAMPLES = 20
 BATCH_TOLERANCE_S = 0.0005
-SAMPLES = 20000  # draws that stand for a parametric distribution
+SAMPLES = 20000  # reference draws of a parametric law: its summary (median, p99) only; the sweep draws afresh
+BLOCK = 65536  # draws made at once
+TAIL_QUANTILE = 0.95  # a fitted tail model takes over above this quantile of the measured times
+MIN_EXCEEDANCES = 30  # fewer measured times above the threshold: no tail fit for that batch size (bootstrap)
+
+SERVICE_TAILS: Registry = Registry("service tail", "service_tails", """
+    How ``--calibrate`` models the measured times above ``TAIL_QUANTILE``: a function
+    ``fit(times_s: sorted np.ndarray) -> dict or None`` whose dict holds ``kind`` plus what
+    :class:`ServiceDraws` needs to draw above the threshold (``gpd``: ``shape``, ``scale``); None
+    keeps the measured times alone (a bootstrap). Also records the fit's quality.""")
+
+
+@SERVICE_TAILS.register("gpd")
+def fit_gpd_tail(times: np.ndarray) -> Optional[Dict[str, Any]]:
+    """A generalized Pareto fitted (maximum likelihood, location 0) to the exceedances over the
+    ``TAIL_QUANTILE`` quantile; its KS distance against them, and a whole-sample lognormal's for comparison."""
+    from scipy import stats
+
+    threshold = float(np.quantile(times, TAIL_QUANTILE))
+    exceed = times[times > threshold] - threshold
+    if len(exceed) < MIN_EXCEEDANCES:
+        return None
+    shape, _loc, scale = stats.genpareto.fit(exceed, floc=0.0)
+    shape = float(min(shape, 0.9))  # a finite mean: a shape at or past 1 is a fit to too few points, not a law
+    ks = float(stats.kstest(exceed, "genpareto", args=(shape, 0.0, scale)).statistic)
+    sigma, _, median = stats.lognorm.fit(times, floc=0.0)
+    ks_lognormal = float(stats.kstest(times, "lognorm", args=(sigma, 0.0, median)).statistic)
+    beyond = (1 - TAIL_QUANTILE) * float(stats.genpareto.sf(times[-1] - threshold, shape, 0.0, scale))
+    ranks = (np.arange(len(exceed)) + 0.5) / len(exceed)  # Q-Q: each measured exceedance against the fit's quantile
+    model = stats.genpareto.ppf(ranks, shape, 0.0, scale)
+    picks = np.unique(np.linspace(0, len(exceed) - 1, min(len(exceed), 40)).astype(int))
+    qq = [[round((threshold + float(np.sort(exceed)[i])) * 1e3, 4), round((threshold + float(model[i])) * 1e3, 4)] for i in picks]
+    return {"kind": "gpd", "quantile": TAIL_QUANTILE, "threshold_ms": threshold * 1e3, "shape": shape,
+            "scale_ms": float(scale) * 1e3, "exceedances": int(len(exceed)), "ks": ks, "ks_lognormal_whole": ks_lognormal,
+            "max_measured_ms": float(times[-1]) * 1e3, "share_beyond_max": beyond,
+            "p9999_ms": float(_gpd_quantile(0.9999, threshold, shape, scale)) * 1e3, "qq_ms": qq}
+
+
+@SERVICE_TAILS.register("empirical")
+def keep_measured_tail(times: np.ndarray) -> Optional[Dict[str, Any]]:
+    """The measured times alone: a bootstrap, no draw past the largest one (for comparison)."""
+    return None
+
+
+def _gpd_quantile(u, threshold: float, shape: float, scale: float):
+    """The fitted model's quantile ``u`` (>= TAIL_QUANTILE): the threshold plus the tail's conditional quantile."""
+    p = (np.asarray(u) - TAIL_QUANTILE) / (1 - TAIL_QUANTILE)
+    if abs(shape) < 1e-9:
+        return threshold - scale * np.log1p(-p)
+    return threshold + scale * ((1 - p) ** (-shape) - 1) / shape
+
+
+class ServiceDraws:
+    """In-flight times (seconds) per batch size from a ServiceModel, drawn in blocks from ``rng``."""
+
+    def __init__(self, service: "ServiceModel", rng: np.random.Generator):
+        self.service, self.rng = service, rng
+        self.per_item_s = float(service.per_item_s)
+        self.smallest = min(service.samples)
+        self.buffers: Dict[int, np.ndarray] = {}
+        self.at: Dict[int, int] = {}
+
+    def draw(self, size: int) -> float:
+        key = size if size in self.service.samples else self.smallest
+        at = self.at.get(key, BLOCK)
+        if at >= BLOCK:
+            self.buffers[key], at = self._block(key), 0
+        self.at[key] = at + 1
+        value = float(self.buffers[key][at])
+        return value + self.per_item_s * (size - key) if key != size else value
+
+    def _block(self, size: int) -> np.ndarray:
+        service = self.service
+        if service.law is not None:  # a parametric law: fresh draws
+            return DISTRIBUTIONS.get(service.law).draw(self.rng, service.values, BLOCK) / 1e3
+        table = service.samples[size]
+        u = self.rng.random(BLOCK)
+        tail = service.tails.get(size)
+        if tail is None:
+            return table[(u * len(table)).astype(np.int64)]
+        q = tail["quantile"]
+        body = table[table <= tail["threshold_ms"] / 1e3]
+        out = body[np.minimum((u / q * len(body)).astype(np.int64), len(body) - 1)]
+        above = u >= q
+        out[above] = _gpd_quantile(u[above], tail["threshold_ms"] / 1e3, tail["shape"], tail["scale_ms"] / 1e3)
+        return out
 
 
 @dataclass
@@ -79,6 +177,14 @@ class ServiceModel:
     fitted: Dict[str, Any] = field(default_factory=dict)  # what a fit found (sizes, counts, medians)
     encode_s: float = 0.0  # the frontend's work to encode one group (coded modes)
     decode_s: float = 0.0  # the frontend's work for one decode
+    hop_s: float = 0.0  # the client's hops to and from the frontend: added to every answer (fitted; by hand hop_ms)
+    law: Optional[str] = None  # a parametric law (by hand): drawn afresh; ``samples`` is then a reference only
+    values: Dict[str, float] = field(default_factory=dict)  # the law's parameters (milliseconds)
+    tails: Dict[int, Dict[str, Any]] = field(default_factory=dict)  # fitted: per batch size, the tail model above the threshold
+
+    def draws(self, rng: np.random.Generator) -> ServiceDraws:
+        """A seeded stream of in-flight times per batch size (what each simulated replica draws from)."""
+        return ServiceDraws(self, rng)
 
     def tables(self) -> Dict[int, np.ndarray]:
         return self.samples
@@ -89,7 +195,8 @@ class ServiceModel:
                           "p99_ms": round(float(np.percentile(v, 99)) * 1e3, 4)} for b, v in sorted(self.samples.items())}
         return {"source": self.source, "per_item_ms": round(self.per_item_s * 1e3, 6),
                 "busy_fraction": round(self.busy_fraction, 6), "encode_ms": round(self.encode_s * 1e3, 6),
-                "decode_ms": round(self.decode_s * 1e3, 6), "sizes": sizes, **self.fitted}
+                "decode_ms": round(self.decode_s * 1e3, 6), "hop_ms": round(self.hop_s * 1e3, 6), "sizes": sizes, "fresh_draws": self.law is not None,
+                "tails": {int(b): t for b, t in sorted(self.tails.items())}, **self.fitted}
 
 
 def parse_service(text: str, seed: int = 0) -> ServiceModel:
@@ -112,16 +219,17 @@ def parse_service(text: str, seed: int = 0) -> ServiceModel:
     missing = [k for k in law.params if k not in values]
     if missing:
         raise UsageError(f"service '{text}' needs {', '.join(k + '=' for k in missing)}")
-    if any(values[k] <= 0 for k in law.params) or any(values.get(k, 0) < 0 for k in ("per_item_ms", "encode_ms", "decode_ms")):
-        raise UsageError(f"service '{text}': every parameter must be > 0 (per_item_ms, encode_ms, decode_ms >= 0)")
+    if any(values[k] <= 0 for k in law.params) or any(values.get(k, 0) < 0 for k in ("per_item_ms", "encode_ms", "decode_ms", "hop_ms")):
+        raise UsageError(f"service '{text}': every parameter must be > 0 (per_item_ms, encode_ms, decode_ms, hop_ms >= 0)")
     busy = values.get("busy_fraction", 1.0)
     if not 0 < busy <= 1:
         raise UsageError(f"service '{text}': busy_fraction must be in (0, 1]")
     rng = np.random.default_rng([seed, 7])
     draws = law.draw(rng, values, SAMPLES)
-    return ServiceModel({1: np.sort(draws) / 1e3}, per_item_s=values.get("per_item_ms", 0.0) / 1e3,
+    return ServiceModel({1: np.sort(draws) / 1e3}, per_item_s=values.get("per_item_ms", 0.0) / 1e3, law=kind,
+                        values={k: v for k, v in values.items() if k in law.params},
                         busy_fraction=busy, source=text.strip(), encode_s=values.get("encode_ms", 0.0) / 1e3,
-                        decode_s=values.get("decode_ms", 0.0) / 1e3)
+                        decode_s=values.get("decode_ms", 0.0) / 1e3, hop_s=values.get("hop_ms", 0.0) / 1e3)
 
 
 def coder_costs(queries) -> Tuple[float, float]:
@@ -153,8 +261,10 @@ def _spec_replicas(config: Dict[str, Any]):
     return named
 
 
-def calibrate(target: str, batch_wait_ms: Optional[float] = None) -> ServiceModel:
-    """Fit a ServiceModel from ``EXPERIMENT[:SIMULATION_ID]`` (default: its latest simulation)."""
+def calibrate(target: str, batch_wait_ms: Optional[float] = None, tail: str = "gpd") -> ServiceModel:
+    """Fit a ServiceModel from ``EXPERIMENT[:SIMULATION_ID]`` (default: its latest simulation), with
+    the ``tail`` model (:data:`SERVICE_TAILS`) above the high quantile of each batch size's times."""
+    fit_tail = SERVICE_TAILS.get(tail)
 
     from parity_ray import results
 
@@ -176,6 +286,10 @@ def calibrate(target: str, batch_wait_ms: Optional[float] = None) -> ServiceMode
     if usable.empty:
         raise UsageError(f"simulation '{simulation_id}' has no {' or '.join(repr(m) for m in single)} queries to fit "
                          f"service times from; simulate with --mode {single[0]} (or {', '.join(single[1:])})")
+    hop = 0.0  # the client's hops to and from the frontend: in every measured T, outside the replicas
+    if "frontend_ms" in usable and usable.frontend_ms.notna().any():
+        direct_rows = usable[(usable.path == "direct") & usable.frontend_ms.notna()]
+        hop = max(float((direct_rows.latency_ms - direct_rows.frontend_ms).median()) / 1000.0, 0.0) if len(direct_rows) else 0.0
     named = _spec_replicas(config)
     if named is None:
         raise UsageError(f"simulation '{simulation_id}' slows every replica ({config.get('straggler')}); its service "
@@ -195,7 +309,7 @@ def calibrate(target: str, batch_wait_ms: Optional[float] = None) -> ServiceMode
             first = sends[members].min()
             earlier = receives[: members[0]]
             busy_at_first = earlier[earlier > first]
-            flight = receives[members[0]] - first - wait_s
+            flight = receives[members[0]] - first - wait_s - hop
             if len(busy_at_first) == 0:
                 flights.setdefault(len(members), []).append(flight)
             elif len(members) == 1 and len(busy_at_first) == 1:
@@ -218,7 +332,9 @@ def calibrate(target: str, batch_wait_ms: Optional[float] = None) -> ServiceMode
         remaining = np.array([r for _, r in busy_ratios])
         busy = float(np.clip(np.median(extra) / max(np.median(remaining), 1e-6), 0.02, 1.0))
     fitted = {"simulation_id": simulation_id, "experiment": experiment, "queued_pairs": len(busy_ratios),
-              "batch_wait_ms": wait_s * 1e3}
+              "batch_wait_ms": wait_s * 1e3}  # hop_ms: describe() reports it
     encode_s, decode_s = coder_costs(queries)
-    return ServiceModel(samples, per_item_s=per_item, busy_fraction=busy,
-                        source=f"calibrated:{experiment}:{simulation_id}", fitted=fitted, encode_s=encode_s, decode_s=decode_s)
+    fitted["service_tail"] = tail
+    tails = {b: fit for b, fit in ((b, fit_tail(times)) for b, times in samples.items()) if fit is not None}
+    return ServiceModel(samples, per_item_s=per_item, busy_fraction=busy, source=f"calibrated:{experiment}:{simulation_id}",
+                        fitted=fitted, encode_s=encode_s, decode_s=decode_s, tails=tails, hop_s=hop)

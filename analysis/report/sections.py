@@ -302,6 +302,13 @@ def _sweeps_section(loaded, figure) -> str:
     if len(tail):
         parts.append(figure("sweep_p999.png", figures.sweep_figure(tail, target), interactive.sweep_charts(tail, target)))
     parts.append(_table(tail, "sweep-table"))
+    fits = tables.service_fits(sweeps)
+    if len(fits):  # calibrated service times with a fitted tail: the fit and its quality
+        parts.append("<h3>Service-time tail fits</h3><p>Calibrated service times above their p95 follow a fitted "
+                     "generalized Pareto tail; the Kolmogorov-Smirnov distance is against the measured exceedances (a "
+                     "lognormal fitted to the whole sample, for comparison, beside it).</p>")
+        parts.append(_table(fits.drop(columns=["qq_ms"]), "sweep-service-fits"))
+        parts.append(figure("sweep_service_qq.png", figures.service_qq_figure(fits), []))
     parts.append("</section>")
     return "\n".join(parts)
 

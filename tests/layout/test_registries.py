@@ -128,6 +128,13 @@ def _service(entry):
     assert len(draws) and (np.asarray(draws) > 0).all()
 
 
+def _service_tail(entry):
+    """A tail fit takes sorted times (seconds) and returns None or a dict naming its kind."""
+    times = np.sort(np.random.default_rng(0).lognormal(np.log(0.005), 0.4, 2000))
+    fit = entry(times)
+    assert fit is None or (fit["kind"] == entry.registry_name and fit["threshold_ms"] > 0)
+
+
 def _sweep_preset(entry):
     """A preset's settings are SweepOptions fields and its service a valid law."""
     from parity_ray.actors.options import SweepOptions
@@ -149,7 +156,7 @@ CHECKS = {
     "tasks": _task, "optimizers": _optimizer, "lr_schedules": _lr_schedule, "parity_inits": _parity_init,
     "recipes": _recipe, "schedulers": _import_path, "search_algs": _import_path, "callbacks": _import_path,
     "stragglers": _straggler, "modes": _mode,
-    "service_distributions": _service, "sweep_presets": _sweep_preset, "explorer_payloads": _explorer_payload,
+    "service_distributions": _service, "sweep_presets": _sweep_preset, "service_tails": _service_tail, "explorer_payloads": _explorer_payload,
 }
 
 

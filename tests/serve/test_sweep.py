@@ -152,6 +152,47 @@ def test_calibration_recovers_service_times(tmp_path):
     assert model.describe()["simulation_id"] == "sim-x"
 
 
+def test_a_fitted_tail_draws_past_the_largest_measured_time(tmp_path):
+    """``--service-tail gpd`` (the default): above the measured p95 a generalized Pareto fit, so a long
+    sweep sees times no run measured, as often as the fit says; ``empirical`` never does."""
+    experiment, flight = _synthetic_experiment(tmp_path / "exp", n=2000, seed=3)
+    fitted, bootstrap = calibrate(experiment), calibrate(experiment, tail="empirical")
+    fit = fitted.tails[1]
+    assert fit["kind"] == "gpd" and fit["exceedances"] >= 30 and fit["ks"] < 0.15 and 0 < fit["share_beyond_max"] < 0.01
+    assert bootstrap.tails == {} and fitted.describe()["tails"][1]["threshold_ms"] == pytest.approx(np.quantile(flight, 0.95) * 1e3, rel=0.05)
+    largest = fitted.samples[1].max()
+    streams = {name: m.draws(np.random.default_rng(5)) for name, m in (("gpd", fitted), ("empirical", bootstrap))}
+    draws = {name: np.array([stream.draw(1) for _ in range(100_000)]) for name, stream in streams.items()}
+    beyond = (draws["gpd"] > largest).mean()
+    assert 0 < beyond < 5 * fit["share_beyond_max"] + 1e-3 and (draws["empirical"] <= largest).all()
+
+
+def test_a_law_is_drawn_afresh_not_from_a_pool():
+    """200,000 draws of a lognormal are 200,000 different numbers (a fixed pool of 20,000 could not be)."""
+    stream = parse_service("lognormal:median_ms=5,sigma=1").draws(np.random.default_rng(0))
+    values = np.array([stream.draw(1) for _ in range(200_000)])
+    assert len(np.unique(values)) > 199_000
+    assert np.median(values) * 1000 == pytest.approx(5.0, rel=0.02)
+
+
+def test_every_tail_carries_an_interval_and_ci_width_adds_replications(tmp_path):
+    experiment, _ = _synthetic_experiment(tmp_path / "exp")
+    base = dict(experiment=experiment, run=None, modes=["replication"], rates=[200.0], ks=[2], rs=[1], queries=5000,
+                warmup=50, service="exponential:mean_ms=5", workers=0, progress=False)
+    row = run_sweep(SweepOptions(**base), log=lambda _m: None)["rows"][0]
+    assert row["replications"] == 5 and len(json.loads(row["replicates"])) == 5
+    for figure in ("p50_ms", "p99_ms", "p999_ms"):
+        assert row[f"{figure}_lo"] < row[figure] < row[f"{figure}_hi"]
+    wide = (row["p999_ms_hi"] - row["p999_ms_lo"]) / 2 / row["p999_ms"]
+    logs = []
+    tight = run_sweep(SweepOptions(**base, ci_width=100 * wide / 2), log=logs.append)
+    narrower = tight["rows"][0]
+    assert narrower["replications"] > 5 or tight["ci_width_unmet"] == [0]
+    assert (narrower["p999_ms_hi"] - narrower["p999_ms_lo"]) < (row["p999_ms_hi"] - row["p999_ms_lo"]) or tight["ci_width_unmet"]
+    sweeps = results.load(experiment).sweeps
+    assert sweeps["p999_ms_lo"].notna().all() and set(sweeps["replications"]) >= {5}
+
+
 def test_calibration_refuses_what_it_cannot_fit(tmp_path):
     experiment, _ = _synthetic_experiment(tmp_path / "few", n=10)
     with pytest.raises(UsageError, match="at least 20 are needed"):
@@ -259,3 +300,27 @@ def test_parm_fig9a_preset_states_the_published_setting(tmp_path):
     assert "assumptions:" in result.stdout and "gap ratio (equal resources / coded)" in result.stdout
     assert_usage_error(cli("sweep", "--experiment", experiment, "--preset", "parm-fig9", "--workers", "0"),
                        "unknown sweep preset 'parm-fig9'")
+
+
+def test_the_report_shows_the_tail_fit_and_the_intervals(tmp_path):
+    """The report's sweep section: each p99.9 with its interval (table, band) and the calibrated tail's
+    fit (its KS distance, a Q-Q figure that renders)."""
+    from parity_ray.analysis import figures, tables
+    from parity_ray.analysis.report.sections import _sweeps_section
+
+    experiment, _ = _synthetic_experiment(tmp_path / "exp", n=2000, seed=3)
+    run_sweep(SweepOptions(experiment=experiment, run=None, modes=["none", "replication"], rates=[50.0, 100.0], ks=[2], rs=[1],
+                           queries=2000, warmup=50, calibrate=experiment, workers=0, progress=False), log=lambda _m: None)
+    loaded = results.load(experiment)
+    fits = tables.service_fits(loaded.sweeps)
+    assert len(fits) == 1 and fits.iloc[0]["kind"] == "gpd" and len(fits.iloc[0]["qq_ms"]) >= 20
+    assert figures.to_png(figures.service_qq_figure(fits))[:4] == b"\x89PNG"
+    assert figures.to_png(figures.sweep_figure(tables.sweep_tail(loaded.sweeps), 100.0))[:4] == b"\x89PNG"
+    drawn = []
+    html = _sweeps_section(loaded, lambda name, fig, charts: drawn.append((name, figures.to_png(fig), charts)) or name)
+    from parity_ray.analysis.report.formatting import _header_text
+
+    assert "Service-time tail fits" in html and 'id="sweep-service-fits"' in html
+    assert _header_text("p999_ms_lo") in html and _header_text("ks_lognormal_whole") in html
+    assert [name for name, _png, _charts in drawn] == ["sweep_p999.png", "sweep_service_qq.png"]
+    assert any("error_y" in trace for trace in drawn[0][2][0]["data"])  # the interval on the interactive chart
