@@ -483,7 +483,8 @@ def cheapest_modes(sweeps: pd.DataFrame, target_ms: Optional[float] = None) -> p
     target with nothing failed: fewest replicas, then fewest requests per query, then lowest p99.9."""
     target = sweep_target(sweeps) if target_ms is None else float(target_ms)
     tail = sweep_tail(sweeps)
-    columns = SWEEP_KEYS + ["rate", "target_ms", "mode", "replicas", "requests_per_query", "p999_ms", "meeting"]
+    columns = SWEEP_KEYS + ["rate", "target_ms", "mode", "replicas", "requests_per_query", "p999_ms", "meets_by_interval",
+                            "meeting"]
     rows = []
     for key, part in tail.groupby(SWEEP_KEYS + ["rate"], sort=True):
         ok = part[(part["p999_ms"] <= target) & (part["failed"] == 0)]
@@ -491,10 +492,20 @@ def cheapest_modes(sweeps: pd.DataFrame, target_ms: Optional[float] = None) -> p
         row = dict(zip(SWEEP_KEYS + ["rate"], key), target_ms=target)
         if best.empty:
             row.update(mode="none meets it", replicas=None, requests_per_query=None, p999_ms=float(part["p999_ms"].min()),
-                       meeting="")
+                       meets_by_interval="", meeting="")
         else:
             best = best.iloc[0]
             row.update(mode=best["mode"], replicas=int(best["replicas"]), requests_per_query=float(best["requests_per_query"]),
-                       p999_ms=float(best["p999_ms"]), meeting=", ".join(sorted(ok["mode"])))
+                       p999_ms=float(best["p999_ms"]), meets_by_interval=_meets(best, target),
+                       meeting=", ".join(sorted(ok["mode"])))
         rows.append(row)
     return pd.DataFrame(rows, columns=columns)
+
+
+def _meets(row, target: float) -> str:
+    """Whether the p99.9's 95% interval says the target is met: "yes" (all of it below), or "not
+    distinguishable" at that many queries (it straddles the target); "no interval" for older tables."""
+    high = row.get("p999_ms_hi")
+    if high is None or high != high:
+        return "no interval"
+    return "yes" if high <= target else "not distinguishable"

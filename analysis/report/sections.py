@@ -297,7 +297,9 @@ def _sweeps_section(loaded, figure) -> str:
     parts = ['<section id="sweeps"><h2>Sweeps at cluster scale (discrete-event simulation)</h2>',
              f"<p>Simulated serving runs of <code>parity-ray sweep</code>: {sweeps['sweep_id'].nunique()} sweep(s), "
              f"{len(sweeps)} cells. The cheapest mode at each rate is the one with the fewest replicas (then the fewest "
-             f"requests per query) whose p99.9 meets {target:g} ms with no query failed.</p>",
+             f"requests per query) whose p99.9 meets {target:g} ms with no query failed; <em>meets by interval</em> says "
+             f"whether its p99.9's 95% interval lies wholly below the target, or straddles it (not distinguishable at "
+             f"that many queries).</p>",
              _table(cheapest, "sweep-cheapest-table")]
     if len(tail):
         parts.append(figure("sweep_p999.png", figures.sweep_figure(tail, target), interactive.sweep_charts(tail, target)))

@@ -242,6 +242,9 @@ def test_sweep_rows_in_the_experiment(tmp_path):
 
     cheapest = cheapest_modes(sweeps, target_ms=1e6)  # every mode meets it: the fewest replicas wins
     assert len(cheapest) == 2 * 2 * 2 and set(cheapest["mode"]) <= {"none", "replication"}  # one request a query
+    assert set(cheapest["meets_by_interval"]) == {"yes"}  # far below the target, interval and all
+    straddled = cheapest_modes(sweeps, target_ms=float(sweeps["p999_ms"].min()) * 1.0001)
+    assert "not distinguishable" in set(straddled["meets_by_interval"])  # a target inside the winner's interval
     assert len(sweep_tail(sweeps)) == len(sweeps)
     again = run_sweep(options, log=lambda _m: None)  # seeded: the same numbers again
     assert [r["p999_ms"] for r in again["rows"]] == [r["p999_ms"] for r in summary["rows"]]
