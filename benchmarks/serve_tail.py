@@ -38,13 +38,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from parity_ray.actors.modes import get_mode, presented_modes  # noqa: E402
+from parity_ray.actors.modes import presented_modes  # noqa: E402
 from parity_ray.actors.simulation import SimulationOptions, run_simulation  # noqa: E402
+from parity_ray.actors.sweep.presets import coded_policies  # noqa: E402
 
 STRAGGLER = "slow:replica=0,p=0.3,delay_ms=100"
 MODES = tuple(presented_modes())  # every registered mode, coded ones first
 # The coded policies the targets are judged for (the better of them): coded modes that send no duplicates.
-CODED_POLICIES = tuple(m for m in MODES if get_mode(m).needs_code and "hedge_s" not in get_mode(m).timings({}))
+CODED_POLICIES = tuple(coded_policies())
 
 
 def ensure_experiment(path: str | None, data_root: str, dataset: str = "mnist", epochs: int = 10) -> str:
