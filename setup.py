@@ -58,7 +58,9 @@ setup(
                 # mlflow-skinny, optuna: the tracking and search tests of tests/experiment/test_tuning.py
                 "mlflow-skinny>=2.10", "optuna>=3",
                 # ciw: the independent queueing simulation tests/serve/test_queueing.py checks the sweep against
-                "ciw>=3.2"],
+                "ciw>=3.2",
+                # hypothesis: property tests of the frontend's request handler and of every command's options
+                "hypothesis>=6.100"],
         "notebooks": ["jupyterlab>=4"],
         "tracking": ["mlflow-skinny>=2.10"],  # --callback mlflow (Ray's MLflowLoggerCallback); W&B: pip install wandb
         "search": ["optuna>=3"],  # search_alg = {"cls": "optuna"}; HyperOpt: pip install hyperopt

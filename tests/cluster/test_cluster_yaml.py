@@ -172,3 +172,35 @@ def test_the_s3_storage_is_named_once(prepared):
     # It reaches both the head and the workers.
     for key in ("head_setup_commands", "worker_setup_commands"):
         assert any("PARITY_RAY_STORAGE=s3://" in c for c in prepared[key]), key
+
+
+# --------------------------------------------------------------------------- what the head exposes
+
+def test_the_cluster_opens_no_port_but_ssh_to_the_outside(raw, prepared):
+    """The inbound rules `ray up` gives the cluster's security group, computed by Ray's own AWS code
+    from the file: the cluster's nodes reach each other; the outside reaches SSH only."""
+    from ray.autoscaler._private.aws.config import _create_default_inbound_rules
+
+    # A security group the file names would bring rules this file cannot show: there is none.
+    for name, node_type in prepared["available_node_types"].items():
+        assert not node_type["node_config"].get("SecurityGroupIds"), name
+    extra = raw["provider"].get("security_group", {}).get("IpPermissions", [])
+    rules = _create_default_inbound_rules(["sg-cluster"], extra)
+    outside = [r for r in rules if r.get("IpRanges") or r.get("Ipv6Ranges") or r.get("PrefixListIds")]
+    assert outside, "Ray's defaults always let SSH in: the rules were not computed"
+    for rule in outside:
+        assert (rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) == ("tcp", 22, 22), rule
+    for rule in rules:
+        if rule not in outside:  # everything else comes from the cluster's own group only
+            assert [p["GroupId"] for p in rule["UserIdGroupPairs"]] == ["sg-cluster"], rule
+
+
+def test_the_dashboard_and_job_server_listen_on_the_heads_loopback(raw):
+    """The job server is the dashboard's: bound to 127.0.0.1 it takes no job from the network, and
+    `ray dashboard cluster.yaml` (the README's way in) forwards it over SSH."""
+    head = " ".join(raw["head_start_ray_commands"])
+    hosts = re.findall(r"--dashboard-host[= ](\S+)", head)
+    assert hosts == ["127.0.0.1"], hosts
+    for command in raw["head_start_ray_commands"] + raw["worker_start_ray_commands"]:
+        assert "0.0.0.0" not in command and "--ray-client-server-port" not in command, command
+    assert "ray dashboard cluster.yaml" in (REPO / "README.md").read_text()
