@@ -137,6 +137,9 @@ class SimulationOptions(Deployment):
         return dataclasses.replace(self, seed=self.seed + index, modes=self.modes[turn:] + self.modes[:turn], repeat=1)
 
 
+SMOKE_SERVICE = "lognormal:median_ms=5,sigma=0.3"  # sweep --smoke-test's service times when none are given
+
+
 @dataclass(kw_only=True)
 class SweepOptions(ModePolicy):
     """``parity-ray sweep``: the modes' policy, the grid (rates x k x r x stragglers x modes x cluster
@@ -168,8 +171,10 @@ class SweepOptions(ModePolicy):
     progress: bool = field(default=True, metadata={"negate": "--no-progress", "negate_help": "no progress lines"})  # a line per finished cell
 
     def smoke_test(self) -> "SweepOptions":
-        """``--smoke-test``: a short sweep in this process, to check the set-up."""
-        return dataclasses.replace(self, queries=2000, warmup=50, workers=0)
+        """``--smoke-test``: a short sweep in this process, to check the set-up; with neither --service
+        nor --calibrate, the service times are ``SMOKE_SERVICE`` (stated in the output's ``service``)."""
+        service = self.service if (self.service or self.calibrate) else SMOKE_SERVICE
+        return dataclasses.replace(self, queries=2000, warmup=50, workers=0, service=service)
 
     def mode_options(self) -> Dict[str, Any]:
         return {"deadline_ms": self.deadline_ms, "deadline_quantile": self.deadline_quantile,

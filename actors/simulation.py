@@ -105,10 +105,10 @@ def generate_load(handle, inputs: np.ndarray, options: SimulationOptions, label:
 
 
 async def _load(handle, inputs: np.ndarray, options: SimulationOptions, label: str) -> List[Dict[str, Any]]:
-    from tqdm.auto import tqdm
+    from parity_ray.progress import progress
 
     total = len(inputs)
-    bar = tqdm(total=total, desc=label, unit="query", leave=False, file=sys.stderr, disable=not options.progress)
+    bar = progress(total=total, desc=label, unit="query", enabled=options.progress, stream=sys.stderr)
     records: List[Optional[Dict[str, Any]]] = [None] * total
     origin = time.perf_counter()
     query = handle.query

@@ -261,6 +261,6 @@ def train_one_epoch(config, epoch, data, base_outputs, code: CodePipeline, loss_
 def _progress(batches, epoch, epochs, enabled):
     if not enabled:
         return batches
-    from tqdm.auto import tqdm
+    from parity_ray.progress import progress
 
-    return tqdm(batches, desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False, file=sys.stderr)
+    return progress(batches, desc=f"epoch {epoch}/{epochs}", unit="batch", stream=sys.stderr)

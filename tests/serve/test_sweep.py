@@ -225,6 +225,18 @@ def test_sweep_cannot_fit_writes_nothing(tmp_path):
     assert sorted(p.name for p in (tmp_path / "few" / "tables").iterdir()) == before
 
 
+def test_smoke_test_runs_with_nothing_but_the_experiment(tmp_path):
+    """``sweep --smoke-test`` needs no --service or --calibrate: it states the law it drew from."""
+    from parity_ray.actors.options import SMOKE_SERVICE
+
+    experiment, _ = _synthetic_experiment(tmp_path / "exp")
+    result = cli("sweep", "--experiment", experiment, "--run", "none", "--mode", "coded,replication", "--smoke-test",
+                 "--replications", "2", "--json", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["service"]["source"] == SMOKE_SERVICE and summary["cells"] == 2
+
+
 def test_sweep_rows_in_the_experiment(tmp_path):
     experiment, _ = _synthetic_experiment(tmp_path / "exp")
     options = SweepOptions(experiment=experiment, run=None, modes=["coded", "replication", "none"], rates=[100.0, 400.0],
