@@ -69,8 +69,13 @@ def run_experiment(options: TuneOptions, log: Log = stderr_log) -> Dict[str, Any
         for cell in space.cells:
             if cell.unavailable:
                 log(f"unavailable: {cell.run_id}: {cell.unavailable}")
-        bases, base_errors = prepare_base_models(space.runnable, options, log)
-        results = _fit(space, options, bases, base_errors, log)
+        try:
+            bases, base_errors = prepare_base_models(space.runnable, options, log)
+            results = _fit(space, options, bases, base_errors, log)
+        except UsageError:
+            if not options.resume:  # bad input found by a trial: the new experiment goes, the same name stays free
+                _remove_experiment(options.uri)
+            raise
         tables = build_tables(options, space, results, bases, base_errors)
         write_tables(options.uri, tables)
     return summarize(options, tables, time.perf_counter() - started)
@@ -103,6 +108,14 @@ def resolve_paths_on_the_driver(options: TuneOptions) -> TuneOptions:
     if env and not storage.is_remote(env) and not Path(env).is_absolute():
         os.environ[DATA_ENV] = _absolute(env)  # a local Ray's workers inherit the driver's environment
     return replace(options, overrides=overrides, data_root=None)
+
+
+def _remove_experiment(uri: str) -> None:
+    fs, path = storage.resolve(uri)
+    try:
+        fs.delete_dir(path)
+    except (FileNotFoundError, OSError):
+        pass
 
 
 def _check_name(name: str) -> None:
@@ -297,8 +310,30 @@ def parity_trainable(params: Dict[str, Any], experiment: Dict[str, Any]) -> None
         # A scheduler may stop the trial after any report: keep the best epoch's predictions current.
         train(config, progress=False, log=log, on_epoch=on_epoch,
               predictions_on_improvement=experiment["early_stopping"])
+    except UsageError as exc:
+        # Bad input, not bad luck: a retry would fail the same way. Reported (not raised) so that Tune
+        # neither retries it nor prints its traceback; StopAtUsageError ends the grid on it.
+        tune.report({**where, USAGE_ERROR: str(exc), experiment["metric"]: float("-inf")})
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+USAGE_ERROR = "usage_error"  # the result key a trial's UsageError is reported under
+
+
+class StopAtUsageError(tune.Stopper):
+    """Ends the whole grid at the first trial that reports a ``UsageError``; keeps its one line."""
+
+    def __init__(self):
+        self.error: Optional[str] = None
+
+    def __call__(self, trial_id: str, result: Dict[str, Any]) -> bool:
+        if result.get(USAGE_ERROR) and self.error is None:
+            self.error = f"{result.get('run_id', trial_id)}: {result[USAGE_ERROR]}"
+        return bool(result.get(USAGE_ERROR))
+
+    def stop_all(self) -> bool:
+        return self.error is not None
 
 
 STATE_PERIOD_S = 10.0  # seconds between saves of Tune's experiment state
@@ -383,6 +418,7 @@ def _fit(space: ExpandedSpace, options: TuneOptions, bases, base_errors, log: Lo
         "cpus_per_trial": options.cpus_per_trial,
         "checkpoint_every": options.checkpoint_every,
         "early_stopping": space.scheduler is not None,
+        "metric": space.metric,
     }
     trials = [
         {"run_id": c.run_id, "config": c.config, "base_key": _base_key(c.config)}
@@ -396,8 +432,10 @@ def _fit(space: ExpandedSpace, options: TuneOptions, bases, base_errors, log: Lo
     fs, path = storage.resolve(storage.canonical(options.storage))
     if not trials:
         return []
+    usage = StopAtUsageError()
     run_config = tune.RunConfig(
         name=options.name,
+        stop=usage,
         storage_path=path,
         storage_filesystem=fs,
         failure_config=tune.FailureConfig(max_failures=options.max_failures),
@@ -434,6 +472,8 @@ def _fit(space: ExpandedSpace, options: TuneOptions, bases, base_errors, log: Lo
         )
     log(f"tune: {len(trials)} trial(s) x {space.num_samples} sample(s) -> {options.uri}")
     grid = tuner.fit()
+    if usage.error is not None:
+        raise UsageError(usage.error)
     return [grid[i] for i in range(len(grid))]
 
 

@@ -40,3 +40,19 @@ class SlowMLP(BaseMLP):
         if self.training:
             time.sleep(self.delay_s)
         return super().forward(x)
+
+
+class BadInputMLP(BaseMLP):
+    """Raises a ``UsageError`` in its first training step (bad input only a trial can see); each
+    attempt appends a line to ``marker``, so a test can count the attempts."""
+
+    def __init__(self, input_shape, num_classes, marker: str):
+        super().__init__(input_shape, num_classes)
+        self.marker = marker
+
+    def forward(self, x):
+        from parity_ray.errors import UsageError
+
+        with open(self.marker, "a") as f:
+            f.write("attempt\n")
+        raise UsageError("parity width 7 cannot hold a 2-query group; valid widths: multiples of 2")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 
 from parity_ray import results
+from parity_ray.errors import UsageError
 from parity_ray.tune.experiment import TuneOptions, run_experiment
 
 DIGITS = ["dataset=digits", "base_epochs=10"]
@@ -84,6 +86,18 @@ def test_failing_trials_are_retried_then_recorded_without_stopping_the_grid(tmp_
     clean = ok[ok.parity_model == "base-mlp"].drop(columns=["run_id", "parity_model"]).reset_index(drop=True)
     retried = ok[ok.parity_model == "tests.experiment.faulty.CrashOnceMLP"].drop(columns=["run_id", "parity_model"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(retried, clean)  # same arch and seed: resuming from the checkpoint is exact
+
+
+def test_a_usage_error_in_a_trial_stops_the_grid_unretried_in_one_line(tmp_path, local_ray):
+    marker = tmp_path / "attempts"
+    bad = json.dumps({"cls": "tests.experiment.faulty.BadInputMLP", "marker": str(marker)})
+    opts = options(tmp_path, "bad", "epochs=2", "encoder=addition", "k=2", f"parity_model={bad}", max_failures=3)
+    with pytest.raises(UsageError) as raised:
+        run_experiment(opts, log=lambda _m: None)
+    message = str(raised.value)
+    assert "\n" not in message and "valid widths: multiples of 2" in message and message.startswith("digits-base-mlp-k2")
+    assert marker.read_text().count("attempt") == 1  # not retried, although max_failures allows 3
+    assert not (tmp_path / "bad").exists()  # nothing half-written: the same command, fixed, runs
 
 
 def test_unavailable_cells_get_rows_not_silence(tmp_path, local_ray):
