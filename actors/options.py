@@ -147,6 +147,7 @@ class SweepOptions(ModePolicy):
 
     experiment: str  # experiment folder or s3:// URI (rows go to its tables/sweeps/)
     run: Optional[str] = field(default="best", metadata={"none_word": "none"})  # the served run whose per-instance results give accuracies, or none
+    dataset: Optional[str] = None  # with run best: only runs of this dataset
     modes: List[str] = field(default_factory=presented_modes, metadata={"flag": "--mode", "all": presented_modes})  # comma-separated serving modes, or all
     rates: List[float] = field(default_factory=lambda: [50.0], metadata={"flag": "--rate"})  # open-loop Poisson queries/s over the whole cluster; a comma list is a grid axis
     rate_per_replicas: Optional[int] = None  # the --rate values are per this many replicas, scaled to the replicas each cell deploys (a published load at any cluster size)

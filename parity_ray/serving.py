@@ -46,6 +46,28 @@ class ServedRun:
         return asdict(self)
 
 
+def _input_shape(dataset: str) -> str:
+    from .data import get_dataset_spec
+
+    try:
+        return "x".join(map(str, get_dataset_spec(dataset).input_shape))
+    except Exception:  # noqa: BLE001 - a dataset this install does not know: its name says enough
+        return "?"
+
+
+def _refuse_mixed_best(experiment: str, done, dataset: Optional[str]) -> None:
+    """``best`` across several datasets ranks a toy against a real task and serves an input shape the
+    reader did not ask for: refused in one line naming the datasets and the best run of each."""
+    from .results import best_run
+
+    datasets = sorted(done["dataset"].dropna().unique())
+    if dataset is not None or len(datasets) < 2:
+        return
+    each = ", ".join(f"{name} ({_input_shape(name)}): {best_run(done[done.dataset == name])['run_id']}" for name in datasets)
+    raise UsageError(f"--run best is ambiguous in experiment '{experiment}': its runs span {len(datasets)} datasets; "
+                     f"pass --dataset (one of {', '.join(datasets)}) or a run id; the best of each: {each}")
+
+
 def resolve_run(experiment: str, run: str = "best", *, dataset: Optional[str] = None, model: Optional[str] = None,
                 k: Optional[int] = None) -> ServedRun:
     """A run by id, or ``best``: the completed run with the highest validation accuracy (filtered;
@@ -64,6 +86,7 @@ def resolve_run(experiment: str, run: str = "best", *, dataset: Optional[str] = 
                 f"experiment '{experiment}' has no completed run matching "
                 f"dataset={dataset} model={model} k={k}; completed runs: {', '.join(runs[runs.status == 'COMPLETED'].run_id) or 'none'}"
             )
+        _refuse_mixed_best(experiment, done, dataset)
         row = best_run(done)
     else:
         match = runs[runs.run_id == run]

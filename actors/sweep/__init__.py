@@ -99,7 +99,7 @@ def validate(options: SweepOptions):
     if options.run:
         from parity_ray.serving import resolve_run
 
-        run = resolve_run(options.experiment, options.run)
+        run = resolve_run(options.experiment, options.run, dataset=options.dataset)
         run_layout = code_layout(run)
         has_parity = has_coded_workers(run)
     else:
