@@ -13,6 +13,18 @@ from typing import Any, Iterator, Union
 PathLike = Union[str, os.PathLike]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def ordinary_mode(path: PathLike, folder: bool = False) -> None:
+    """The mode an ordinary ``open``/``mkdir`` gives (0666/0777 less the umask): ``mkstemp`` and
+    ``mkdtemp`` make private files (0600/0700), which a shared result or export must not be."""
+    os.chmod(path, (0o777 if folder else 0o666) & ~_umask())
+
+
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` so that a reader sees the old file or the whole new one.
 
@@ -27,6 +39,7 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        ordinary_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

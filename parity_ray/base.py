@@ -184,6 +184,8 @@ def base_model_key(config: TrainConfig, data: DataBundle) -> dict:
         "input_norm": data.normalization.as_dict(),
         "epochs": config.base_epochs,
         "recipe": BASE_RECIPE,
+        # a capped (smoke-test) base model never stands in for a full one; uncapped keys are unchanged
+        **({"max_train_batches": config.max_train_batches} if config.max_train_batches else {}),
     }
 
 
@@ -212,7 +214,8 @@ def _cached_or_trained(model, config, data, device, log):
             return model, info
         log(f"training base model {model_id} ({config.base_epochs} epochs) ...")
         started = time.perf_counter()
-        train_base_model(model, data, epochs=config.base_epochs, seed=config.seed, eval_batch_size=config.eval_batch_size)
+        train_base_model(model, data, epochs=config.base_epochs, seed=config.seed, eval_batch_size=config.eval_batch_size,
+                         max_batches=config.max_train_batches)
         info = _describe(model, config, data, source="trained", weights=str(weights))
         info.id, info.train_seconds, info.epochs = model_id, time.perf_counter() - started, config.base_epochs
         atomic_torch_save({k: v.cpu() for k, v in model.state_dict().items()}, weights)
@@ -222,8 +225,10 @@ def _cached_or_trained(model, config, data, device, log):
 
 
 def _describe(model, config, data, source, weights) -> BaseModelInfo:
+    # A capped (smoke-test) model is described on as many examples as it trained on per epoch.
+    cap = slice(None) if not config.max_train_batches else slice(0, config.max_train_batches * BASE_RECIPE["batch_size"])
     acc = {
-        split: task_accuracy(compute_outputs(model, x, config.eval_batch_size), y, data.spec.task)
+        split: task_accuracy(compute_outputs(model, x[cap], config.eval_batch_size), y[cap], data.spec.task)
         for split, (x, y) in ((s, data.split_tensors(s)) for s in ("train", "val", "test"))
     }
     return BaseModelInfo(
@@ -240,8 +245,11 @@ def _describe(model, config, data, source, weights) -> BaseModelInfo:
     )
 
 
-def train_base_model(model: nn.Module, data: DataBundle, epochs: int, seed: int, eval_batch_size: int = 8192) -> None:
-    """Plain supervised training; keeps the weights of the best validation epoch.
+def train_base_model(model: nn.Module, data: DataBundle, epochs: int, seed: int, eval_batch_size: int = 8192,
+                     max_batches: Optional[int] = None) -> None:
+    """Plain supervised training; keeps the weights of the best validation epoch. ``max_batches``
+    (``max_train_batches``, as in smoke tests) caps the batches of an epoch and the validation set
+    to as many batches' worth of examples.
 
     Classification: cross-entropy, selected on validation accuracy. Regression (boxes): MSE with
     the artifact's weight decay 1e-5, selected on the validation share of IoU >= 0.75.
@@ -257,13 +265,14 @@ def train_base_model(model: nn.Module, data: DataBundle, epochs: int, seed: int,
     for _ in range(epochs):
         model.train()
         order = torch.randperm(len(data.train_y), generator=generator).to(data.train_x.device)
-        for i in range(0, len(order), batch):
+        for i in range(0, len(order) if max_batches is None else min(len(order), max_batches * batch), batch):
             idx = order[i : i + batch]
             loss = task.base_loss(model(data.train_x[idx]), data.train_y[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-        val_acc = task.accuracy(compute_outputs(model, data.val_x, eval_batch_size), data.val_y)
+        val = slice(None) if max_batches is None else slice(0, max_batches * batch)
+        val_acc = task.accuracy(compute_outputs(model, data.val_x[val], eval_batch_size), data.val_y[val])
         if val_acc > best_acc:
             best_acc, best_state = val_acc, {k: v.detach().clone() for k, v in model.state_dict().items()}
     model.load_state_dict(best_state)

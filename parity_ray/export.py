@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional
 from torch import nn
 
 from . import storage
-from .atomic import atomic_write_json
+from .atomic import atomic_write_json, ordinary_mode
 from .errors import UsageError
 from .provenance import library_versions
 from .torch_files import atomic_torch_save, load_torch_safely
@@ -153,6 +153,7 @@ def export_run(source: RunSource, out: str) -> Dict[str, Any]:
     manifests = [_manifest(part, source, source.config) for part in parts]
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    ordinary_mode(staging, folder=True)  # an export is meant to be handed on
     try:
         for part, manifest in zip(parts, manifests):
             atomic_torch_save({k: v.detach().cpu().clone() for k, v in part["state"].items()}, staging / manifest["state_dict"])

@@ -53,8 +53,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"parity-ray: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("parity-ray: interrupted; run the same command again to resume", file=sys.stderr)
+        print(f"parity-ray: interrupted; {interrupted_hint(list(sys.argv[1:] if argv is None else argv))}", file=sys.stderr)
         return 130
+
+
+# What an interrupted command leaves: the commands that resume, and the flag that says so.
+RESUMES = {"train": None, "tune": "--resume"}  # train resumes from its run folder by the same command
+
+
+def interrupted_hint(argv: Sequence[str]) -> str:
+    """The exact command that resumes an interrupted one, or what an interruption cost."""
+    import shlex
+
+    argv = list(argv)
+    command = next((a for a in argv if a in {c.__name__.rsplit(".", 1)[-1] for c in COMMANDS} | {"list"}), None)
+    if command not in RESUMES:
+        return "this command does not resume: run it again to start over"
+    flag = RESUMES[command]
+    again = argv + ([flag] if flag and flag not in argv else [])
+    return f"resume with: {shlex.join(['parity-ray', *again])}"
 
 
 __all__ = ["COMMANDS", "build_parser", "config_from_args", "format_summary", "main"]

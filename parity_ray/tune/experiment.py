@@ -205,13 +205,26 @@ def prepare_base_models(cells: List[Cell], options: TuneOptions, log: Log):
     refs = {key: task.remote(config, options.uri, options.cpus_per_trial) for key, config in wanted.items()}
     log(f"base models: preparing {len(refs)} ...")
     bases, errors = {}, {}
-    for key, ref in refs.items():
-        try:
-            bases[key] = ray.get(ref)
-        except Exception as exc:  # recorded per cell; other cells go on
-            cause = getattr(exc, "cause", None) or exc
-            errors[key] = f"base model stage failed: {type(cause).__name__}: {str(cause).splitlines()[0][:300]}"
-            log(errors[key])
+    pending = {ref: key for key, ref in refs.items()}
+    started = time.monotonic()
+    try:
+        while pending:
+            # Short waits, not one blocking get: Ctrl-C reaches this thread within a second.
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            for ref in done:
+                key = pending.pop(ref)
+                try:
+                    bases[key] = ray.get(ref)
+                    log(f"base models: {len(bases) + len(errors)}/{len(refs)} ready ({bases[key].get('id', key)}, "
+                        f"{time.monotonic() - started:.0f} s)")
+                except Exception as exc:  # recorded per cell; other cells go on
+                    cause = getattr(exc, "cause", None) or exc
+                    errors[key] = f"base model stage failed: {type(cause).__name__}: {str(cause).splitlines()[0][:300]}"
+                    log(errors[key])
+    except KeyboardInterrupt:
+        for ref in pending:  # stored base models stay: a resumed run reuses them
+            ray.cancel(ref, force=True)
+        raise
     return bases, errors
 
 
@@ -411,6 +424,9 @@ def _fit(space: ExpandedSpace, options: TuneOptions, bases, base_errors, log: Lo
     # A fixed state period (Tune's "auto" stretches it to 19x the save time) bounds how stale a
     # resumed driver's view of the checkpoints can be; CheckpointPruner relies on that bound.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(STATE_PERIOD_S))
+    # Ctrl-C raises here at once instead of Tune's graceful stop, which would return a partial grid
+    # that looks finished; the state saved every STATE_PERIOD_S and the checkpoints make --resume exact.
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     experiment = {
         "uri": options.uri,
         "bases": bases,

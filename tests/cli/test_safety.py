@@ -87,6 +87,11 @@ def test_export_of_a_run_folder_reproduces_the_run_exactly(trained, tmp_path):
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["parts"] == ["parity_0.json", "encoder.json", "decoder.json"]
+    umask = os.umask(0)
+    os.umask(umask)
+    # ordinary modes (as open/mkdir give), not mkstemp's private 0600/0700: an export is handed on
+    assert (out.stat().st_mode & 0o777) == 0o777 & ~umask
+    assert {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()} == {p.name: 0o666 & ~umask for p in out.iterdir()}
     for part in ("parity_0", "encoder", "decoder"):
         state = torch.load(out / f"{part}.pt", weights_only=True)
         assert state and all(torch.is_tensor(v) for v in state.values())  # a plain state_dict

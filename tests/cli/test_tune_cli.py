@@ -87,6 +87,43 @@ def test_driver_sigkill_then_resume_completes_with_one_row_per_trial(tmp_path, l
     assert_usage_error(cli(*args), "already exists", "--resume")
 
 
+@pytest.mark.slow
+def test_ctrl_c_while_base_models_train_stops_in_seconds_and_names_the_command_that_resumes(tmp_path):
+    """SIGINT mid base-model stage (a base model slowed to ~0.2 s a batch): exit 130 within seconds,
+    the last line is the exact command that resumes, and that command finishes the grid."""
+    storage = tmp_path / "results"
+    slow_base = json.dumps({"cls": "tests.experiment.faulty.SlowMLP", "delay_s": 0.2})
+    args = ["tune", "quick", "--set", "dataset=digits", "--set", "base_epochs=1", "--set", "encoder=addition",
+            "--set", "k=2", "--set", "epochs=1", "--set", f"model={slow_base}", "--name", "stopped",
+            "--storage", str(storage), "--no-progress"]
+    proc = subprocess.Popen([sys.executable, "-m", "parity_ray", *args], cwd=REPO, env=process_env(RAY_AUTH_MODE="disabled"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        for line in proc.stderr:  # until the base-model stage is under way
+            if "base models: preparing" in line:
+                break
+        time.sleep(2.0)
+        interrupted = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)  # the driver's exit (its Ray's processes may hold stderr open a while longer)
+        stopped_s = time.monotonic() - interrupted
+        err = proc.communicate(timeout=60)[1]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err[-2000:]
+    assert stopped_s < 15, f"took {stopped_s:.1f} s to stop"
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("parity-ray: interrupted; resume with: parity-ray tune quick ") and last.endswith(" --resume"), last
+    assert not (storage / "stopped" / "tables").exists()
+
+    import shlex
+
+    resumed = cli(*shlex.split(last.split("resume with: parity-ray ", 1)[1]), "--json")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads(resumed.stdout.strip().splitlines()[-1])["status"] == {"COMPLETED": 1}
+
+
 @pytest.mark.slow  # a real process: a Ray of its own and one Tune trial, about 20 s
 def test_progress_is_concise(tmp_path):
     result = cli_process("tune", "quick", *FAST, "--set", "epochs=2", "--set", "k=2", "--name", "p", "--storage", str(tmp_path),
