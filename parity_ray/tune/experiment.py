@@ -34,7 +34,7 @@ from ..data import get_dataset_spec
 from ..errors import UsageError
 from ..registry import spec_name
 from ..metrics import TUNE_METRIC, best_epoch_row
-from .tuning import SCHEDULERS, SEARCH_ALGS, build, build_callbacks
+from .tuning import SCHEDULERS, SEARCH_ALGS, build, build_callbacks, trial_run_id
 from ..results import SCHEMA_VERSION, best_run, empty_predictions, json_column, write_tables
 from .options import TuneOptions
 from .spaces import Cell, ExpandedSpace, expand
@@ -277,7 +277,7 @@ def parity_trainable(params: Dict[str, Any], experiment: Dict[str, Any]) -> None
 
     trial = params["trial"]
     sampled = {k: params[k] for k in experiment["sampler_keys"]}
-    run_id = trial["run_id"] + (f"-{stable_hash(sampled, 6)}" if sampled else "")
+    run_id = trial_run_id(params)
     # The trial's working folder lives in Ray's session dir, not loose in /tmp, if the worker is killed.
     work = Path(tempfile.mkdtemp(prefix="parity-trial-", dir=os.getcwd()))
     run_dir = work / run_id

@@ -55,13 +55,22 @@ _register_paths(SEARCH_ALGS, {
 })
 _register_paths(CALLBACKS, {
     # Ray 2.60 ships its MLflow and W&B Tune callbacks under ray.air.integrations only (no ray.tune path)
-    "mlflow": "ray.air.integrations.mlflow.MLflowLoggerCallback",
+    "mlflow": "parity_ray.tune.mlflow_logger.MLflowCallback",  # Ray's, with runs named by run id (see there)
     "wandb": "ray.air.integrations.wandb.WandbLoggerCallback",
     "tensorboard": "ray.tune.logger.TBXLoggerCallback",
     "csv": "ray.tune.logger.CSVLoggerCallback",
 })
 
 PLUGIN_KEYS = ("scheduler", "search_alg")  # the space attributes that --set may change
+
+
+def trial_run_id(params: Dict[str, Any]) -> str:
+    """The run id of a trial from its Tune params (``{"trial": cell, **sampled}``): the cell's id, plus a
+    hash of the sampled values when a search algorithm or sampler chose some (the one definition)."""
+    from ..provenance import stable_hash
+
+    sampled = {key: value for key, value in params.items() if key != "trial"}
+    return params["trial"]["run_id"] + (f"-{stable_hash(sampled, 6)}" if sampled else "")
 
 
 def list_schedulers() -> List[str]:

@@ -63,6 +63,11 @@ def test_asha_stops_weak_trials_on_validation_and_records_them_and_mlflow_sees_e
     found = mlflow.search_runs(experiment_names=["asha"])
     assert len(found) == 4
     assert "metrics.val_degraded_accuracy" in found.columns and found["metrics.val_degraded_accuracy"].notna().all()
+    # ... in the experiment's language: runs named by run id, params by config key, no config value as a metric
+    assert set(found["tags.mlflow.runName"]) == set(runs.run_id)
+    assert {"params.k", "params.r", "params.dataset", "params.encoder"} <= set(found.columns)
+    assert not [c for c in found.columns if c.startswith("params.trial") or c.startswith("metrics.config")]
+    assert not {"metrics.k", "metrics.r", "metrics.epochs", "metrics.lr"} & set(found.columns)
 
 
 def test_tune_metric_must_be_a_validation_metric(tmp_path):

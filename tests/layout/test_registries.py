@@ -97,7 +97,8 @@ def _recipe(entry):
 
 
 def _import_path(entry):
-    assert isinstance(entry, type) or (isinstance(entry, str) and entry.startswith("ray."))
+    """A class, or the import path of Ray's plug-in or of this project's wrapper of one (imported when used)."""
+    assert isinstance(entry, type) or (isinstance(entry, str) and entry.startswith(("ray.", "parity_ray.tune.")))
 
 
 def _straggler(entry):
