@@ -44,6 +44,11 @@ def check_options(options: AppOptions) -> None:
         raise UsageError("--hedge-deadline-ms must be > 0")
     if options.max_batch_size < 1:
         raise UsageError("--max-batch-size must be >= 1")
+    if options.max_body_bytes is not None and not (type(options.max_body_bytes) is int and options.max_body_bytes > 0):
+        raise UsageError(f"--max-body-bytes must be an integer > 0, got {options.max_body_bytes!r}")
+    if isinstance(options.frontend_replicas, bool) or not isinstance(options.frontend_replicas, int) \
+            or options.frontend_replicas < 1:
+        raise UsageError(f"--frontend-replicas must be an integer >= 1, got {options.frontend_replicas!r}")
     parse_spec(options.straggler)
 
 
@@ -78,8 +83,15 @@ def placement(n_slots: int) -> List[Optional[Dict[str, str]]]:
     return [{"ray.io/node-id": nodes[i % len(nodes)]} for i in range(n_slots)]
 
 
+# The frontend's health checks, as the model replicas': a frontend that stops answering (hung, not
+# dead: Serve notices a dead one at once) is replaced after seconds, not Serve's default 10 s + 30 s.
+FRONTEND_HEALTH = {"health_check_period_s": 1.0, "health_check_timeout_s": 5.0}
+
+
 def build_app(run: ServedRun, options: AppOptions):
-    """The Serve application: the mode's replicas behind one ``Frontend`` (the HTTP ingress)."""
+    """The Serve application: the mode's replicas behind ``options.frontend_replicas`` replicas of
+    ``Frontend`` (the HTTP ingress). Each frontend replica groups and codes the queries it receives;
+    a handle call (``stats()``, ``placement()``) reaches one of them."""
     from parity_ray.actors.frontend import Frontend
     from parity_ray.actors.replica import ModelReplica
     from parity_ray.actors.stragglers import parse_spec
@@ -101,7 +113,12 @@ def build_app(run: ServedRun, options: AppOptions):
                 options.batch_wait_ms / 1000.0
             )
         )
-    return Frontend.options(name="frontend", ray_actor_options={"num_cpus": options.frontend_cpus}).bind(
+    # A frontend Serve stops (redeploy, downscale) first finishes what it holds: every query ends by
+    # --timeout-s, so the drain is given longer than that (Serve's default is 20 s).
+    drain_s = max(20.0, float(options.timeout_s) + 5.0)
+    return Frontend.options(name="frontend", num_replicas=options.frontend_replicas, **FRONTEND_HEALTH,
+                            graceful_shutdown_timeout_s=drain_s,
+                            ray_actor_options={"num_cpus": options.frontend_cpus}).bind(
         options.mode, run.as_dict(), bound, options.frontend_options()
     )
 
@@ -136,7 +153,8 @@ def serve_config(run: ServedRun, options: AppOptions, host: str = "0.0.0.0", por
     args: Dict[str, Any] = {"experiment": storage.canonical(run.experiment), "run": run.run_id}
     if trust_code:
         args["trust_code"] = True
-    args.update({key: value for key, value in asdict(options).items() if value != getattr(defaults, key) or key == "mode"})
+    always = ("mode", "frontend_replicas")  # written even at their defaults: what the file runs, at a glance
+    args.update({key: value for key, value in asdict(options).items() if value != getattr(defaults, key) or key in always})
     return {
         "proxy_location": "EveryNode",
         "http_options": {"host": host, "port": int(port)},

@@ -61,6 +61,8 @@ class AppOptions(Deployment):
     mode: str = "coded"  # the serving mode (parity-ray list shows them)
     frontend_cpus: float = field(default=0.1, metadata={"cli": False})  # CPUs the frontend (ingress) reserves
     max_instances: int = 64  # instances per HTTP request
+    max_body_bytes: Optional[int] = None  # largest HTTP request body in bytes; a longer one (declared or streamed) is answered 413 unread (default: what --max-instances inputs of the run's shape need as JSON, 40 bytes a value, plus 64 KiB)
+    frontend_replicas: int = 2  # frontend (HTTP ingress) replicas, each grouping and coding the queries it receives; with 2 or more a killed one costs only its in-flight requests (1 allowed)
 
     @classmethod
     def from_deployment(cls, deployment: Deployment, **extra: Any) -> "AppOptions":
@@ -69,7 +71,8 @@ class AppOptions(Deployment):
         return cls(**{**shared, **extra})
 
     def frontend_options(self) -> Dict[str, Any]:
-        keys = ("deadline_ms", "hedge_deadline_ms", "group_wait_ms", "timeout_s", "max_instances")
+        keys = ("deadline_ms", "hedge_deadline_ms", "group_wait_ms", "timeout_s", "max_instances",
+                "max_body_bytes")
         return {key: getattr(self, key) for key in keys}
 
 
@@ -124,7 +127,9 @@ class SimulationOptions(Deployment):
     progress: bool = field(default=True, metadata={"negate": "--no-progress", "negate_help": "no progress bars"})  # progress bars
 
     def app_options(self, mode: str):
-        return AppOptions.from_deployment(self, mode=mode)
+        # One frontend: the measured queries all go through one handle into one frontend's groups and
+        # counters (``stats()``), as in the published set-up; a second frontend would split the groups.
+        return AppOptions.from_deployment(self, mode=mode, frontend_replicas=1)
 
     def smoke_test(self) -> "SimulationOptions":
         """``--smoke-test``: a few queries through a coded and an uncoded mode, to check the set-up."""

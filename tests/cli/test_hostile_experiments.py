@@ -90,7 +90,9 @@ def test_trust_code_imports_what_a_stored_class_spec_names_and_says_so(honest, t
     assert "--trust-code: run 'r1'" in trusted.stderr and "parity_ray.models.BaseMLP" in trusted.stderr
     import yaml
 
-    assert yaml.safe_load(out.read_text())["applications"][0]["args"]["trust_code"] is True  # so `serve run` trusts it too
+    args = yaml.safe_load(out.read_text())["applications"][0]["args"]
+    assert args["trust_code"] is True  # so `serve run` trusts it too
+    assert args["frontend_replicas"] == 2  # the default, written: `serve run` starts two frontends
 
 
 def test_a_stored_data_root_is_never_followed_nor_its_pickles_loaded(honest, tmp_path, monkeypatch):

@@ -7,7 +7,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Dict, Tuple
+from typing import Any, Dict
 
 
 def free_port() -> int:
@@ -16,19 +16,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def post(url: str, body: Any, timeout: float = 60.0, raw: bool = False) -> Tuple[int, Dict[str, Any]]:
-    """``(status, JSON body)``; a body that is not JSON comes back as ``{"text": ...}``."""
+def post(url: str, body: Any, timeout: float = 60.0, raw: bool = False, with_headers: bool = False):
+    """``(status, JSON body)``; a body that is not JSON comes back as ``{"text": ...}``. With
+    ``with_headers``: ``(status, JSON body, response headers with lower-case names)``."""
     data = body if raw else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, headers={"content-type": "application/json"}, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            status, text = response.status, response.read()
+            status, text, headers = response.status, response.read(), response.headers
     except urllib.error.HTTPError as exc:
-        status, text = exc.code, exc.read()
+        status, text, headers = exc.code, exc.read(), exc.headers or {}
     try:
-        return status, json.loads(text)
+        answer = json.loads(text)
     except ValueError:
-        return status, {"text": text.decode(errors="replace")}
+        answer = {"text": text.decode(errors="replace")}
+    return (status, answer, {k.lower(): v for k, v in headers.items()}) if with_headers else (status, answer)
 
 
 def instances(pixels) -> Dict[str, Any]:

@@ -8,12 +8,16 @@ the same image gets the same class through HTTP as through ``parity-ray simulate
 from __future__ import annotations
 
 import contextlib
+import json
+import socket
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
 from parity_ray.actors.app import AppOptions, build_app
+from parity_ray.actors.frontend import default_max_body_bytes
 from parity_ray.actors.simulation import SimulationOptions, run_simulation
 from parity_ray import results
 from parity_ray.data import load_data
@@ -51,17 +55,18 @@ def _app(server, run, name, **options):
     """An app at ``/<name>`` for the duration of a test (2 CPUs hold one app's replicas at a time)."""
     from ray import serve
 
-    serve.run(build_app(run, AppOptions(**options)), name=name, route_prefix=f"/{name}")
+    # One frontend unless asked (CI time on 2 CPUs); two frontends under load: tests/serve/test_faults.py.
+    serve.run(build_app(run, AppOptions(**{"frontend_replicas": 1, **options})), name=name, route_prefix=f"/{name}")
     try:
         yield f"{server}/{name}"
     finally:
         serve.delete(name)
 
 
-def _hammer(url, images, per_request=1, workers=24):
+def _hammer(url, images, per_request=1, workers=24, with_headers=False):
     bodies = [instances(images[i:i + per_request]) for i in range(0, len(images), per_request)]
     with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(lambda body: post(url, body, timeout=60), bodies)), bodies
+        return list(pool.map(lambda body: post(url, body, timeout=60, with_headers=with_headers), bodies)), bodies
 
 
 def test_a_request_is_answered_in_the_kserve_v1_shape(server, run, pixels):
@@ -89,12 +94,59 @@ BAD_REQUESTS = [
 ]
 
 
+def _raw_post(url, chunks, content_length=None, timeout=30.0):
+    """``(status, JSON answer)`` of a POST whose body is ``chunks``, sent as they come (with
+    ``content_length`` declared, else in chunked transfer encoding), read back however early the
+    server answers: a bounded read answers before the client has sent what it declared."""
+    parts = urllib.parse.urlsplit(url)
+    head = [f"POST {parts.path or '/'} HTTP/1.1", f"Host: {parts.netloc}", "Content-Type: application/json",
+            "Connection: close",
+            f"Content-Length: {content_length}" if content_length is not None else "Transfer-Encoding: chunked"]
+    data = b""
+    with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
+        try:
+            sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+            for chunk in chunks:
+                sock.sendall(chunk if content_length is not None else b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed before taking the rest
+        while True:  # until the answer's head and its content-length of body are in
+            header, _, body = data.partition(b"\r\n\r\n")
+            lengths = [line.split(b":", 1)[1] for line in header.split(b"\r\n") if line.lower().startswith(b"content-length:")]
+            if lengths and len(body) >= int(lengths[0]):
+                break
+            try:
+                got = sock.recv(65536)
+            except ConnectionResetError:
+                got = b""
+            if not got:
+                break
+            data += got
+    header, _, body = data.partition(b"\r\n\r\n")
+    return int(header.split()[1]), json.loads(body)
+
+
+def _check_bounded_bodies(url, pixels):
+    """413 for a body past --max-body-bytes (declared: answered with next to nothing sent; streamed);
+    400 for 5,000-deep nesting and for booleans; all with the one-line {"error": ...}."""
+    limit = default_max_body_bytes((1, 8, 8), 64)  # the default for 64 digits instances
+    status, answer = _raw_post(url, [b'{"instances": [' + b" " * 65536], content_length=200_000_000)
+    assert status == 413 and str(limit) in answer["error"] and "\n" not in answer["error"], (status, answer)
+    status, answer = _raw_post(url, [b'{"instances": ['] + [b" " * 65536] * (limit // 65536 + 2))
+    assert status == 413 and str(limit) in answer["error"], (status, answer)
+    status, answer = post(url, b'{"instances": ' + b"[" * 5000 + b"]" * 5000 + b"}", raw=True)
+    assert status == 400 and "nests 5001 levels" in answer["error"] and "\n" not in answer["error"], (status, answer)
+    status, answer = post(url, {"instances": [(pixels[0][0] > 0.5).tolist()]})
+    assert status == 400 and "boolean" in answer["error"], (status, answer)
+
+
 def test_bad_requests_get_400_with_one_line(server, run, pixels):
     with _app(server, run, "bad", mode="coded") as url:
         for body, fragment in BAD_REQUESTS:
             status, answer = post(url, body, raw=isinstance(body, bytes))
             assert status == 400, (body, answer)
             assert fragment in answer["error"] and "\n" not in answer["error"], answer
+        _check_bounded_bodies(url, pixels)
         # and the app goes on answering (nothing stuck behind the bad requests)
         status, answer = post(url, instances(pixels[0][:1]))
         assert status == 200, answer
@@ -124,17 +176,18 @@ def test_concurrent_clients_with_a_crashing_replica_get_answers_or_reasons(serve
     images = pixels[0][:200]
     with _app(server, run, "crash", mode="coded", deadline_ms=40, timeout_s=15,
               straggler="crash:replica=1,after=40") as url:
-        answers, bodies = _hammer(url, images, per_request=1, workers=16)
+        answers, bodies = _hammer(url, images, per_request=1, workers=16, with_headers=True)
         wait_until_serving(url, images[0], timeout=120)  # after the crash the app serves again
     assert len(answers) == 200
-    for status, body in answers:
+    for status, body, headers in answers:
         assert status in (200, 503), (status, body)
         if status == 503:
             assert body["error"] and body["predictions"][0]["path"] == "failed" and body["predictions"][0]["reason"]
+            assert headers.get("retry-after") == "1", headers  # try again: the replica is replaced, or decoded around
         else:
             assert body["predictions"][0]["path"] in ("direct", "decoded")
-    assert sum(status == 200 for status, _ in answers) >= 150
-    assert any(body["predictions"][0]["path"] == "decoded" for status, body in answers if status == 200)
+    assert sum(status == 200 for status, _, _ in answers) >= 150
+    assert any(body["predictions"][0]["path"] == "decoded" for status, body, _ in answers if status == 200)
 
 
 def test_the_same_image_gets_the_same_class_through_http_and_simulate(server, run, pixels, trained_experiment, tmp_path):

@@ -47,7 +47,8 @@ def addition_run(tmp_path_factory):
 def _deploy(run, name, **options):
     from ray import serve
 
-    return serve.run(build_app(run, AppOptions(**options)), name=name, route_prefix=None)
+    # one frontend: the handle's queries share its groups (the HTTP default of two is tests/serve/test_faults.py's)
+    return serve.run(build_app(run, AppOptions(**{"frontend_replicas": 1, **options})), name=name, route_prefix=None)
 
 
 def _send(handle, pixels, indices):

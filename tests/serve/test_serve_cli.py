@@ -41,7 +41,8 @@ def test_serve_in_the_foreground_until_ctrl_c(trained_experiment, image, tmp_pat
     log = open(tmp_path / "serve.log", "w+")
     process = subprocess.Popen(
         [sys.executable, "-m", "parity_ray", "serve", "--experiment", trained_experiment, "--run", "best",
-         "--mode", "coded", "--port", str(port)], cwd=REPO, env=_env(), stdout=log, stderr=subprocess.STDOUT, text=True)
+         "--mode", "coded", "--port", str(port), "--frontend-replicas", "1"],  # two: test_faults.py, `serve run` below
+        cwd=REPO, env=_env(), stdout=log, stderr=subprocess.STDOUT, text=True)
     try:
         url = f"http://127.0.0.1:{port}/"
         wait_until_serving(url, image[0], process=process)
@@ -66,6 +67,7 @@ def test_write_config_then_serve_run_starts_the_same_app(trained_experiment, ima
     app = config["applications"][0]
     assert app["import_path"] == "parity_ray.actors.app:app_builder" and app["route_prefix"] == "/"
     assert app["args"]["mode"] == "coded-hedged" and app["args"]["deadline_ms"] == 30
+    assert app["args"]["frontend_replicas"] == 2  # written at its default too: `serve run` starts two frontends
     assert app["args"]["run"].startswith("digits-") and os.path.isabs(app["args"]["experiment"])
     assert config["http_options"]["port"] == port
 
@@ -91,9 +93,24 @@ def test_write_config_then_serve_run_starts_the_same_app(trained_experiment, ima
         (["--port", "0"], ["--port must be in 1..65535"]),
         (["--deadline-ms", "0"], ["--deadline-ms must be > 0"]),
         (["--straggler", "slowish:p=1"], ["unknown straggler model 'slowish'"]),
+        (["--frontend-replicas", "0"], ["--frontend-replicas must be an integer >= 1, got 0"]),
+        (["--frontend-replicas", "-2"], ["--frontend-replicas must be an integer >= 1, got -2"]),
     ],
 )
 def test_bad_serve_flags(tmp_path, args, fragments):
     result = cli("serve", "--experiment", str(tmp_path), *args, "--write-config", str(tmp_path / "x.yaml"))
     assert_usage_error(result, *fragments)
     assert not (tmp_path / "x.yaml").exists()
+
+
+def test_frontend_replicas_is_a_serve_flag_written_into_the_serve_config(tmp_path):
+    from parity_ray.actors.app import serve_config
+    from parity_ray.actors.options import AppOptions
+    from tests.serve.runs import make_run
+
+    help_text = cli("serve", "--help").stdout
+    assert "--frontend-replicas" in help_text and "frontend (HTTP ingress) replicas" in " ".join(help_text.split())
+    run = make_run(tmp_path / "run", "addition", "subtraction")
+    for replicas in (2, 1, 3):  # the default is written too
+        args = serve_config(run, AppOptions(frontend_replicas=replicas))["applications"][0]["args"]
+        assert args["frontend_replicas"] == replicas

@@ -98,7 +98,7 @@ def test_decoded_answer_equals_offline_decoding(experiment):
     # Replica 0 always misses the deadline by far. The group stays open long enough (group_wait_ms)
     # for the second query to join it even when a busy machine delays its arrival.
     options = AppOptions(mode="coded", deadline_ms=30, group_wait_ms=500, timeout_s=10,
-                         straggler="slow:replica=0,p=1,delay_ms=5000")
+                         straggler="slow:replica=0,p=1,delay_ms=5000", frontend_replicas=1)  # both in one group
     handle = serve.run(build_app(run, options), name="offline-check", route_prefix=None)
     data = load_data("digits", val_size=run.config["val_size"], split_seed=run.config["seed"], input_norm="none")
     pixels = data.test_x[:2].numpy()
@@ -146,7 +146,7 @@ def test_a_partial_group_is_decodable_through_a_recently_answered_filler(experim
     run = resolve_run(experiment, "best")
     # A generous deadline so that replica 1's first (cold) answer still comes back direct.
     options = AppOptions(mode="coded", deadline_ms=1000, group_wait_ms=1, timeout_s=15,
-                         straggler="slow:replica=0,p=1,delay_ms=4000")
+                         straggler="slow:replica=0,p=1,delay_ms=4000", frontend_replicas=1)  # one frontend's routing
     handle = serve.run(build_app(run, options), name="partial-check", route_prefix=None)
     data = load_data("digits", val_size=run.config["val_size"], split_seed=run.config["seed"], input_norm="none")
     pixels = data.test_x[:4].numpy()
@@ -185,7 +185,7 @@ def test_queries_avoid_a_replica_stuck_in_a_slow_batch(experiment, mode):
     run = resolve_run(experiment, "best")
     # a hedge later than the stuck batch: coded-hedged routes like coded
     options = AppOptions(mode=mode, deadline_ms=250, hedge_deadline_ms=5000, timeout_s=10,
-                         straggler="slow:replica=0,p=1,delay_ms=2000")
+                         straggler="slow:replica=0,p=1,delay_ms=2000", frontend_replicas=1)  # one frontend's in-flight counts
     app = f"routing-{mode}"
     handle = serve.run(build_app(run, options), name=app, route_prefix=None)
     data = load_data("digits", val_size=run.config["val_size"], split_seed=run.config["seed"], input_norm="none")
