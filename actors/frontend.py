@@ -309,10 +309,15 @@ class Frontend(Routing):
         except RequestError as exc:
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
         queries = [self._normalise(array) for array in pixels]
-        records = await asyncio.gather(*(self._answer(q) for q in queries))
-        latency_ms = (time.perf_counter() - started) * 1000.0
+
+        async def answered(query: np.ndarray):
+            # each instance's own latency: from the request's arrival to this instance's answer
+            record = await self._answer(query)
+            return record, (time.perf_counter() - started) * 1000.0
+
+        answers = await asyncio.gather(*(answered(q) for q in queries))
         predictions, failures = [], []
-        for i, record in enumerate(records):
+        for i, (record, latency_ms) in enumerate(answers):
             entry = {"class": record["prediction"], "path": record["path"], "latency_ms": round(latency_ms, 3)}
             if record["path"] == "failed":
                 entry["reason"] = record["reason"]

@@ -339,3 +339,19 @@ def test_no_body_of_any_kind_is_answered_other_than_200_400_or_413(body, chunk, 
         assert status == 413, (status, answer)
     if status == 200:
         assert answer["predictions"] and all(entry["class"] == 3 for entry in answer["predictions"])
+
+
+def test_each_instance_carries_its_own_latency():
+    """A batch whose second instance is answered 0.3 s after the first: each latency_ms is its own."""
+    frontend = make_frontend()
+    delays = iter([0.0, 0.3])
+
+    async def answer(query: np.ndarray) -> Dict[str, Any]:
+        await asyncio.sleep(next(delays))
+        return {"prediction": 3, "path": "direct"}
+
+    frontend._answer = answer
+    status, answer = call(frontend, body_of({"instances": pixels(2)}))
+    assert status == 200
+    fast, slow = (p["latency_ms"] for p in answer["predictions"])
+    assert fast < 150 and slow >= 300
