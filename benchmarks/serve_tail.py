@@ -24,7 +24,7 @@ modes' order rotated); every figure is the median over them, every repetition is
 targets are judged for the better coded policy (``coded`` or the paper's ``coded-eager``).
 
     python benchmarks/serve_tail.py [--experiment results/q1] [--repeat 3] [--json]
-    python benchmarks/serve_tail.py --smoke-test     # digits, one epoch, a few queries: checks the script
+    python benchmarks/serve_tail.py --smoke-test     # digits, one epoch, a few queries, three modes: checks the script
 """
 
 from __future__ import annotations
@@ -95,17 +95,20 @@ def simulate(experiment: str, modes, straggler: str, rate: float, queries: int, 
 
 
 def tail_comparison(experiment: str, rate: float, args) -> dict:
-    """Calibrate the deadline at ``rate`` (no straggler), then the four modes under the straggler."""
-    calm = simulate(experiment, ["replication"], "none", rate, max(min(400, args.queries), args.queries // 4), 1000.0,
-                    args.data_root, dataset=args.dataset)
-    p90 = calm["replication"]["p90_ms"]
-    deadline = args.deadline_factor * p90
-    print(f"{rate:g} qps: no-straggler replication p90 {p90:.1f} ms -> deadline {deadline:.1f} ms", file=sys.stderr)
-    tail = simulate(experiment, list(MODES), STRAGGLER, rate, args.queries, deadline, args.data_root, args.interleave_s,
+    """Calibrate the deadline at ``rate`` (no straggler), then the modes under the straggler."""
+    if args.deadline_ms is None:
+        calm = simulate(experiment, ["replication"], "none", rate, max(min(400, args.queries), args.queries // 4), 1000.0,
+                        args.data_root, dataset=args.dataset)
+        p90 = calm["replication"]["p90_ms"]
+        deadline = args.deadline_factor * p90
+        print(f"{rate:g} qps: no-straggler replication p90 {p90:.1f} ms -> deadline {deadline:.1f} ms", file=sys.stderr)
+    else:  # given: no calibration run
+        p90, deadline = None, args.deadline_ms
+    tail = simulate(experiment, list(args.modes), STRAGGLER, rate, args.queries, deadline, args.data_root, args.interleave_s,
                     args.dataset, args.repeat)
     gap = {mode: tail[mode]["p999_ms"] - tail[mode]["p50_ms"] for mode in tail}
     # Judged for the better coded policy (the smaller median tail gap): coded or the paper's coded-eager.
-    policy = min(CODED_POLICIES, key=lambda m: gap[m])
+    policy = min((m for m in CODED_POLICIES if m in tail), key=lambda m: gap[m])
     coded, repl, hedged = tail[policy], tail["replication"], tail["hedged"]
     targets = {
         "gap_3_5x_smaller_than_replication": gap["replication"] / max(gap[policy], 1e-9) >= 3.5,
@@ -119,9 +122,9 @@ def tail_comparison(experiment: str, rate: float, args) -> dict:
 
 def sustained_rates(experiment: str, deadline: float, args) -> dict:
     """The highest offered rate each mode keeps up with under the straggler (modes interleaved per rate)."""
-    sustained = {mode: None for mode in MODES}
+    sustained = {mode: None for mode in args.modes}
     base_p50: dict = {}
-    going = list(MODES)
+    going = list(args.modes)
     for rate in (float(r) for r in args.rates.split(",")):
         if not going:
             break
@@ -147,8 +150,10 @@ def print_comparison(result: dict, sustained: dict, queries: int) -> None:
     tail, gap = result["tail"], result["gap_ms"]
     policy = result["judged_policy"]
     coded, repl, hedged = tail[policy], tail["replication"], tail["hedged"]
+    calibrated = ("given" if result["no_straggler_p90_ms"] is None
+                  else f"1.2 x no-straggler p90 {result['no_straggler_p90_ms']:.1f} ms")
     print(f"\nstraggler {STRAGGLER}, {result['rate']:g} qps Poisson, {queries} queries a mode, "
-          f"deadline {result['deadline_ms']:.1f} ms (1.2 x no-straggler p90 {result['no_straggler_p90_ms']:.1f} ms); "
+          f"deadline {result['deadline_ms']:.1f} ms ({calibrated}); "
           f"{'each figure the median of ' + str(result['repeat']) + ' repetitions; ' if result['repeat'] > 1 else ''}"
           f"targets judged for {policy}, the coded policy with the smaller tail gap")
     print(f"{'mode':<12}{'p50':>8}{'p99':>8}{'p99.9':>8}{'p99.9-p50':>11}{'accuracy':>10}{'decoded':>9}{'max qps':>9}")
@@ -193,15 +198,29 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=1,
                         help="repetitions of the tail comparison (fresh seeds, modes' order rotated): figures and "
                              "targets are their medians; 3 or more to judge the targets")
+    parser.add_argument("--deadline-ms", type=float, default=None,
+                        help="the modes' deadline (default: --deadline-factor x a no-straggler run's p90, measured first)")
+    parser.add_argument("--mode", dest="modes", default=",".join(MODES),
+                        help="comma-separated modes (default: every registered one); at least the ones the targets "
+                             "compare (the module's docstring names them)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--smoke-test", action="store_true",
-                        help="digits, one epoch, 10 qps, a few queries: checks the script, judges nothing")
+                        help="digits, one epoch, 10 qps, a few queries, the three modes the targets compare, a fixed "
+                             "50 ms deadline: checks the script, judges nothing")
     args = parser.parse_args(argv)
     args.dataset = "mnist"
     if args.smoke_test:
-        # no sustained-rate search: its code is the tail comparison's, at more rates
+        # no sustained-rate search (its code is the tail comparison's, at more rates), no calibration run
         args.dataset, args.tail_rates, args.queries, args.rates, args.rate_queries, args.interleave_s = \
             "digits", "10", 40, "", 30, 1.0
+        args.modes = f"{CODED_POLICIES[0]},replication,hedged"  # the first coded policy and what it is compared with
+        args.deadline_ms = 50.0 if args.deadline_ms is None else args.deadline_ms
+    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = sorted(set(args.modes) - set(MODES))
+    compared = "replication" in args.modes and "hedged" in args.modes  # what the targets compare a coded policy with
+    if unknown or not compared or not set(args.modes) & set(CODED_POLICIES):
+        parser.error(f"--mode needs replication, hedged and one of {', '.join(CODED_POLICIES)}, from {', '.join(MODES)}"
+                     f"{'; unknown: ' + ', '.join(unknown) if unknown else ''}")
 
     from ray import serve
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from parity_ray.actors.modes import presented_modes
 from tests.cli.runner import run_benchmark
 from tests.conftest import experiment_copy
 
@@ -27,13 +26,15 @@ def test_codes_smoke_test(capsys):
 
 @pytest.mark.slow
 def test_serve_tail_smoke_test(tmp_path, trained_experiment, local_ray, capsys):
-    """The tail benchmark end to end on digits: every mode interleaved, the comparison printed, JSON last."""
+    """The tail benchmark end to end on digits: the three modes its targets compare, interleaved, the
+    comparison printed, JSON last (every registered mode runs in tests/serve/test_modes.py)."""
     code, out, summary, err = run_benchmark("serve_tail.py", "--smoke-test", "--json", "--experiment",
                                        experiment_copy(trained_experiment, tmp_path), capsys=capsys)
     assert code == 0, err[-3000:]
     lines = out.strip().splitlines()
     assert any(line.startswith("coded ") for line in lines) and "tail gap, replication / coded" in out
-    assert set(summary["comparisons"][0]["tail"]) == set(presented_modes())  # every registered mode
+    assert set(summary["comparisons"][0]["tail"]) == {"coded", "replication", "hedged"}
+    assert summary["comparisons"][0]["deadline_ms"] == 50.0 and "deadline 50.0 ms (given)" in out
     for mode in summary["comparisons"][0]["tail"].values():
         assert mode["sent"] == mode["direct"] + mode["decoded"] + mode["failed"] + (mode["sent"] - mode["measured"])
 
