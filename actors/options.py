@@ -42,7 +42,7 @@ class ModePolicy:
     timeout_s: float = 10.0  # a query not answered by then fails
     max_batch_size: int = 16  # queries a replica runs at once
     batch_wait_ms: float = 2.0  # how long a replica waits to fill a batch
-    seed: int = 0  # seeds the straggler models' draws and the load
+    seed: int = field(default=0, metadata={"min": 0, "max": 2**32 - 1})  # seeds the straggler models' draws and the load
 
 
 @dataclass

@@ -25,7 +25,7 @@ from parity_ray.actors.options import SimulationOptions  # noqa: F401 - the comm
 from parity_ray.errors import UsageError, choices_hint
 from parity_ray.logs import stderr_log
 from parity_ray.provenance import library_versions, stable_hash
-from parity_ray.results import SCHEMA_VERSION, write_simulation
+from parity_ray.results import SCHEMA_VERSION, experiment_name, identity_columns, write_simulation
 
 
 
@@ -267,7 +267,8 @@ def run_simulation(options: SimulationOptions, log=stderr_log) -> Dict[str, Any]
                 query_frames.append(frame)
                 summaries.append(summary)
     write_simulation(options.experiment, simulation_id, pd.concat(query_frames, ignore_index=True), pd.DataFrame(summaries))
-    return {"simulation_id": simulation_id, "experiment": options.experiment, "run_id": run.run_id, "modes": summaries,
+    return {"simulation_id": simulation_id, "experiment": experiment_name(options.experiment), "uri": options.experiment,
+            "run_id": run.run_id, "modes": summaries,
             "repeats": options.repeat, "spread": spread(summaries)}
 
 
@@ -414,7 +415,7 @@ def summarize_mode(frame, options, mode, run, simulation_id, stragglers, wall, s
         "simulation_id": simulation_id,
         "mode": mode,
         "run_id": run.run_id,
-        "experiment": options.experiment,
+        **identity_columns(options.experiment, run.config),  # experiment's name; the run's dataset, model, k, r
         "config": json.dumps({**{k: v for k, v in asdict(options).items() if k != "progress"}, "stragglers": stragglers,
                               "k": run.k, "r": run.r}, sort_keys=True, default=str),
         "straggler": options.straggler,

@@ -8,15 +8,19 @@
 
 from .tables import (
     ErasureBreakdown,
+    answer_paths,
     code_comparison_table,
     degraded_accuracy_table,
     erasure_breakdown,
     experiment_path,
+    latency_by_path,
     latency_cdf,
     latency_summary,
     learning_curves,
     load,
     run_labels,
+    simulation_context,
+    simulation_labels,
     with_outcomes,
 )
 from .instances import (
@@ -41,4 +45,5 @@ __all__ = [
     "latency_summary", "learning_curves", "load", "run_labels", "degraded_accuracy_figure", "erasure_figure",
     "latency_cdf_figure", "learning_curves_figure", "to_png", "with_outcomes", "RunComparison", "compare_runs",
     "differing_decodes", "group_members", "instance_summary", "lineage", "instance_figure",
+    "answer_paths", "latency_by_path", "simulation_context", "simulation_labels",
 ]

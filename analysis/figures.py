@@ -25,6 +25,57 @@ def torch_index(values: np.ndarray):
     return torch.from_numpy(np.array(values, dtype=np.int64))
 
 LEGEND_RUNS = 10  # above this many runs a static legend is a wall of text: the report's interactive charts name them
+COLOURS = 10  # matplotlib's C0..C9 (the report's interactive PALETTE holds the same ten)
+NAMED_DASHES = ["-", "--", ":", "-."]
+
+
+def series_styles(keys) -> Dict[tuple, tuple]:
+    """(colour index, dash index) per ``(colour_key, style_key)`` pair, distinct for every pair.
+
+    The colour follows the first key (a mode: few, the same colour in every panel and chart), the
+    dash the second (a simulation, or a sweep's k x r x straggler x cluster size). Past ten colour
+    keys the colours repeat, so the dash moves on as well: no two different series share both."""
+    pairs = list(dict.fromkeys(tuple(k) for k in keys))
+    colours = list(dict.fromkeys(c for c, _ in pairs))
+    styles = list(dict.fromkeys(s for _, s in pairs))
+    wraps = max(1, -(-len(colours) // COLOURS))
+    return {(c, s): (colours.index(c) % COLOURS, styles.index(s) * wraps + colours.index(c) // COLOURS) for c, s in pairs}
+
+
+def dash(index: int):
+    """Matplotlib line style number ``index``: solid, dashed, dotted, dash-dot, then a dash with more dots each."""
+    if index < len(NAMED_DASHES):
+        return NAMED_DASHES[index]
+    return (0, (6, 2) + (1, 2) * (index - len(NAMED_DASHES) + 2))
+
+
+def _legends(fig: Figure) -> list:
+    return list(fig.legends) + [ax.get_legend() for ax in fig.get_axes() if ax.get_legend() is not None]
+
+
+def _outside(extent, box, slack: float = 1.0) -> bool:
+    return (extent.x0 < box.x0 - slack or extent.x1 > box.x1 + slack or extent.y0 < box.y0 - slack
+            or extent.y1 > box.y1 + slack)
+
+
+def _fit_legends(fig: Figure, tries: int = 10) -> Figure:
+    """Keep every legend inside the figure canvas (a saved PNG clips what lies outside it): the legends
+    took as few columns as they need (``_columns_that_fit``); one that still does not fit makes the figure larger."""
+    for _ in range(tries):
+        fig.canvas.draw()
+        box = fig.bbox
+        outside = [legend for legend in _legends(fig) if _outside(legend.get_window_extent(), box)]
+        if not outside:
+            break
+        grow_w = grow_h = 0.0
+        for legend in outside:
+            extent = legend.get_window_extent()
+            grow_w = max(grow_w, extent.width - box.width + 16, box.x0 - extent.x0 + 8, extent.x1 - box.x1 + 8)
+            grow_h = max(grow_h, box.y0 - extent.y0 + 8, extent.y1 - box.y1 + 8)
+        if grow_w > 0 or grow_h > 0:
+            width, height = fig.get_size_inches()
+            fig.set_size_inches(width + max(grow_w, 0.0) / fig.dpi, height + max(grow_h, 0.0) / fig.dpi)
+    return fig
 
 
 def _figure(width: float, height: float, columns: int) -> tuple:
@@ -47,12 +98,25 @@ def _legend_above(ax, entries: int) -> None:
     ax.legend(loc="upper center", ncol=min(entries, 3), fontsize=8, frameon=False)
 
 
+def _columns_that_fit(fig: Figure, make, columns: int):
+    """``make(ncol)`` draws a legend; it is drawn again with fewer columns until it is no wider than the figure."""
+    columns = max(1, columns)
+    while True:
+        legend = make(columns)
+        fig.canvas.draw()
+        if columns == 1 or legend.get_window_extent().width <= fig.bbox.width - 8:
+            return legend
+        legend.remove()
+        columns -= 1
+
+
 def _legend_below(fig: Figure, ax, columns: int = 4) -> None:
-    """One legend for the whole figure, under the panels (constrained layout makes room): never over data."""
+    """One legend for the whole figure, under the panels (constrained layout makes room): never over data,
+    in as many columns as fit the figure's width."""
     handles, names = ax.get_legend_handles_labels()
     if handles:
-        fig.legend(handles, names, loc="outside lower center", ncol=max(1, min(columns, len(handles))), fontsize=8,
-                   frameon=False)
+        _columns_that_fit(fig, lambda ncol: fig.legend(handles, names, loc="outside lower center", ncol=ncol, fontsize=8,
+                                                       frameon=False), min(columns, len(handles)))
 
 
 def to_png(fig: Figure, dpi: int = 100) -> bytes:
@@ -75,7 +139,7 @@ def degraded_accuracy_figure(table: pd.DataFrame) -> Figure:
     ax.set_ylabel("test top-1 accuracy (fraction)")
     ax.set_title("Available vs degraded-mode accuracy")
     _legend_above(ax, 2)
-    return fig
+    return _fit_legends(fig)
 
 
 def learning_curves_figure(curves: pd.DataFrame, labels: Optional[Dict[str, str]] = None,
@@ -109,8 +173,9 @@ def learning_curves_figure(curves: pd.DataFrame, labels: Optional[Dict[str, str]
         ax.grid(alpha=0.3)
         handles, names = ax.get_legend_handles_labels()
         if handles and not many:  # under its own panel, outside the axes
-            ax.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=7, frameon=False)
-    return fig
+            _columns_that_fit(fig, lambda ncol, ax=ax, handles=handles, names=names: ax.legend(
+                handles, names, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=ncol, fontsize=7, frameon=False), 2)
+    return _fit_legends(fig)
 
 
 def erasure_figure(breakdown: ErasureBreakdown, labels: Optional[Dict[str, str]] = None) -> Figure:
@@ -142,28 +207,37 @@ def erasure_figure(breakdown: ErasureBreakdown, labels: Optional[Dict[str, str]]
         _legend_below(fig, ax_class)  # same colour per run in all three panels
     ax_class.set_xticks(sorted(breakdown.by_class["label"].unique()))
     ax_pos.set_xticks(sorted(breakdown.by_position["position"].unique()))
-    return fig
+    return _fit_legends(fig)
 
 
-def latency_cdf_figure(cdf: pd.DataFrame) -> Figure:
-    """Latency CDF (log x) and its tail, 1 - CDF on log-log axes, one line per simulation x mode."""
-    fig, (ax_cdf, ax_tail) = _figure(11, 4, 2)
+def latency_cdf_figure(cdf: pd.DataFrame, labels: Optional[Dict[str, str]] = None) -> Figure:
+    """Latency CDF (log x) and its tail, 1 - CDF on log-log axes, one line per simulation x mode.
+
+    Lines are keyed by simulation: queries of different simulations (runs, rates, stragglers) are never
+    pooled. The colour names the mode, the line style the simulation (``labels`` maps simulation ids to
+    legend text, :func:`analysis.simulation_labels`; the id itself otherwise)."""
+    labels = labels or {}
+    groups = list(cdf.groupby(["simulation_id", "mode"], sort=False))
     several = cdf["simulation_id"].nunique() > 1
-    for (simulation_id, mode), part in cdf.groupby(["simulation_id", "mode"], sort=False):
-        name = f"{mode} ({simulation_id})" if several else mode
-        ax_cdf.step(part["latency_ms"], part["fraction"], where="post", label=name)
+    fig, (ax_cdf, ax_tail) = _figure(11, 4 + (0.15 * len(groups) if several else 0), 2)  # room for the legend's rows
+    styles = series_styles((mode, simulation_id) for (simulation_id, mode), _ in groups)  # colour: mode
+    for (simulation_id, mode), part in groups:
+        colour, style = styles[(mode, simulation_id)]
+        name = f"{mode} · {labels.get(simulation_id, simulation_id)}" if several else mode
+        line = {"color": f"C{colour}", "linestyle": dash(style) if several else "-"}
+        ax_cdf.step(part["latency_ms"], part["fraction"], where="post", label=name, **line)
         # 1 - CDF reaches 0 at the slowest query; stop one short so log scale can show it.
         tail = 1 - part["fraction"].to_numpy()
-        ax_tail.step(part["latency_ms"].to_numpy()[:-1], tail[:-1], where="post", label=name)
+        ax_tail.step(part["latency_ms"].to_numpy()[:-1], tail[:-1], where="post", label=name, **line)
     ax_cdf.set(xlabel="latency (ms)", ylabel="measured queries answered (fraction)", xscale="log", ylim=(0, 1.01),
-               title="Latency CDF")
+               title="Latency CDF" + (" per simulation" if several else ""))
     ax_tail.set(xlabel="latency (ms)", ylabel="fraction of queries slower (1 - CDF)", xscale="log", yscale="log",
-                title="Latency tail")
+                title="Latency tail" + (" per simulation" if several else ""))
     for ax in (ax_cdf, ax_tail):
         _plain_log_ticks(ax.xaxis)
         ax.grid(alpha=0.3, which="both")
-    _legend_below(fig, ax_cdf)
-    return fig
+    _legend_below(fig, ax_cdf, 2 if several else 4)
+    return _fit_legends(fig)
 
 
 def instance_figure(run: pd.Series, predictions: pd.DataFrame, decode: pd.Series,
@@ -216,7 +290,7 @@ def instance_figure(run: pd.Series, predictions: pd.DataFrame, decode: pd.Series
     scores.set(xlabel="class", ylabel=f"softmax probability (%), {what}", ylim=(0, 100),
                title=f"{decode.get('outcome', '')} — KL(base ‖ decoded) {float(decode['kl_base_decoded']):.3g} nats".strip(" —"))
     _legend_below(fig, scores, 2)
-    return fig
+    return _fit_legends(fig)
 
 
 def sweep_figure(tail: pd.DataFrame, target_ms: float) -> Figure:
@@ -226,18 +300,19 @@ def sweep_figure(tail: pd.DataFrame, target_ms: float) -> Figure:
     groups = list(tail.groupby(keys, sort=False))[:4]
     fig, axes = _figure(6.4 * max(len(groups), 1), 4.2, max(len(groups), 1))
     axes = list(np.atleast_1d(axes))
+    colours = {mode: f"C{n % COLOURS}" for n, mode in enumerate(dict.fromkeys(tail["mode"]))}  # the same in every panel
     for ax, (key, part) in zip(axes, groups):
         for mode, lines in part.groupby("mode", sort=False):
-            (line,) = ax.plot(lines["rate"], lines["p999_ms"], marker="o", label=mode)
+            (line,) = ax.plot(lines["rate"], lines["p999_ms"], marker="o", label=mode, color=colours[mode])
             if lines["p999_ms_lo"].notna().any():  # the 95% interval over the cell's replications
                 ax.fill_between(lines["rate"], lines["p999_ms_lo"], lines["p999_ms_hi"], color=line.get_color(), alpha=0.2,
                                 linewidth=0)
         ax.axhline(target_ms, color="#999", linestyle="--", linewidth=1, label=f"target {target_ms:g} ms")
         ax.set(xlabel="offered load (queries/s)", ylabel="p99.9 latency (ms)", yscale="log",
-               title=f"k={key[1]} r={key[2]}, {key[4]} replicas\n{key[3]}")
+               title=f"k={key[1]} r={key[2]}, cluster of {key[4]} replicas\n{key[3]}")
         ax.title.set_fontsize(9)
-        ax.legend(fontsize=8)
-    return fig
+        ax.legend(fontsize=8, loc="best")
+    return _fit_legends(fig)
 
 
 def service_qq_figure(fits: pd.DataFrame) -> Figure:
@@ -256,5 +331,5 @@ def service_qq_figure(fits: pd.DataFrame) -> Figure:
         ax.plot([low, high], [low, high], color="#999", linewidth=1, label="y = x")
     ax.set(xlabel="fitted tail quantile (ms)", ylabel="measured service time (ms)", title="service-time tail fit (Q-Q)")
     ax.title.set_fontsize(9)
-    ax.legend(fontsize=7)
-    return fig
+    ax.legend(fontsize=7, loc="best")
+    return _fit_legends(fig)

@@ -2,8 +2,10 @@
 
 The page draws them with the ``plotly.min.js`` that the ``plotly`` package ships, copied once
 into the report folder (no network needed). Hover shows values with units; clicking a legend
-entry toggles its series. Legends sit outside the plotting area (above it, or to its right),
-never over data, and charts take the width of the page.
+entry toggles its series. Legends sit outside the plotting area (above it, or to its right) but
+inside the chart, never over data, and charts take the width of the page. Lines that differ in
+more than one way (a mode in several simulations or sweep cells) take the mode's colour and a dash
+of their own (:func:`analysis.figures.series_styles`): no two share both.
 """
 
 from __future__ import annotations
@@ -226,42 +228,71 @@ def _thin(x: np.ndarray, y: np.ndarray) -> tuple:
     return x[keep], y[keep]
 
 
-def latency_charts(cdf: pd.DataFrame) -> List[dict]:
-    """Latency CDF and its tail (1 - CDF, log-log), one line per simulation x mode."""
+PLOTLY_DASHES = ["solid", "dash", "dot", "dashdot"]
+
+
+def plotly_dash(index: int) -> str:
+    """Plotly line dash number ``index``: as :func:`analysis.figures.dash` (solid, dash, dot, dash-dot, then
+    a dash with more dots each), so no two styles repeat however many there are."""
+    if index < len(PLOTLY_DASHES):
+        return PLOTLY_DASHES[index]
+    return ",".join(["6px", "2px"] + ["1px", "2px"] * (index - len(PLOTLY_DASHES) + 2))
+
+
+def latency_charts(cdf: pd.DataFrame, labels: Optional[Dict[str, str]] = None) -> List[dict]:
+    """Latency CDF and its tail (1 - CDF, log-log), one line per simulation x mode (never pooled across
+    simulations): the colour names the mode, the dash the simulation (``labels``: simulation id -> text)."""
+    from .figures import series_styles
+
+    labels = labels or {}
     several = cdf["simulation_id"].nunique() > 1
+    groups = list(cdf.groupby(["simulation_id", "mode"], sort=False))
+    styles = series_styles((mode, simulation_id) for (simulation_id, mode), _ in groups)  # colour: mode
     cdf_data, tail_data = [], []
-    for n, ((simulation_id, mode), part) in enumerate(cdf.groupby(["simulation_id", "mode"], sort=False)):
-        name = f"{mode} ({simulation_id})" if several else mode
-        color = PALETTE[n % len(PALETTE)]
+    for (simulation_id, mode), part in groups:
+        name = f"{mode} · {labels.get(simulation_id, simulation_id)}" if several else mode
+        colour, style = styles[(mode, simulation_id)]
+        line = {"shape": "hv", "color": PALETTE[colour], "dash": plotly_dash(style)}
         x, y = _thin(part["latency_ms"].to_numpy(dtype=float), part["fraction"].to_numpy(dtype=float))
-        cdf_data.append({"type": "scatter", "mode": "lines", "line": {"shape": "hv", "color": color}, "name": name,
+        cdf_data.append({"type": "scatter", "mode": "lines", "line": dict(line), "name": name,
                          "legendgroup": name, "x": np.round(x, 3).tolist(), "y": np.round(y, 5).tolist(),
-                         "hovertemplate": f"{name}<br>%{{y:.1%}} answered within %{{x:.1f}} ms<extra></extra>"})
+                         "hovertemplate": f"{name}<br>{simulation_id}<br>%{{y:.1%}} answered within %{{x:.1f}} ms<extra></extra>"})
         tail = 1 - y
-        tail_data.append({"type": "scatter", "mode": "lines", "line": {"shape": "hv", "color": color}, "name": name,
+        tail_data.append({"type": "scatter", "mode": "lines", "line": dict(line), "name": name,
                           "legendgroup": name, "x": np.round(x[:-1], 3).tolist(), "y": np.round(tail[:-1], 6).tolist(),
-                          "hovertemplate": f"{name}<br>%{{y:.2%}} slower than %{{x:.1f}} ms<extra></extra>"})
+                          "hovertemplate": f"{name}<br>{simulation_id}<br>%{{y:.2%}} slower than %{{x:.1f}} ms<extra></extra>"})
     names = [d["name"] for d in cdf_data]
     legend = "right" if len(names) > 6 else "top"
     return [
-        _chart("chart-latency-cdf", "Latency CDF", cdf_data,
+        _chart("chart-latency-cdf", "Latency CDF" + (" per simulation" if several else ""), cdf_data,
                _layout("latency (ms)", "measured queries answered (fraction)", legend=legend, names=names,
                        xaxis={"type": "log"}, yaxis={"range": [0, 1.01]})),
-        _chart("chart-latency-tail", "Latency tail", tail_data,
+        _chart("chart-latency-tail", "Latency tail" + (" per simulation" if several else ""), tail_data,
                _layout("latency (ms)", "fraction of queries slower (1 - CDF)", legend=legend, names=names,
                        xaxis={"type": "log"}, yaxis={"type": "log", "dtick": 1})),
     ]
 
 
+SYMBOLS = ["circle", "square", "diamond", "triangle-up", "x", "cross", "triangle-down", "star", "hexagon", "pentagon"]
+
+
 def sweep_charts(tail: pd.DataFrame, target_ms: float) -> List[dict]:
     """p99.9 vs rate, one line per mode (and per sweep x k x r x straggler x cluster size when several)."""
+    from .figures import series_styles
+
     keys = ["sweep_id", "k", "r", "straggler", "cluster_size"]
     several = tail.groupby(keys).ngroups > 1
+    groups = list(tail.groupby(keys + ["mode"], sort=False))
+    # Colour by mode (few), dash and marker by the other axes: no two series share colour and dash.
+    styles = series_styles((key[-1], key[:-1]) for key, _ in groups)
     data = []
-    for n, (key, part) in enumerate(tail.groupby(keys + ["mode"], sort=False)):
-        name = f"{key[-1]} (k={key[1]} r={key[2]}, {key[4]} replicas, {key[3]})" if several else key[-1]
-        colour = PALETTE[n % len(PALETTE)]
-        trace = {"type": "scatter", "mode": "lines+markers", "name": name, "line": {"color": colour},
+    for key, part in groups:
+        name = f"{key[-1]} (k={key[1]} r={key[2]}, cluster {key[4]}, {key[3]})" if several else key[-1]
+        index, style = styles[(key[-1], key[:-1])]
+        colour = PALETTE[index]
+        trace = {"type": "scatter", "mode": "lines+markers", "name": name,
+                 "line": {"color": colour, "dash": plotly_dash(style)},
+                 "marker": {"symbol": SYMBOLS[style % len(SYMBOLS)], "color": colour},
                  "x": part["rate"].round(3).tolist(), "y": part["p999_ms"].round(3).tolist(),
                  "hovertemplate": f"{name}<br>%{{x:g}} qps: p99.9 %{{y:.1f}} ms<extra></extra>"}
         if "p999_ms_lo" in part and part["p999_ms_lo"].notna().all():  # the 95% interval as error bars

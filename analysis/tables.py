@@ -434,6 +434,98 @@ def latency_cdf(queries: pd.DataFrame, simulation_ids: Optional[Iterable[str]] =
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 
+SIMULATION_CONTEXT = ["simulation_id", "run_id", "rate", "clients", "straggler"]
+
+
+def simulation_context(simulations: pd.DataFrame, queries: Optional[pd.DataFrame] = None) -> pd.DataFrame:
+    """One row per simulation: what sets it apart from another (its served run, rate or clients and
+    straggler spec), so a per-mode table never adds up queries of different simulations unnoticed."""
+    frames = []
+    if not simulations.empty and "simulation_id" in simulations:
+        frames.append(simulations.reindex(columns=SIMULATION_CONTEXT))
+    if queries is not None and not queries.empty and "simulation_id" in queries:
+        frames.append(queries.reindex(columns=SIMULATION_CONTEXT))  # rate, straggler: null, filled from simulations
+    if not frames:
+        return pd.DataFrame(columns=SIMULATION_CONTEXT)
+    table = pd.concat(frames, ignore_index=True)
+    rows = []
+    for simulation_id, group in table.groupby("simulation_id", sort=False):
+        row = {"simulation_id": simulation_id}
+        for column in SIMULATION_CONTEXT[1:]:
+            values = list(dict.fromkeys(group[column].dropna()))  # null (None, NaN, NA) left out
+            row[column] = ", ".join(map(str, values)) if column == "run_id" else (values[0] if values else None)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=SIMULATION_CONTEXT).sort_values("simulation_id", kind="stable").reset_index(drop=True)
+
+
+def simulation_labels(simulations: pd.DataFrame, queries: Optional[pd.DataFrame] = None) -> Dict[str, str]:
+    """A short legend label per simulation: its load (rate or clients) and straggler spec, plus the served
+    run and the simulation id's tail where those alone would not tell two simulations apart."""
+    context = simulation_context(simulations, queries)
+
+    def load(row) -> str:
+        if pd.notna(row.rate):
+            return f"{float(row.rate):g} qps"
+        return f"{int(row.clients)} clients" if pd.notna(row.clients) else "load n/a"
+
+    def straggler(row) -> str:
+        return row.straggler if isinstance(row.straggler, str) and row.straggler else "no straggler"
+
+    labels = {row.simulation_id: f"{load(row)}, {straggler(row)}" for row in context.itertuples(index=False)}
+    if len(set(labels.values())) < len(labels) and context["run_id"].nunique() > 1:
+        labels = {row.simulation_id: f"{labels[row.simulation_id]}, run {row.run_id}" for row in context.itertuples(index=False)}
+    if len(set(labels.values())) < len(labels):
+        labels = {sid: f"{label} [{str(sid)[-6:]}]" for sid, label in labels.items()}
+    return labels
+
+
+def _measured(queries: pd.DataFrame) -> pd.DataFrame:
+    return queries[~queries["warmup"].astype(bool)] if "warmup" in queries else queries
+
+
+def answer_paths(queries: pd.DataFrame, simulations: Optional[pd.DataFrame] = None) -> pd.DataFrame:
+    """How measured queries were answered (``direct``, ``decoded``, ``failed``) per simulation x mode,
+    with the simulation's run, rate and straggler beside it: queries of different simulations (other
+    runs, rates, stragglers) are never added up."""
+    keys = ["simulation_id", "mode"]
+    if queries.empty:
+        return pd.DataFrame(columns=SIMULATION_CONTEXT + ["mode", "direct", "decoded", "failed"])
+    counts = _measured(queries).groupby(keys + ["path"], sort=False).size().unstack(fill_value=0)
+    paths = ["direct", "decoded", "failed"]
+    counts = counts.reindex(columns=paths + sorted(c for c in counts.columns if c not in paths), fill_value=0).reset_index()
+    counts.columns.name = None
+    return _with_context(counts, queries, simulations)
+
+
+def latency_by_path(queries: pd.DataFrame, simulations: Optional[pd.DataFrame] = None) -> pd.DataFrame:
+    """Latency (p50, p99) and accuracy of measured queries per simulation x mode x answer path, with the
+    simulation's run, rate and straggler beside it (never pooled across simulations)."""
+    columns = SIMULATION_CONTEXT + ["mode", "path", "queries", "p50_ms", "p99_ms", "accuracy"]
+    if queries.empty:
+        return pd.DataFrame(columns=columns)
+    measured = _measured(queries)
+    table = measured.groupby(["simulation_id", "mode", "path"], sort=False).agg(
+        queries=("latency_ms", "size"), p50_ms=("latency_ms", "median"),
+        p99_ms=("latency_ms", lambda s: s.quantile(0.99)),
+        accuracy=("correct", "mean") if "correct" in measured else ("latency_ms", lambda s: np.nan)).reset_index()
+    return _with_context(table, queries, simulations)[columns]
+
+
+def _with_context(table: pd.DataFrame, queries: pd.DataFrame, simulations: Optional[pd.DataFrame]) -> pd.DataFrame:
+    """``table`` (keyed by simulation_id x mode) led by each simulation's run, rate and straggler."""
+    context = simulation_context(simulations if simulations is not None else pd.DataFrame(), queries)
+    if "run_id" in queries:  # the run each simulation x mode served (a simulation serves one run per mode)
+        served = queries.groupby(["simulation_id", "mode"], sort=False)["run_id"].first().rename("run_id").reset_index()
+        table = table.merge(served, on=["simulation_id", "mode"], how="left")
+        context = context.drop(columns=["run_id"])
+    else:
+        table = table.assign(run_id=None)
+        context = context.drop(columns=["run_id"])
+    merged = table.merge(context, on="simulation_id", how="left")
+    lead = [c for c in SIMULATION_CONTEXT + ["mode"] if c in merged]
+    return merged[lead + [c for c in merged.columns if c not in lead]].reset_index(drop=True)
+
+
 # --------------------------------------------------------------------------- sweeps (parity-ray sweep)
 
 SWEEP_KEYS = ["sweep_id", "k", "r", "straggler", "cluster_size"]
@@ -480,26 +572,67 @@ def sweep_target(sweeps: pd.DataFrame) -> float:
 
 def cheapest_modes(sweeps: pd.DataFrame, target_ms: Optional[float] = None) -> pd.DataFrame:
     """At each rate (per sweep x k x r x straggler x cluster size): the cheapest mode whose p99.9 meets the
-    target with nothing failed: fewest replicas, then fewest requests per query, then lowest p99.9."""
+    target with no query failed.
+
+    The rule: every mode of such a cell is given the same cluster (``cluster_size``); the replicas it
+    deploys differ from another mode's only by how many whole apps fit (a cluster of 100 holds 33
+    three-replica apps, 99 replicas, or 100 one-replica apps), not by what it costs. So the replica
+    count never ranks modes: among the modes that meet the target, the cheapest sends the fewest
+    requests per query (the work a query costs the cluster), then has the lowest p99.9; a tie after
+    that goes to the mode deploying more replicas (the comparison closest to equal counts), then to
+    the sweep's mode order. ``replicas`` is the winner's count and ``meeting`` lists every mode that
+    meets the target with its own count (``none (100 replicas), replication (99 replicas)``);
+    ``equal_replicas`` says whether those counts are all the same (``False``: read the winner beside
+    the others' counts, the comparison is not at equal replicas). ``meets_by_interval`` says whether
+    the winner's 95% interval lies wholly below the target."""
     target = sweep_target(sweeps) if target_ms is None else float(target_ms)
     tail = sweep_tail(sweeps)
     columns = SWEEP_KEYS + ["rate", "target_ms", "mode", "replicas", "requests_per_query", "p999_ms", "meets_by_interval",
-                            "meeting"]
+                            "equal_replicas", "meeting"]
     rows = []
     for key, part in tail.groupby(SWEEP_KEYS + ["rate"], sort=True):
-        ok = part[(part["p999_ms"] <= target) & (part["failed"] == 0)]
-        best = ok.sort_values(["replicas", "requests_per_query", "p999_ms"], kind="stable").head(1)
+        ok = part[(part["p999_ms"] <= target) & (part["failed"] == 0)].copy()
+        ok["_order"] = np.arange(len(ok))
+        ok["_fewer"] = -ok["replicas"].astype("float64")
+        best = ok.sort_values(["requests_per_query", "p999_ms", "_fewer", "_order"], kind="stable").head(1)
         row = dict(zip(SWEEP_KEYS + ["rate"], key), target_ms=target)
         if best.empty:
             row.update(mode="none meets it", replicas=None, requests_per_query=None, p999_ms=float(part["p999_ms"].min()),
-                       meets_by_interval="", meeting="")
+                       meets_by_interval="", equal_replicas=None, meeting="")
         else:
             best = best.iloc[0]
             row.update(mode=best["mode"], replicas=int(best["replicas"]), requests_per_query=float(best["requests_per_query"]),
                        p999_ms=float(best["p999_ms"]), meets_by_interval=_meets(best, target),
-                       meeting=", ".join(sorted(ok["mode"])))
+                       equal_replicas=bool(ok["replicas"].nunique() == 1),
+                       meeting=", ".join(f"{m} ({int(n)} replicas)" for m, n in sorted(zip(ok["mode"], ok["replicas"]))))
         rows.append(row)
     return pd.DataFrame(rows, columns=columns)
+
+
+def format_cheapest(cheapest: pd.DataFrame) -> list:
+    """``cheapest_modes`` as text lines (``parity-ray sweep --target-p999-ms``): per cell and rate the
+    winner with its replica count, requests per query, p99.9 and whether its interval meets the
+    target, then every mode meeting it with its own replica count."""
+    if cheapest.empty:
+        return []
+    lines = [f"cheapest mode meeting p99.9 <= {float(cheapest['target_ms'].iloc[0]):g} ms per rate (fewest requests per "
+             f"query, then lowest p99.9; replica counts differ only by app packing and do not rank):"]
+    for row in cheapest.itertuples(index=False):
+        where = f"k={row.k} r={row.r} cluster {row.cluster_size} [{row.straggler}] {row.rate:g} qps"
+        if row.replicas is None or row.replicas != row.replicas:
+            lines.append(f"  {where}: none meets it (lowest p99.9 {row.p999_ms:.1f} ms)")
+            continue
+        equal = "" if row.equal_replicas else "; replica counts differ"
+        lines.append(f"  {where}: {row.mode} ({int(row.replicas)} replicas, {row.requests_per_query:.2f} requests/query, "
+                     f"p99.9 {row.p999_ms:.1f} ms, meets by interval: {row.meets_by_interval}); meeting: {row.meeting}{equal}")
+    return lines
+
+
+def cheapest_records(cheapest: pd.DataFrame) -> list:
+    """``cheapest_modes`` as JSON-ready dicts (null for a missing number), as ``sweep --json`` prints them."""
+    return [{key: (None if isinstance(value, float) and value != value else
+                   value.item() if hasattr(value, "item") else value) for key, value in row.items()}
+            for row in cheapest.astype(object).to_dict("records")]
 
 
 def _meets(row, target: float) -> str:

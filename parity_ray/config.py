@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, fields
+import re
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Union
 
 import torch
 
+from .bounds import bound_text, check_fields
 from .errors import UsageError, choices_hint
 from .registry import spec_name
 from .tasks import TASKS, get_task, list_tasks
@@ -29,8 +31,17 @@ REGISTERED_FIELDS = {
 }
 
 
+# The largest seed (numpy's and every derived torch seed stay in range) and torch CPU thread count
+# (more threads than this crash torch) a config may ask for.
+SEED_MAX = 2**32 - 1
+THREADS_MAX = 1024
+# The largest k and r a code is built for when a config is checked (its matrices have k + r columns);
+# the data's own bound (k up to the examples of the smallest split) is checked when the data is read.
+CODE_MAX = 2**20
+
 # What ``--smoke-test`` means everywhere (train, tune, quickstart, benchmarks): one owner.
-SMOKE_OVERRIDES = {"epochs": 1, "max_train_batches": 2, "max_eval_groups": 64, "base_epochs": 1, "device": "cpu"}
+SMOKE_OVERRIDES = {"epochs": 1, "max_train_batches": 2, "max_eval_groups": 64, "base_epochs": 1, "device": "cpu",
+                   "max_examples": 512}
 
 
 @dataclass
@@ -40,43 +51,44 @@ class TrainConfig:
     model: SpecType = "base-mlp"  # the deployed base model F: a registered name or {"cls": ..., **kwargs}
     parity_model: Optional[SpecType] = None  # worker on coded queries: a trained model (None = F's architecture, the paper's choice; berrut with epochs 0: F) or "base" (F itself, frozen)
     parity_init: str = "random"  # trained workers start from random weights (paper) or from F's weights ("base"; same architecture)
-    k: int = 2  # data queries per coding group
-    r: int = 1  # extra workers per group (parity queries, or coded queries beyond k); erasure patterns up to r are scored
+    k: int = field(default=2, metadata={"min": 2, "max": CODE_MAX})  # data queries per coding group
+    r: int = field(default=1, metadata={"min": 1, "max": CODE_MAX})  # extra workers per group (parity queries, or coded queries beyond k); erasure patterns up to r are scored
     encoder: SpecType = "addition"  # turns k queries into coded queries: a registered name or {"cls": ..., **kwargs}
     decoder: SpecType = "subtraction"  # rebuilds unavailable outputs from the rest: a registered name or {"cls": ..., **kwargs}
     systematic: Optional[bool] = None  # raw queries go to F and r coded queries to extra workers; None = the encoder's default (berrut: non-systematic)
-    byzantine: int = 0  # Byzantine workers to locate and leave out (berrut; needs r >= 2E + 2*ceil((k-2)/6)); only the byzantine_* figures inject and locate them
+    byzantine: int = field(default=0, metadata={"min": 0, "max": CODE_MAX})  # Byzantine workers to locate and leave out (berrut; needs r >= 2E + 2*ceil((k-2)/6)); only the byzantine_* figures inject and locate them
     loss: SpecType = "mse"  # what training minimises (mse: the paper's; parity_ray/losses.py says what each measures)
     # ---- optimisation (defaults are the paper's) ----
-    epochs: int = 30  # 0 = evaluate only (codes with nothing to train, e.g. berrut with F)
-    batch_size: Optional[int] = None  # groups per batch; None = 64 for k=2, else 32
+    epochs: int = field(default=30, metadata={"min": 0})  # 0 = evaluate only (codes with nothing to train, e.g. berrut with F)
+    batch_size: Optional[int] = field(default=None, metadata={"min": 1})  # groups per batch; None = 64 for k=2, else 32
     optimizer: str = "adam"  # the optimiser of the trained parts (adam: the paper's)
-    lr: float = 1e-3  # learning rate
-    weight_decay: float = 1e-5  # L2 penalty of the optimiser
-    momentum: float = 0.9  # sgd only
+    lr: float = field(default=1e-3, metadata={"gt": 0})  # learning rate
+    weight_decay: float = field(default=1e-5, metadata={"min": 0})  # L2 penalty of the optimiser
+    momentum: float = field(default=0.9, metadata={"min": 0})  # sgd only
     lr_schedule: str = "none"  # learning-rate schedule (none: constant, the paper's; cosine: to 0 over the epochs; step: x lr_gamma every lr_step epochs)
-    lr_step: int = 10  # epochs between learning-rate drops (lr_schedule step)
-    lr_gamma: float = 0.1  # factor of each drop (lr_schedule step)
-    ema_decay: float = 0.0  # per-step decay of an exponential moving average of the trained weights, used for evaluation, best.pt and predictions (0 = off)
-    seed: int = 0  # seeds init, the validation split, and every epoch's random k-groups
+    lr_step: int = field(default=10, metadata={"min": 1})  # epochs between learning-rate drops (lr_schedule step)
+    lr_gamma: float = field(default=0.1, metadata={"gt": 0})  # factor of each drop (lr_schedule step)
+    ema_decay: float = field(default=0.0, metadata={"min": 0, "lt": 1})  # per-step decay of an exponential moving average of the trained weights, used for evaluation, best.pt and predictions (0 = off)
+    seed: int = field(default=0, metadata={"min": 0, "max": SEED_MAX})  # seeds init, the validation split, and every epoch's random k-groups
     # ---- data ----
     data_root: Optional[str] = None  # None = $PARITY_RAY_DATA, then the user cache
     download: bool = True  # fetch through torchvision when files are missing (needs internet)
-    val_size: Optional[int] = None  # images carved from the train split; None = dataset default (5000)
+    val_size: Optional[int] = field(default=None, metadata={"min": 1})  # images carved from the train split; None = dataset default (5000)
     input_norm: Optional[str] = None  # dataset | none | "MEANS/STDS"; None = dataset (must be stated with base_weights)
     augment: str = "none"  # training-image augmentation (crop-flip: CIFAR's, resized-crop-flip: Cats vs Dogs'); F's outputs are recomputed on the augmented images
     # ---- base model ----
     base_weights: Optional[str] = None  # import a state_dict instead of training the base model here
-    base_epochs: Optional[int] = None  # epochs when the platform trains the base model; None = dataset default
+    base_epochs: Optional[int] = field(default=None, metadata={"min": 1})  # epochs when the platform trains the base model; None = dataset default
     base_cache: Optional[str] = None  # folder of cached trained base models; None = user cache
     # ---- run ----
     out: str = "runs"  # parent folder of run folders
     name: Optional[str] = None  # run folder name; None = derived from the config
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    eval_batch_size: int = 8192  # images per forward pass when evaluating
-    max_train_batches: Optional[int] = None  # cap batches per epoch (smoke tests)
-    max_eval_groups: Optional[int] = None  # cap groups per evaluation split (smoke tests)
-    num_threads: Optional[int] = None  # torch CPU threads; None = torch's default
+    eval_batch_size: int = field(default=8192, metadata={"min": 1})  # images per forward pass when evaluating
+    max_train_batches: Optional[int] = field(default=None, metadata={"min": 1})  # cap batches per epoch (smoke tests)
+    max_eval_groups: Optional[int] = field(default=None, metadata={"min": 1})  # cap groups per evaluation split (smoke tests)
+    max_examples: Optional[int] = field(default=None, metadata={"min": 1})  # keep the first N examples of each split, for the base model too (smoke tests: minutes, not the full data through a ResNet on a CPU)
+    num_threads: Optional[int] = field(default=None, metadata={"min": 1, "max": THREADS_MAX})  # torch CPU threads; None = torch's default
 
     # Keys that may change between a run and its resumption without making it a different run.
     RESUMABLE_CHANGES = frozenset(
@@ -138,6 +150,7 @@ class TrainConfig:
         from .models import MODELS
         from .registry import parse_spec
 
+        check_fields(self)  # every number finite, of its type and within its field's declared range
         spec = get_dataset_spec(self.dataset)
 
         if spec.task not in TASKS:
@@ -153,27 +166,20 @@ class TrainConfig:
         ):
             if value is None:
                 continue
-            value = parse_spec(value)
-            if isinstance(value, str):
-                registry.get(value)
-            else:
-                registry.resolve(value)
-        _positive("k", self.k, minimum=2)
-        _positive("r", self.r, minimum=1)
-        _positive("epochs", self.epochs, minimum=0)
-        _positive("byzantine", self.byzantine, minimum=0)
+            try:
+                value = parse_spec(value)
+                if isinstance(value, str):
+                    registry.get(value)
+                else:
+                    registry.resolve(value)
+            except UsageError as exc:  # the message names the key (parity_model's is not model's)
+                if re.search(rf"\b{kind}\b", str(exc)):
+                    raise
+                raise UsageError(f"{kind}: {exc}") from None
+        if self.name is not None and (self.name in (".", "..") or any(c in self.name for c in "/\\\0")):
+            raise UsageError(f"name must be a plain folder name (no '/'), got {self.name!r}")
         _check_augmentation(self.augment, spec)
         _check_name("parity_init", self.parity_init)
-        for key in ("batch_size", "base_epochs", "val_size", "max_train_batches", "max_eval_groups", "num_threads"):
-            if getattr(self, key) is not None:
-                _positive(key, getattr(self, key), minimum=1)
-        _positive("eval_batch_size", self.eval_batch_size, minimum=1)
-        if self.lr <= 0:
-            raise UsageError(f"lr must be > 0, got {self.lr}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise UsageError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        if self.weight_decay < 0:
-            raise UsageError(f"weight_decay must be >= 0, got {self.weight_decay}")
         _check_name("optimizer", self.optimizer)
         _check_name("lr_schedule", self.lr_schedule)
         if self.base_weights is not None and self.input_norm is None:
@@ -252,15 +258,13 @@ def field_docs(cls=None) -> Dict[str, str]:
         source = inspect.getsource(klass)
         for match in re.finditer(r"^\s+(\w+): [^=\n]+(?:=[^#\n]*)?#\s*(.+)$", source, flags=re.MULTILINE):
             docs[match.group(1)] = match.group(2).strip()
+    for spec_field in fields(cls):  # the declared range, where checking reads it (``parity_ray.bounds``)
+        if bound_text(spec_field.metadata):
+            docs[spec_field.name] = f"{docs.get(spec_field.name, '')} ({bound_text(spec_field.metadata)})".lstrip()
     if cls is TrainConfig:
         for name in REGISTERED_FIELDS:
             docs[name] = f"{docs.get(name, '')}; registered: {', '.join(field_registry(name).in_order())}".lstrip("; ")
     return docs
-
-
-def _positive(key: str, value: int, minimum: int) -> None:
-    if value < minimum:
-        raise UsageError(f"{key} must be >= {minimum}, got {value}")
 
 
 def _type_name(annotation: Any) -> str:

@@ -39,7 +39,8 @@ SWEEP_COLUMNS = (
     "replicas_per_app", "replicas", "deadline_ms", "hedge_deadline_ms", "group_wait_ms", "timeout_s", "max_batch_size",
     "batch_wait_ms", "busy_fraction", "restart_s", "service", "seed", "sent", "measured", "direct", "decoded", "failed",
     "hedged", "requests_per_query", "groups_encoded", "groups_skipped", "p50_ms", "p90_ms", "p99_ms", "p999_ms",
-    "mean_ms", "throughput_qps", "accuracy", "decoded_accuracy", "run_id", "experiment", "settings", "seconds",
+    "mean_ms", "throughput_qps", "accuracy", "decoded_accuracy", "run_id", "experiment", "dataset", "model", "settings",
+    "seconds",
     "versions", "schema_version", "replications", "p50_ms_lo", "p50_ms_hi", "p99_ms_lo", "p99_ms_hi", "p999_ms_lo",
     "p999_ms_hi", "replicates",
 )
@@ -120,7 +121,8 @@ _FIXED: Dict[str, List[Tuple[str, pa.DataType]]] = {
         ("frontend_ms", FLOAT),
     ],
     "simulations": [
-        ("simulation_id", STR), ("repeat", INT), ("mode", STR), ("run_id", STR), ("experiment", STR), ("config", STR),
+        ("simulation_id", STR), ("repeat", INT), ("mode", STR), ("run_id", STR), ("experiment", STR),
+        ("dataset", STR), ("model", STR), ("k", INT), ("r", INT), ("config", STR),
         ("straggler", STR), ("rate", FLOAT), ("clients", INT), ("deadline_ms", FLOAT),
         ("sent", INT), ("measured", INT), ("direct", INT), ("decoded", INT), ("failed", INT), ("hedged", INT),
         ("p50_ms", FLOAT), ("p90_ms", FLOAT), ("p99_ms", FLOAT), ("p999_ms", FLOAT), ("mean_ms", FLOAT),
@@ -133,8 +135,8 @@ _FIXED: Dict[str, List[Tuple[str, pa.DataType]]] = {
     ],
 }
 _SWEEP_TYPES = {
-    **{c: STR for c in ("sweep_id", "mode", "straggler", "service", "run_id", "experiment", "settings", "versions",
-                        "replicates")},
+    **{c: STR for c in ("sweep_id", "mode", "straggler", "service", "run_id", "experiment", "dataset", "model",
+                        "settings", "versions", "replicates")},
     **{c: FLOAT for c in ("rate", "deadline_ms", "hedge_deadline_ms", "group_wait_ms", "timeout_s", "batch_wait_ms",
                           "busy_fraction", "restart_s", "requests_per_query", "p50_ms", "p90_ms", "p99_ms", "p999_ms",
                           "mean_ms", "throughput_qps", "accuracy", "decoded_accuracy", "seconds", "p50_ms_lo", "p50_ms_hi",
@@ -360,7 +362,9 @@ def _load_one(path: str) -> Dict[str, Any]:
         frame = _read_simulation_table(folder, name)
         if frame is not None:
             frames[name] = frame
-    frames["refused"] = _confine_stored_paths(_experiment_root(folder), frames)
+    root = _experiment_root(folder)
+    _complete_identity(frames, recorded_name(root))
+    frames["refused"] = _confine_stored_paths(root, frames)
     return frames
 
 
@@ -378,6 +382,62 @@ def recorded_name(root: str) -> str:
         name = None
     valid = isinstance(name, str) and name and "/" not in name and name not in (".", "..")
     return name if valid else posixpath.basename(str(root).rstrip("/"))
+
+
+# --------------------------------------------------------------------------- identity
+
+# The columns that name what a simulation or sweep served, each as ``runs`` holds it: the experiment
+# (its name, as in ``runs.experiment``), then the served run's own columns.
+RUN_IDENTITY = ("dataset", "model", "k", "r")
+
+
+def experiment_name(path: str) -> str:
+    """The canonical identity of the experiment at ``path`` (its folder or ``tables/`` folder): the
+    name it was created under (``experiment.json``), else its folder's name. ``runs``,
+    ``simulations`` and ``sweeps`` all hold it in ``experiment``, however the path was spelt
+    (relative, absolute, ``s3://``), so a copied or moved experiment keeps its identity."""
+    text = str(path) if storage.is_remote(str(path)) else str(Path(path).expanduser().resolve())
+    return recorded_name(_experiment_root(_tables_folder(text) or text))
+
+
+def identity_columns(experiment: str, config: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """``experiment`` (:func:`experiment_name`) and the served run's ``dataset, model, k, r`` as the
+    ``runs`` table records them (a class-spec as its name); null without a run (``config`` None)."""
+    from .registry import spec_name
+
+    config = config or {}
+    model = config.get("model")
+    return {"experiment": experiment_name(experiment), "dataset": config.get("dataset"),
+            "model": spec_name(model) if isinstance(model, dict) else model,
+            "k": None if config.get("k") is None else int(config["k"]),
+            "r": None if config.get("r") is None else int(config["r"])}
+
+
+def _is_path(value) -> bool:
+    return value is None or value != value or "/" in str(value) or os.sep in str(value)
+
+
+def _complete_identity(frames: Dict[str, Any], name: str) -> None:
+    """Simulation and sweep rows as this version writes them, also from files written before their
+    identity columns: an ``experiment`` that was the path ``--experiment`` was given becomes the
+    experiment's name; a missing ``dataset, model, k, r`` comes from the run it names (``runs``)."""
+    runs = frames["runs"].drop_duplicates("run_id").set_index("run_id") if "run_id" in frames["runs"] else None
+    for table, wanted in (("simulations", RUN_IDENTITY), ("sweeps", ("dataset", "model"))):
+        frame = frames.get(table)
+        if frame is None or "run_id" not in frame.columns:
+            continue
+        frame = frame.copy()
+        if "experiment" in frame.columns:
+            frame["experiment"] = [name if _is_path(v) else v for v in frame["experiment"]]
+        for column in wanted:
+            known = runs[column] if runs is not None and column in runs.columns else pd.Series(dtype=object)
+            recorded = frame["run_id"].map(known)
+            frame[column] = frame[column].where(frame[column].notna(), recorded) if column in frame.columns else recorded
+        for column in ("k", "r"):
+            if column in wanted:
+                frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("Int64")
+        names = [n for n in schema(table).names if n in frame.columns]
+        frames[table] = frame[names + [c for c in frame.columns if c not in names]]
 
 
 def _confine_stored_paths(root: str, frames: Dict[str, Any]) -> Dict[Tuple[str, str], str]:
@@ -444,6 +504,30 @@ def _tagged(frame: pd.DataFrame, label: str) -> pd.DataFrame:
 
 def json_column(value) -> str:
     return json.dumps(value, sort_keys=True, default=str)
+
+
+# The string columns that hold JSON (json_column): a table keeps them as strings (one Arrow type for
+# any content), a JSON output nests them as the objects they are (decode_json_columns).
+JSON_COLUMNS = frozenset({"config", "config_json", "replica_nodes", "versions", "settings", "service", "replicates",
+                          "input_norm"})
+
+
+def decode_json_columns(value: Any) -> Any:
+    """``value`` (a summary: dicts, lists, table rows) with every ``JSON_COLUMNS`` string parsed into
+    the object it holds, at any depth; other values as they are."""
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if key in JSON_COLUMNS and isinstance(item, str) and item[:1] in ("{", "["):
+                try:
+                    item = json.loads(item)
+                except ValueError:
+                    pass
+            out[key] = decode_json_columns(item)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [decode_json_columns(item) for item in value]
+    return value
 
 
 # The run columns "best" is chosen by, in order of preference: validation metrics only (test

@@ -7,6 +7,7 @@ remote object appears whole when its upload completes, which is atomic for reade
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import posixpath
@@ -68,7 +69,12 @@ def canonical(uri: str) -> str:
 
 def exists(uri: str) -> bool:
     fs, path = resolve(uri)
-    return fs.get_file_info(path).type != pafs.FileType.NotFound
+    try:
+        return fs.get_file_info(path).type != pafs.FileType.NotFound
+    except OSError as exc:
+        if "[errno 36]" in str(exc).lower() or getattr(exc, "errno", None) == errno.ENAMETOOLONG:
+            return False  # a name too long for the filesystem names nothing there
+        raise
 
 
 def read_bytes(uri: str) -> bytes:
@@ -88,9 +94,9 @@ def check_inside(root: str, uri: str) -> None:
         return
     top_path = Path(root).expanduser().absolute()
     probe = Path(uri).expanduser().absolute()
-    while probe != top_path and not probe.exists() and not probe.is_symlink() and probe != probe.parent:
+    while probe != top_path and not os.path.lexists(probe) and probe != probe.parent:
         probe = probe.parent  # the deepest part of the target that is already there
-    if probe == top_path and not probe.exists() and not probe.is_symlink():
+    if probe == top_path and not os.path.lexists(probe):
         return  # a new experiment: nothing inside it yet that could lead anywhere
     top, real = top_path.resolve(), probe.resolve()
     if real != top and top not in real.parents:

@@ -24,6 +24,7 @@ from torch import nn
 
 from .augment import black_level, get_augmentation
 from .base import cached_base_outputs, compute_outputs, prepare_base_model
+from .bounds import check_output_dir
 from .checkpoints import RunState, existing_checkpoint, restore, save_checkpoints, write_run_record
 from .coders import training_patterns
 from .config import TrainConfig
@@ -37,6 +38,7 @@ from .optimization import WeightAverage, averaged, make_optimizer, make_schedule
 from .pipeline import CodePipeline, build_code
 from .predictions import summarize, write_predictions
 from .atomic import atomic_write_json
+from .errors import UsageError
 from .tasks import get_task
 
 SPLITS = ("train", "val", "test")
@@ -87,6 +89,7 @@ def train(
     Tune scheduler stops early still holds the predictions of its best checkpoint.
     """
     config = config.validate().resolved()
+    check_output_dir(config.out, "--out")  # one line, before anything is read or written
     run_dir = Path(config.out) / config.run_name()
     checkpoint = existing_checkpoint(run_dir, config)
     if config.num_threads:
@@ -96,7 +99,8 @@ def train(
 
     # Data, then the frozen base model whose outputs every epoch reuses.
     data = load_data(config.dataset, data_root=config.data_root, download=config.download, val_size=config.val_size,
-                     split_seed=config.seed, input_norm=config.input_norm, device=device)
+                     split_seed=config.seed, input_norm=config.input_norm, device=device).head(config.max_examples)
+    check_data_bounds(config, data)  # the bounds the data sets, before the base model or the run is written
     base_model, base_info = prepare_base_model(config, data, device, log)
     # F's outputs on every split, from the on-disk cache (keyed by F's weights, split and normalisation) when present.
     base_outputs, outputs_cached = cached_base_outputs(base_model, config, data, device, SPLITS, log)
@@ -159,6 +163,14 @@ def train(
     summary["base_outputs_cached"] = outputs_cached  # F's outputs came from the on-disk cache
     atomic_write_json(run_dir / "summary.json", summary)
     return RunResult(run_dir=run_dir, summary=summary, history=state.history)
+
+
+def check_data_bounds(config: TrainConfig, data: DataBundle) -> None:
+    """What only the data can say: every split holds at least one whole k-group (else training has no
+    batch and the evaluation groups cannot wrap around); a one-line :class:`UsageError` otherwise."""
+    n, split = min((len(data.split_tensors(split)[1]), split) for split in ("train", *EVAL_SPLITS))
+    if config.k > n:
+        raise UsageError(f"k must be <= {n} for '{config.dataset}' (its {split} split holds {n} examples), got {config.k}")
 
 
 def record_epoch(state: RunState, epoch: int, results: Dict[str, Dict[str, float]], available, base_rate) -> bool:

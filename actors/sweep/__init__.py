@@ -29,7 +29,7 @@ from parity_ray.errors import UsageError, choices_hint
 from parity_ray.intervals import t_interval
 from parity_ray.logs import stderr_log
 from parity_ray.provenance import library_versions, stable_hash
-from parity_ray.results import SCHEMA_VERSION, SWEEP_COLUMNS, check_table_targets, write_sweep
+from parity_ray.results import SCHEMA_VERSION, SWEEP_COLUMNS, check_table_targets, identity_columns, write_sweep
 
 
 
@@ -308,6 +308,9 @@ def run_sweep(options: SweepOptions, log=stderr_log) -> Dict[str, Any]:
     settings_common = {key: value for key, value in asdict(options).items() if key not in ("progress", "address", "workers")}
     versions = json.dumps(library_versions(), sort_keys=True)
     service_json = json.dumps(service.describe(), sort_keys=True)
+    # the experiment's name and the run's dataset and model (null without a run); k and r are each cell's own
+    identity = {key: value for key, value in identity_columns(options.experiment, run.config if run else None).items()
+                if key in ("experiment", "dataset", "model")}
     for n, (cell, parts) in enumerate(zip(cells, results)):
         stats = summarize_cell(cell, parts, accuracy, rng)
         deadline_seen = stats.pop("deadline_seen_ms")
@@ -323,7 +326,7 @@ def run_sweep(options: SweepOptions, log=stderr_log) -> Dict[str, Any]:
             "timeout_s": float(options.timeout_s), "max_batch_size": int(options.max_batch_size),
             "batch_wait_ms": float(options.batch_wait_ms), "busy_fraction": float(service.busy_fraction),
             "restart_s": float(options.restart_s), "service": service_json, "seed": int(options.seed), **stats,
-            "run_id": run.run_id if run is not None else None, "experiment": options.experiment,
+            "run_id": run.run_id if run is not None else None, **identity,
             "settings": json.dumps(settings, sort_keys=True, default=str), "seconds": float(seconds[n]),
             "versions": versions, "schema_version": SCHEMA_VERSION, "replicates": json.dumps(stats.pop("replicates")),
         })
@@ -333,7 +336,8 @@ def run_sweep(options: SweepOptions, log=stderr_log) -> Dict[str, Any]:
         frame[column] = frame[column].astype("float64")
     frame["clients"] = frame["clients"].astype("Int64")
     uri = write_sweep(options.experiment, sweep_id, frame)
-    summary = {"sweep_id": sweep_id, "experiment": options.experiment, "table": uri, "cells": len(cells),
+    summary = {"sweep_id": sweep_id, "experiment": identity["experiment"], "uri": options.experiment, "table": uri,
+               "cells": len(cells),
                "queries": int(frame.sent.sum()), "seconds": round(time.perf_counter() - started, 3),
                "service": service.describe(), "rows": rows, "ci_width_unmet": [int(n) for n in unmet]}
     if options.preset:

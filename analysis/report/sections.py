@@ -271,6 +271,7 @@ def _latency_section(loaded, experiment: str, figure, several: bool = False) -> 
             f"No serving simulation in this experiment yet: run <code>parity-ray simulate --experiment "
             f"{html.escape(experiment)}</code> to add latency results.", "no-simulations") + "</section>"
     cdf = tables.latency_cdf(loaded.queries)
+    labels = tables.simulation_labels(loaded.simulations, loaded.queries)
     spread = tables.latency_spread(loaded.simulations)
     repeated = [] if spread.empty else [
         "<p>Repeated simulations (<code>--repeat N</code>: fresh seeds, the modes' order rotated): each tail "
@@ -279,11 +280,16 @@ def _latency_section(loaded, experiment: str, figure, several: bool = False) -> 
         _table(spread, "latency-spread-table")]
     return "\n".join([
         head,
-        "<p>Latency per mode under the same straggler models and load (measured queries, warm-up left out); "
-        "failed queries count as wrong and keep a CDF below 1.</p>",
+        "<p>Every table and chart here is per simulation: one row (or line) per simulation x mode, with the "
+        "simulation's served run, rate and straggler beside it; queries of different simulations are never added "
+        "up. Within a simulation the modes ran under the same straggler models and load (measured queries, warm-up "
+        "left out); failed queries count as wrong and keep a CDF below 1.</p>",
         _table(tables.latency_summary(loaded.simulations), "latency-table"),
         *repeated,
-        figure("latency_cdf.png", figures.latency_cdf_figure(cdf), interactive.latency_charts(cdf)),
+        "<h3>How queries were answered</h3><p>Per simulation x mode: answers from the query's own replica "
+        "(<code>direct</code>), rebuilt by the decoder (<code>decoded</code>) or <code>failed</code>.</p>",
+        _table(tables.answer_paths(loaded.queries, loaded.simulations), "latency-paths-table"),
+        figure("latency_cdf.png", figures.latency_cdf_figure(cdf, labels), interactive.latency_charts(cdf, labels)),
         "</section>",
     ])
 
@@ -296,10 +302,13 @@ def _sweeps_section(loaded, figure) -> str:
     cheapest = tables.cheapest_modes(sweeps, target)
     parts = ['<section id="sweeps"><h2>Sweeps at cluster scale (discrete-event simulation)</h2>',
              f"<p>Simulated serving runs of <code>parity-ray sweep</code>: {sweeps['sweep_id'].nunique()} sweep(s), "
-             f"{len(sweeps)} cells. The cheapest mode at each rate is the one with the fewest replicas (then the fewest "
-             f"requests per query) whose p99.9 meets {target:g} ms with no query failed; <em>meets by interval</em> says "
-             f"whether its p99.9's 95% interval lies wholly below the target, or straddles it (not distinguishable at "
-             f"that many queries).</p>",
+             f"{len(sweeps)} cells. The cheapest mode at each rate (per sweep x k x r x straggler x cluster size) is the "
+             f"one sending the fewest requests per query (then the lowest p99.9) whose p99.9 meets {target:g} ms with no "
+             f"query failed. Every mode of a cell is given the same cluster: the replicas they deploy differ only by how "
+             f"many whole apps fit, so the replica count does not rank them; <em>meeting</em> lists every mode that meets "
+             f"the target with its replica count, and <em>equal replicas</em> says whether those counts are the same. "
+             f"<em>Meets by interval</em> says whether the winner's p99.9 95% interval lies wholly below the target, or "
+             f"straddles it (not distinguishable at that many queries).</p>",
              _table(cheapest, "sweep-cheapest-table")]
     if len(tail):
         parts.append(figure("sweep_p999.png", figures.sweep_figure(tail, target), interactive.sweep_charts(tail, target)))

@@ -111,10 +111,22 @@ def _pct(value: Optional[float]) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
+def json_text(summary: Any) -> str:
+    """What ``--json`` prints, for every command: one JSON object, the tables' JSON columns (``config``,
+    ``replica_nodes``, ``versions``, ``settings``, ...) nested as objects, not as escaped strings."""
+    from ..results import decode_json_columns
+
+    return json.dumps(decode_json_columns(summary), sort_keys=True, default=str)
+
+
+def print_json(summary: Any) -> None:
+    print(json_text(summary))
+
+
 def emit(summary: Dict[str, Any], as_json: bool) -> None:
     print(format_summary(summary))
     if as_json:
-        print(json.dumps(summary, sort_keys=True))
+        print_json(summary)
     sys.stdout.flush()
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
+from .common import print_json
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -25,6 +25,9 @@ class ExportOptions:
             raise UsageError("export needs a run folder (RUN) or --experiment E [--run best|ID], not both")
         if self.run_dir and self.run is not None:
             raise UsageError("--run picks a run of --experiment; with a run folder leave it out")
+        from ..bounds import check_output_dir
+
+        check_output_dir(self.out, "--out")
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
@@ -47,5 +50,5 @@ def run(args: argparse.Namespace) -> int:
     summary = export_run(source, options.out)
     print(format_summary(summary))
     if args.json:
-        print(json.dumps(summary, sort_keys=True, default=str))
+        print_json(summary)
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
+from .common import print_json
 import textwrap
 from typing import Dict
 
@@ -30,7 +30,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     kinds = registries()
     if args.json:
-        print(json.dumps(kinds, sort_keys=True))
+        print_json(kinds)
         return 0
     width = max(len(kind) for kind in kinds)
     contracts = load_registries()

@@ -13,6 +13,8 @@ line, its default from the class); ``field(metadata=...)`` adjusts what a field 
 * ``none_word`` - a word (such as ``none``) that gives None;
 * ``parse`` - a callable reading the flag's text (a number or a word such as ``auto``);
 * ``cli`` - False keeps a field off the command line (set by the engine, not the user);
+* ``min`` / ``max`` / ``gt`` / ``lt`` - a number's range (``parity_ray.bounds``), shown in its help and
+  checked by :func:`options_from_args` with every number's finiteness;
 * ``metavar``, ``required``.
 
 :func:`options_from_args` builds the dataclass back from the parsed namespace.
@@ -25,6 +27,7 @@ import dataclasses
 import typing
 from typing import Any, Callable, Dict, Iterable, Optional, Type
 
+from ..bounds import check_fields
 from ..config import field_docs
 
 _TYPE_NAMES = {int: "integers", float: "numbers", str: "names"}
@@ -115,10 +118,24 @@ def add_option_flags(parser: argparse.ArgumentParser, cls: Type, skip: Iterable[
         parser.add_argument(flag, **kwargs)
 
 
+def flag_of(field: dataclasses.Field) -> str:
+    """How messages name a field: its flag (``--max-batch-size``), or its name when it is positional."""
+    if "positional" in field.metadata or not field.metadata.get("cli", True):
+        return field.name
+    return field.metadata.get("flag", "--" + field.name.replace("_", "-"))
+
+
+def check_options(options):
+    """Every number of a command's options finite, of its type and in its field's declared range
+    (``parity_ray.bounds``); a one-line :class:`UsageError` naming the flag otherwise. Returns ``options``."""
+    return check_fields(options, label=flag_of)
+
+
 def options_from_args(cls: Type, args: argparse.Namespace, **overrides: Any):
-    """The options dataclass from parsed flags (fields not given keep their defaults), then ``overrides``."""
+    """The options dataclass from parsed flags (fields not given keep their defaults), then ``overrides``;
+    its numbers checked (:func:`check_options`) before any command sees them."""
     given = {f.name: getattr(args, f.name) for f in option_fields(cls) if hasattr(args, f.name)}
-    return cls(**{**given, **overrides})
+    return check_options(cls(**{**given, **overrides}))
 
 
-__all__ = ["add_option_flags", "option_fields", "options_from_args"]
+__all__ = ["add_option_flags", "check_options", "flag_of", "option_fields", "options_from_args"]

@@ -8,13 +8,14 @@ user would run by hand (``tune``, ``simulate``, ``report``), sharing one local R
 from __future__ import annotations
 
 import argparse
-import json
+from .common import print_json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from .. import storage
+from ..bounds import check_output_dir
 from ..errors import UsageError
 from ..logs import stderr_log
 from .options import add_option_flags, options_from_args
@@ -52,6 +53,7 @@ def run_quickstart(options: QuickstartOptions, simulate: Callable[..., Dict[str,
 
     if storage.is_remote(options.storage):
         raise UsageError("quickstart runs offline on this machine: --storage must be a local folder")
+    check_output_dir(options.storage, "--storage")  # one line before Ray starts or anything is written
     started = time.perf_counter()
     name = options.name or _free_name(options.storage)
     overrides = _grid_overrides(options.data_root, log)
@@ -171,5 +173,5 @@ def run(args: argparse.Namespace) -> int:
     summary = run_quickstart(options, simulate=lambda log, **kw: run_simulation(SimulationOptions(**kw), log=log))
     print(format_summary(summary))
     if args.json:
-        print(json.dumps(summary, sort_keys=True, default=str))
+        print_json(summary)
     return 0

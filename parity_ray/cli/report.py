@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
+from .common import print_json
 from dataclasses import dataclass, field
 from typing import List, Optional
 
@@ -16,7 +16,7 @@ class ReportOptions:
 
     paths: List[str] = field(metadata={"positional": "+", "metavar": "PATH"})  # experiment folder or s3:// URI (from parity-ray tune); several for one report of them all
     out: Optional[str] = None  # write the report to this folder (or s3:// prefix) instead of <PATH>/report/ (required with several experiments)
-    max_thumbnails: int = field(default=200, metadata={"metavar": "N"})  # instance explorer: show at most N differing decodes per run with images (0: none)
+    max_thumbnails: int = field(default=200, metadata={"metavar": "N", "min": 0})  # instance explorer: show at most N differing decodes per run with images (0: none)
     data_root: Optional[str] = None  # where the test images are, if not where the runs read them (without them the explorer lists decodes without images)
 
 
@@ -35,12 +35,16 @@ def add_parser(commands) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from parity_ray.analysis.report import build_report, format_summary
+    from ..bounds import check_output_dir
 
     options = options_from_args(ReportOptions, args)
+    check_output_dir(options.out, "--out")  # refused before anything is read or written
+
+    from parity_ray.analysis.report import build_report, format_summary
+
     path = options.paths[0] if len(options.paths) == 1 else options.paths
     summary = build_report(path, out=options.out, max_thumbnails=options.max_thumbnails, data_root=options.data_root)
     print(format_summary(summary))
     if args.json:
-        print(json.dumps(summary, sort_keys=True))
+        print_json(summary)
     return 0

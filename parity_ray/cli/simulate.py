@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
+from .common import print_json
 
 from ..actors.options import SimulationOptions
 from .options import add_option_flags, options_from_args
@@ -32,5 +32,5 @@ def run(args: argparse.Namespace) -> int:
         for mode, figures in summary["spread"].items():
             print(format_spread(mode, figures))
     if args.json:
-        print(json.dumps(summary, sort_keys=True, default=str))
+        print_json(summary)
     return 0

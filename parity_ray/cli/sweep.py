@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
+from .common import print_json
 
 from ..actors.options import SweepOptions
 from .options import add_option_flags, options_from_args
@@ -30,6 +30,16 @@ def run(args: argparse.Namespace) -> int:
           f"in {summary['seconds']:.1f} s  ->  {summary['table']}")
     for row in summary["rows"]:
         print(format_row(row))
+    cheapest = None
+    if options.target_p999_ms is not None:  # after the table: the cheapest mode meeting the target per rate
+        import pandas as pd
+
+        from parity_ray.analysis.tables import cheapest_modes, cheapest_records, format_cheapest
+
+        table = cheapest_modes(pd.DataFrame(summary["rows"]), options.target_p999_ms)
+        for line in format_cheapest(table):  # none in a closed loop (no rate)
+            print(line)
+        cheapest = cheapest_records(table)
     if "preset" in summary:
         from parity_ray.actors.sweep.presets import format_headline
 
@@ -40,5 +50,5 @@ def run(args: argparse.Namespace) -> int:
             print("  " + line)
     if args.json:
         rows = [{k: v for k, v in row.items() if k not in ("settings", "versions", "service")} for row in summary["rows"]]
-        print(json.dumps({**summary, "rows": rows}, sort_keys=True, default=str))
+        print_json({**summary, "rows": rows, **({"cheapest": cheapest} if cheapest is not None else {})})
     return 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
+from .common import print_json
 
 from ..tune.options import TuneOptions
 from .options import add_option_flags, options_from_args
@@ -19,9 +19,11 @@ def add_parser(commands) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    options = options_from_args(TuneOptions, args)
+    options.check()  # (run_experiment checks again) a bad value is refused before Ray and Tune are imported
+
     from ..tune.experiment import run_experiment
 
-    options = options_from_args(TuneOptions, args)
     summary = run_experiment(options)
     width = 14
     print(f"{'experiment':<{width}}{summary['experiment']}  ({summary['uri']})")
@@ -33,5 +35,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'tables':<{width}}{summary['tables']}")
     print(f"{'wall':<{width}}{summary['wall_seconds']:.1f} s")
     if args.json:
-        print(json.dumps(summary, sort_keys=True))
+        print_json(summary)
     return 0 if not summary["status"].get("ERROR") else 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 from dataclasses import dataclass
@@ -113,6 +114,14 @@ class DataBundle:
 
     def split_tensors(self, split: str) -> Tuple[torch.Tensor, torch.Tensor]:
         return getattr(self, f"{split}_x"), getattr(self, f"{split}_y")
+
+    def head(self, n: Optional[int]) -> "DataBundle":
+        """The first ``n`` examples of each split (``max_examples``; None: all). The split record says so,
+        so a base model or cached output of the subset never stands in for one of the whole data."""
+        if not n:
+            return self
+        cut = {f"{s}_{t}": getattr(self, f"{s}_{t}")[:n] for s in ("train", "val", "test") for t in ("x", "y")}
+        return dataclasses.replace(self, **cut, split={**self.split, "max_examples": int(n)})
 
 
 @functools.lru_cache(maxsize=8)

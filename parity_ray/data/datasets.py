@@ -108,9 +108,11 @@ def data_roots(data_root: Optional[str] = None) -> List[Path]:
     must not train on other files than the ones it was pointed at).
     """
     if data_root:
+        if "\0" in str(data_root):
+            raise UsageError(f"data root {str(data_root)[:200]!r} holds a NUL character")
         root = Path(data_root).expanduser().resolve()
-        if not root.is_dir():
-            raise UsageError(f"data root '{data_root}' does not exist or is not a folder")
+        if not os.path.isdir(root):  # (not Path.is_dir: a name too long for the filesystem raises there)
+            raise UsageError(f"data root '{str(data_root)[:200]}' does not exist or is not a folder")
         return [root]
     roots: List[Path] = []
     if os.environ.get("PARITY_RAY_DATA"):

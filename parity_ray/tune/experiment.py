@@ -244,7 +244,7 @@ def _prepare_base_task(cell: Dict[str, Any], experiment_uri: str, cpus: float = 
         config.base_weights = str(local)
     device = resolve_device(config.device)
     data = load_data(config.dataset, data_root=config.data_root, download=config.download, val_size=config.val_size,
-                     split_seed=config.seed, input_norm=config.input_norm, device=device)
+                     split_seed=config.seed, input_norm=config.input_norm, device=device).head(config.max_examples)
     model_id = base_model_id(config, data)
     target = storage.join(experiment_uri, "base_models", model_id)
     local_root = _local_base_cache(experiment_uri)

@@ -20,11 +20,11 @@ class TuneOptions:
     name: str = field(metadata={"required": True})  # experiment name (folder under --storage)
     storage: str = "./results"  # local/NFS path or s3://bucket/prefix
     address: Optional[str] = None  # Ray cluster address (e.g. auto); default: start a local Ray
-    cpus_per_trial: float = 1.0  # CPUs each trial reserves
-    gpus_per_trial: float = 0.0  # GPUs each trial reserves; fractions share a GPU, e.g. 0.25
-    max_concurrent_trials: Optional[int] = None  # trials at once (default: as many as the resources allow)
-    max_failures: int = 2  # retries of a failing trial, each from its last checkpoint
-    checkpoint_every: int = 1  # epochs between checkpoints (the last epoch always has one)
+    cpus_per_trial: float = field(default=1.0, metadata={"gt": 0})  # CPUs each trial reserves
+    gpus_per_trial: float = field(default=0.0, metadata={"min": 0})  # GPUs each trial reserves; fractions share a GPU, e.g. 0.25
+    max_concurrent_trials: Optional[int] = field(default=None, metadata={"min": 1})  # trials at once (default: as many as the resources allow)
+    max_failures: int = field(default=2, metadata={"min": 0})  # retries of a failing trial, each from its last checkpoint
+    checkpoint_every: int = field(default=1, metadata={"min": 1})  # epochs between checkpoints (the last epoch always has one)
     overrides: List[str] = field(default_factory=list, metadata={"flag": "--set", "append": True, "metavar": "KEY=VALUE"})  # override a config key for every trial; a list makes it a grid axis (--set k=[2,3]); scheduler=<name|none>, scheduler.<setting>=V, search_alg=..., search_alg.<setting>=V change the space's Tune scheduler and search algorithm
     resume: bool = False  # continue an interrupted experiment of the same space
     smoke_test: bool = False  # one tiny epoch per trial on CPU, to check the set-up
@@ -34,11 +34,12 @@ class TuneOptions:
     data_root: Optional[str] = None  # folder holding the datasets every trial reads (else $PARITY_RAY_DATA); a relative path is taken from where you run the command
 
     def check(self) -> None:
-        """The numbers in range; a :class:`UsageError` naming the flag otherwise."""
-        if self.cpus_per_trial <= 0 or self.gpus_per_trial < 0:
-            raise UsageError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
-        if self.max_failures < 0 or self.checkpoint_every < 1:
-            raise UsageError("--max-failures must be >= 0 and --checkpoint-every >= 1")
+        """The numbers in their fields' ranges (``parity_ray.bounds``) and the storage writable; a
+        one-line :class:`UsageError` naming the flag otherwise."""
+        from ..bounds import check_fields, check_output_dir
+
+        check_fields(self, label=lambda f: f.name if f.name == "space" else "--" + f.name.replace("_", "-"))
+        check_output_dir(self.storage, "--storage")
 
     @property
     def uri(self) -> str:

@@ -217,8 +217,18 @@ def _make_cell(config: Dict[str, Any], space: str) -> Cell:
         except UsageError as exc:
             raise UsageError(f"search space '{space}' cell {_describe(config)}: {exc}") from None
         config = parsed.to_dict()
-    run_id = f"{_describe(config).replace(' ', '-')}-{stable_hash(config, 8)}"
+    run_id = f"{_describe(config).replace(' ', '-')}-{stable_hash(_identity(config), 8)}"
     return Cell(run_id=run_id, config=config, unavailable=reason)
+
+
+# Config keys that say only where a run's data and cached base models are read from, not what the run
+# is: the run id hashes them at their defaults, so the same cell has the same id with or without a
+# data root (and the ids of runs that set none are those of earlier versions).
+LOCATION_KEYS = {"data_root": None, "base_cache": None, "download": True}
+
+
+def _identity(config: Dict[str, Any]) -> Dict[str, Any]:
+    return {**config, **{key: value for key, value in LOCATION_KEYS.items() if key in config}}
 
 
 def _describe(config: Dict[str, Any]) -> str:

@@ -291,3 +291,141 @@ def test_latency_summary_keeps_the_order_the_modes_ran_in():
     summary = analysis.latency_summary(pd.DataFrame(rows))
     assert list(zip(summary.simulation_id, summary["mode"])) == [
         ("s1", "coded"), ("s1", "coded-hedged"), ("s1", "replication"), ("s2", "none"), ("s2", "coded-hedged")]
+
+
+# --------------------------------------------------------------------------- analysis that keeps apart what differs
+
+
+def _three_simulations():
+    """Three simulations (other runs, rates and stragglers), each with the same two modes."""
+    rng = np.random.default_rng(0)
+    settings = [("sim-20260101-000000-aaaaaa-111111", "run-a", 40.0, "none", 100),
+                ("sim-20260101-000001-bbbbbb-222222", "run-b", 80.0, "slow:replica=0,p=0.3,delay_ms=80", 150),
+                ("sim-20260101-000002-cccccc-333333", "run-b", 160.0, "random:p=0.05,delay_ms=200", 200)]
+    queries, simulations = [], []
+    for simulation_id, run_id, rate, straggler, n in settings:
+        for mode in ("coded", "replication"):
+            path = rng.choice(["direct", "decoded", "failed"], size=n, p=[0.8, 0.15, 0.05]) if mode == "coded" else \
+                np.array(["direct"] * n)
+            queries.append(pd.DataFrame({"simulation_id": simulation_id, "mode": mode, "run_id": run_id,
+                                         "query_id": np.arange(n), "warmup": np.arange(n) < 10, "path": path,
+                                         "latency_ms": rng.lognormal(np.log(rate / 4), 0.5, n),
+                                         "correct": rng.random(n) < 0.9}))
+            simulations.append({"simulation_id": simulation_id, "repeat": 0, "mode": mode, "run_id": run_id,
+                                "straggler": straggler, "rate": rate, "clients": None})
+    simulations = pd.DataFrame(simulations)
+    simulations["clients"] = simulations["clients"].astype("Int64")  # as stored: null (NA) in an open loop
+    return pd.concat(queries, ignore_index=True), simulations
+
+
+def test_answer_paths_are_per_simulation_never_summed_across_them():
+    queries, simulations = _three_simulations()
+    paths = analysis.answer_paths(queries, simulations)
+    assert len(paths) == 3 * 2  # simulation x mode
+    assert list(paths.columns[:6]) == ["simulation_id", "run_id", "rate", "clients", "straggler", "mode"]
+    for row in paths.itertuples(index=False):
+        own = queries[(queries.simulation_id == row.simulation_id) & (queries["mode"] == row.mode) & ~queries.warmup]
+        assert row.direct + row.decoded + row.failed == len(own)  # its own simulation's queries, no other's
+        sim = simulations[simulations.simulation_id == row.simulation_id].iloc[0]
+        assert (row.run_id, row.rate, row.straggler) == (sim.run_id, sim.rate, sim.straggler)
+    by_path = analysis.latency_by_path(queries, simulations)
+    assert set(by_path.groupby(["simulation_id", "mode"]).ngroups for _ in [0]) == {6}
+    assert by_path["rate"].notna().all() and by_path["straggler"].notna().all()
+    labels = analysis.simulation_labels(simulations)
+    assert len(set(labels.values())) == 3 and labels[simulations.simulation_id[0]] == "40 qps, none"
+
+
+def _inside(fig) -> bool:
+    fig.canvas.draw()
+    box = fig.bbox
+    legends = list(fig.legends) + [ax.get_legend() for ax in fig.get_axes() if ax.get_legend() is not None]
+    assert legends
+    return all(box.x0 - 1 <= e.x0 and e.x1 <= box.x1 + 1 and box.y0 - 1 <= e.y0 and e.y1 <= box.y1 + 1
+               for e in (legend.get_window_extent() for legend in legends))
+
+
+def test_latency_figure_keys_lines_by_simulation_with_the_legend_inside_the_canvas():
+    from parity_ray.analysis import figures
+
+    queries, simulations = _three_simulations()
+    cdf = analysis.latency_cdf(queries)
+    labels = {sid: f"{label} — a long label that would not fit in four columns"
+              for sid, label in analysis.simulation_labels(simulations).items()}
+    fig = analysis.latency_cdf_figure(cdf, labels)
+    assert _inside(fig)
+    lines = fig.get_axes()[0].get_lines()
+    assert len(lines) == 6
+    styles = [(line.get_color(), str(line.get_linestyle()), str(line.get_dashes() if hasattr(line, "get_dashes") else ""))
+              for line in lines]
+    assert len({(c, s) for c, s, _ in styles}) == 6  # colour = mode, line style = simulation
+    assert len({c for c, _, _ in styles}) == 2
+    png = analysis.to_png(fig)
+    assert png.startswith(b"\x89PNG")
+    # the figures with legends of their own, long labels and all
+    tail = _sweep_tail(modes=["none", "replication", "coded"], groups=2)
+    assert _inside(figures.sweep_figure(tail, 100.0))
+    fits = pd.DataFrame({"sweep_id": ["sweep-" + "x" * 60], "batch_size": [1], "ks": [0.02],
+                         "qq_ms": [[[1.0, 1.1], [2.0, 2.2], [3.0, 2.9]]]})
+    assert _inside(figures.service_qq_figure(fits))
+
+
+def _sweep_tail(modes, groups, replicas=None):
+    rows = []
+    for g in range(groups):
+        for mode in modes:
+            for rate in (100.0, 200.0, 400.0):
+                p999 = 10.0 + rate / 50 + modes.index(mode)
+                rows.append({"sweep_id": "sweep-1", "k": 2 + g % 3, "r": 1, "straggler": f"random:p=0.0{g}",
+                             "cluster_size": 20 + g // 3, "mode": mode, "rate": rate,
+                             "replicas": (replicas or {}).get(mode, 20), "requests_per_query": 1.0, "p50_ms": 5.0,
+                             "p99_ms": p999 / 2, "p999_ms": p999, "p999_ms_lo": p999 * 0.9, "p999_ms_hi": p999 * 1.1,
+                             "failed": 0, "accuracy": None})
+    return pd.DataFrame(rows)
+
+
+def test_sweep_chart_never_repeats_a_colour_and_dash():
+    from parity_ray.analysis import interactive
+
+    modes = ["none", "replication", "coded", "hedged", "coded-hedged", "coded-eager"]
+    tail = _sweep_tail(modes, groups=10)  # 60 series, as a user's sweep drew
+    (chart,) = interactive.sweep_charts(tail, 100.0)
+    series = [trace for trace in chart["data"] if not trace["name"].startswith("target")]
+    assert len(series) == 60
+    pairs = [(trace["line"]["color"], trace["line"].get("dash", "solid")) for trace in series]
+    assert len(set(pairs)) == len(pairs)
+    assert len({colour for colour, _ in pairs}) == len(modes)  # colour names the mode
+    # past ten colour keys the colours repeat, so the dash moves on: still distinct
+    many = [(f"mode{n}", "cell") for n in range(23)] + [(f"mode{n}", "other") for n in range(23)]
+    from parity_ray.analysis.figures import series_styles
+
+    assert len(set(series_styles(many).values())) == len(many)
+
+
+def test_cheapest_mode_is_not_won_by_app_packing():
+    """The user's case: none deploys 100 replicas, replication 99 (33 apps of 3 fit a cluster of 100),
+    both meet the target with one request a query: the replica count must not decide."""
+    from parity_ray.analysis.tables import cheapest_modes, format_cheapest
+
+    tail = _sweep_tail(["replication", "none"], groups=1, replicas={"replication": 99, "none": 100})
+    tail["cluster_size"] = 100
+    tail.loc[tail["mode"] == "none", "p999_ms"] -= 5  # none is faster at 100 replicas
+    tail["p999_ms_lo"], tail["p999_ms_hi"] = tail["p999_ms"] * 0.9, tail["p999_ms"] * 1.1
+    tail["settings"] = json.dumps({"target_p999_ms": 100.0})
+    cheapest = cheapest_modes(tail)
+    assert len(cheapest) == 3 and set(cheapest["mode"]) == {"none"}  # not replication for one replica fewer
+    assert set(cheapest["replicas"]) == {100} and not cheapest["equal_replicas"].any()
+    assert set(cheapest["meeting"]) == {"none (100 replicas), replication (99 replicas)"}  # both counts shown
+    assert "meets_by_interval" in cheapest and set(cheapest["meets_by_interval"]) == {"yes"}
+    lines = format_cheapest(cheapest)
+    assert "replica counts differ" in lines[1] and "none (100 replicas" in lines[1]
+    # a tie on requests and p99.9: the mode with more replicas (closest to equal counts), never the fewer
+    tie = tail.copy()
+    tie["p999_ms"] = 20.0
+    assert set(cheapest_modes(tie, 100.0)["mode"]) == {"none"}
+    # fewer requests per query is a real saving: it wins whatever the replica counts
+    work = tail.copy()
+    work.loc[work["mode"] == "none", "requests_per_query"] = 1.5
+    assert set(cheapest_modes(work, 100.0)["mode"]) == {"replication"}
+    # at equal counts the comparison is plain
+    equal = _sweep_tail(["replication", "none"], groups=1)
+    assert cheapest_modes(equal, 100.0)["equal_replicas"].all()

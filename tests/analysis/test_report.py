@@ -390,7 +390,7 @@ def test_report_of_two_experiments_needs_an_out_folder(tmp_path):
 
 
 def test_report_refuses_a_negative_thumbnail_bound(tmp_path):
-    assert_usage_error(cli("report", str(tmp_path), "--max-thumbnails", "-1"), "--max-thumbnails must be 0 or more")
+    assert_usage_error(cli("report", str(tmp_path), "--max-thumbnails", "-1"), "--max-thumbnails must be >= 0, got -1")
     assert list(tmp_path.iterdir()) == []
 
 

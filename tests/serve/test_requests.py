@@ -165,7 +165,7 @@ def test_a_malformed_content_length_is_400(header):
 @pytest.mark.parametrize("body, fragment", [
     (b'{"instances": ' + b"[" * 5000 + b"]" * 5000 + b"}", "nests 5001 levels"),
     (b"[" * 50_000, "nests 50000 levels"),
-    (b'{"a": "' + b"]" * 3000 + b'", "instances": ' + b"[" * 3000 + b"]" * 3000 + b"}", "nests too deeply"),
+    (b'{"a": "' + b"]" * 3000 + b'", "instances": ' + b"[" * 3000 + b"]" * 3000 + b"}", "deep"),  # json's own limit or the rank check, by the interpreter's recursion limit
     (b'{"a": "' + b"]" * 990 + b'", "instances": ' + b"[" * 990 + b"]" * 990 + b"}", "400"),  # hidden by "]"s
     (b'{"a": "' + b"]" * 9 + b'", "instances": [[[[[[0.5]]]]]]}', "nested deeper than the input's rank"),
     (body_of({"instances": [[[[[0.5] * 8] * 8]]]}), "nests 6 levels"),  # one deeper than the input's rank

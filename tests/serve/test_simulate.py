@@ -45,6 +45,9 @@ def test_every_query_is_accounted_for_even_when_a_replica_crashes(experiment):
     sims = tables.simulations
     assert set(sims[sims.simulation_id == summary["simulation_id"]]["mode"]) == {"coded", "coded-hedged", "replication", "hedged", "none"}
     assert {"p50_ms", "p90_ms", "p99_ms", "p999_ms", "mean_ms", "throughput_qps", "accuracy", "decoded_accuracy"} <= set(sims.columns)
+    # one identity: the experiment's name as in runs (not the path given); the served run's dataset, model, k, r
+    assert set(sims.experiment) == set(tables.runs.experiment) == {summary["experiment"]}
+    assert set(sims.dataset) == {"digits"} and set(sims.k) == {2} and set(sims.r) == {1} and sims.model.notna().all()
 
 
 def recompute_decoded(row, rows_by_query, run, data):

@@ -237,6 +237,35 @@ def test_smoke_test_runs_with_nothing_but_the_experiment(tmp_path):
     assert summary["service"]["source"] == SMOKE_SERVICE and summary["cells"] == 2
 
 
+def test_sweep_prints_the_cheapest_mode_per_rate_meeting_the_target(tmp_path):
+    """``--target-p999-ms``: after its table the sweep names, per rate, the cheapest mode meeting the target,
+    with its replica count and whether the interval meets it, and ``--json`` carries it as ``cheapest``."""
+    experiment, _ = _synthetic_experiment(tmp_path / "exp")
+    # a cluster of 8: four 2-replica apps of none (8 replicas), two 3-replica apps of the others (6)
+    result = cli("sweep", "--experiment", experiment, "--run", "none", "--mode", "coded,replication,none", "--smoke-test",
+                 "--rate", "50,100", "--cluster-size", "8", "--replications", "2", "--target-p999-ms", "100", "--json",
+                 "--no-progress")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    summary = json.loads(lines[-1])
+    head = next(n for n, line in enumerate(lines) if line.startswith("cheapest mode meeting p99.9 <= 100 ms"))
+    assert head > len(summary["rows"])  # after the table of rows
+    cheapest = summary["cheapest"]
+    assert [row["rate"] for row in cheapest] == [50.0, 100.0] and {row["target_ms"] for row in cheapest} == {100.0}
+    for row, line in zip(cheapest, lines[head + 1:head + 3]):
+        assert row["mode"] in {"none", "replication"}  # one request a query, far below 100 ms with no straggler
+        assert row["meets_by_interval"] in {"yes", "not distinguishable"} and isinstance(row["replicas"], int)
+        assert f"{row['rate']:g} qps: {row['mode']} ({row['replicas']} replicas" in line
+        assert "meets by interval: " + row["meets_by_interval"] in line
+        assert f"{row['mode']} ({row['replicas']} replicas)" in row["meeting"]  # every meeting mode with its count
+        assert "none (8 replicas)" in row["meeting"] and "replication (6 replicas)" in row["meeting"]
+        assert row["equal_replicas"] is False and "replica counts differ" in line
+    without = cli("sweep", "--experiment", experiment, "--run", "none", "--mode", "none", "--smoke-test",
+                  "--replications", "2", "--json", "--no-progress")
+    assert "cheapest" not in json.loads(without.stdout.strip().splitlines()[-1])
+    assert "cheapest mode meeting" not in without.stdout
+
+
 def test_sweep_rows_in_the_experiment(tmp_path):
     experiment, _ = _synthetic_experiment(tmp_path / "exp")
     options = SweepOptions(experiment=experiment, run=None, modes=["coded", "replication", "none"], rates=[100.0, 400.0],
@@ -246,13 +275,16 @@ def test_sweep_rows_in_the_experiment(tmp_path):
     sweeps = results.load(experiment).sweeps
     assert len(sweeps) == 2 * 2 * 2 * 3 == summary["cells"]
     assert tuple(sweeps.columns) == results.SWEEP_COLUMNS
+    # the experiment's name (its folder's: no experiment.json here), not the path given; no run: no dataset, model
+    assert set(sweeps.experiment) == {"exp"} == {summary["experiment"]} and summary["uri"] == experiment
+    assert sweeps.run_id.isna().all() and sweeps.dataset.isna().all() and sweeps.model.isna().all()
     row = sweeps[(sweeps["mode"] == "coded") & (sweeps.k == 4)].iloc[0]
     assert row.apps == 4 and row.replicas == 20 and row.measured == 1000
     assert json.loads(row.settings)["timings"]["group_wait_s"] == 0.025
     assert (sweeps.direct + sweeps.decoded + sweeps.failed == sweeps.measured).all()
     from parity_ray.analysis.tables import cheapest_modes, sweep_tail
 
-    cheapest = cheapest_modes(sweeps, target_ms=1e6)  # every mode meets it: the fewest replicas wins
+    cheapest = cheapest_modes(sweeps, target_ms=1e6)  # every mode meets it: the fewest requests a query wins
     assert len(cheapest) == 2 * 2 * 2 and set(cheapest["mode"]) <= {"none", "replication"}  # one request a query
     assert set(cheapest["meets_by_interval"]) == {"yes"}  # far below the target, interval and all
     straddled = cheapest_modes(sweeps, target_ms=float(sweeps["p999_ms"].min()) * 1.0001)
@@ -308,6 +340,7 @@ def test_parm_fig9a_preset_states_the_published_setting(tmp_path):
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     rows = summary["rows"]
     assert {r["mode"] for r in rows} == {"coded", "coded-eager", "replication", "hedged"} and {r["k"] for r in rows} == {2}
+    assert all(isinstance(r["replicates"], list) for r in rows)  # --json nests the JSON columns as JSON
     assert {r["max_batch_size"] for r in rows} == {1} and all("one_in=12" in r["straggler"] for r in rows)
     assert {(r["replicas"], r["rate"]) for r in rows} == {(12, 390.0), (24, 780.0)}  # the load per 12 replicas
     assert all(r["deadline_ms"] is not None and r["deadline_ms"] < 50 for r in rows if r["mode"] == "hedged")  # auto
