@@ -74,6 +74,15 @@ def process_env(**extra: str) -> dict:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])), **extra}
 
 
+def interruptible() -> None:
+    """``preexec_fn`` of a process a test stops with SIGINT (Ctrl-C): SIGINT back to its default. A
+    shell starting a job in the background (``nohup ... &``, as CI may run) leaves SIGINT ignored, the
+    child inherits that, and Ctrl-C would then never reach it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def cli_process(*args: str, cwd: Path = REPO, timeout: int = 300) -> subprocess.CompletedProcess:
     """``python -m parity_ray ARGS`` as a real subprocess."""
     return subprocess.run([sys.executable, "-m", "parity_ray", *args], cwd=cwd, env=process_env(),

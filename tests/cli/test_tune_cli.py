@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from parity_ray import results
-from tests.cli.runner import REPO, assert_usage_error, cli, cli_process, process_env
+from tests.cli.runner import REPO, assert_usage_error, cli, cli_process, interruptible, process_env
 
 FAST = ["--set", "dataset=digits", "--set", "base_epochs=5", "--set", "encoder=addition"]
 SLOW = json.dumps({"cls": "tests.experiment.faulty.SlowMLP", "delay_s": 0.05})
@@ -97,7 +97,8 @@ def test_ctrl_c_while_base_models_train_stops_in_seconds_and_names_the_command_t
             "--set", "k=2", "--set", "epochs=1", "--set", f"model={slow_base}", "--name", "stopped",
             "--storage", str(storage), "--no-progress"]
     proc = subprocess.Popen([sys.executable, "-m", "parity_ray", *args], cwd=REPO, env=process_env(RAY_AUTH_MODE="disabled"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=interruptible)
     try:
         for line in proc.stderr:  # until the base-model stage is under way
             if "base models: preparing" in line:

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from parity_ray.data import load_data
-from tests.cli.runner import REPO
+from tests.cli.runner import REPO, interruptible
 from tests.serve.http_client import free_port, wait_until_serving
 
 pytestmark = pytest.mark.slow
@@ -89,7 +89,8 @@ def test_a_served_rays_ports_refuse_unauthenticated_jobs(trained_experiment, tmp
     log = open(tmp_path / "serve.log", "w+")
     process = subprocess.Popen([sys.executable, "-m", "parity_ray", "serve", "--experiment", trained_experiment,
                                 "--run", "best", "--mode", "coded", "--port", str(port)],
-                               cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+                               cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=interruptible)
     canary = tmp_path / "canary"
     try:
         image = load_data("digits", val_size=300, split_seed=0, input_norm="none").test_x[:1].numpy()

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from parity_ray.data import load_data
-from tests.cli.runner import REPO, assert_usage_error, cli
+from tests.cli.runner import REPO, assert_usage_error, cli, interruptible
 from tests.serve.http_client import free_port, instances, post, wait_until_serving
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def test_serve_in_the_foreground_until_ctrl_c(trained_experiment, image, tmp_pat
     process = subprocess.Popen(
         [sys.executable, "-m", "parity_ray", "serve", "--experiment", trained_experiment, "--run", "best",
          "--mode", "coded", "--port", str(port), "--frontend-replicas", "1"],  # two: test_faults.py, `serve run` below
-        cwd=REPO, env=_env(), stdout=log, stderr=subprocess.STDOUT, text=True)
+        cwd=REPO, env=_env(), stdout=log, stderr=subprocess.STDOUT, text=True, preexec_fn=interruptible)
     try:
         url = f"http://127.0.0.1:{port}/"
         wait_until_serving(url, image[0], process=process)
@@ -74,7 +74,7 @@ def test_write_config_then_serve_run_starts_the_same_app(trained_experiment, ima
     serve_cli = os.path.join(os.path.dirname(sys.executable), "serve")
     log = open(tmp_path / "serve-run.log", "w+")
     process = subprocess.Popen([serve_cli, "run", str(config_file)], cwd=tmp_path, env=_env(), stdout=log,
-                               stderr=subprocess.STDOUT, text=True)
+                               stderr=subprocess.STDOUT, text=True, preexec_fn=interruptible)
     try:
         url = f"http://127.0.0.1:{port}/"
         wait_until_serving(url, image[0], process=process)
