@@ -530,7 +530,7 @@ def build_tables(options: TuneOptions, space: ExpandedSpace, results, bases, bas
     for result in results:
         trial = result.config["trial"]
         sampled = {k: result.config[k] for k in space.samplers}
-        run_id = trial["run_id"] + (f"-{stable_hash(sampled, 6)}" if sampled else "")
+        run_id = trial_run_id(result.config)  # the trainable's own definition
         by_run_id[run_id] = (result, trial, sampled)
 
     for cell in space.cells:
