@@ -12,6 +12,13 @@ from typing import Any, Union
 
 PathLike = Union[str, os.PathLike]
 
+SCHEMA_VERSION = 2  # of the result tables (results.py); 2: codes of every family, erasure patterns up to r
+
+
+def json_column(value: Any) -> str:
+    """A value as a table's JSON string column holds it: stable (sorted keys), anything as a string."""
+    return json.dumps(value, sort_keys=True, default=str)
+
 _DISTRIBUTIONS = {"torchvision": "torchvision", "torchaudio": "torchaudio", "ray": "ray", "numpy": "numpy",
                   "pandas": "pandas", "pyarrow": "pyarrow", "sklearn": "scikit-learn"}
 

@@ -29,7 +29,8 @@ import pyarrow as pa
 from . import storage
 from .errors import UsageError
 
-SCHEMA_VERSION = 2  # 2: codes of every family, erasure patterns up to r (predictions, per-e accuracies)
+from .provenance import SCHEMA_VERSION, json_column  # noqa: F401 - the tables' names for them
+
 TABLES = ("runs", "epochs", "predictions", "base_models")  # written by parity-ray tune
 SIMULATION_TABLES = ("queries", "simulations", "sweeps")  # one file per simulation / sweep (tables/<name>/<id>.parquet)
 # tables/sweeps/<sweep_id>.parquet (parity-ray sweep): one row per grid cell x mode; the columns, in order
@@ -286,8 +287,48 @@ def _locate(path: str) -> str:
     if folder is None and not storage.exists(path):
         raise UsageError(f"experiment '{path}' does not exist: it holds no experiment tables")
     if folder is None:
-        raise UsageError(f"'{path}' holds no experiment tables (expected tables/runs.parquet); run 'parity-ray tune' first")
+        raise UsageError(f"'{path}' holds no experiment tables (expected tables/runs.parquet) and no run folders "
+                         "(config.json and metrics.jsonl); run 'parity-ray tune' or 'parity-ray train' first")
     return folder
+
+
+def _holds_train_runs(path: str) -> bool:
+    """A folder of ``parity-ray train`` runs (or one run folder) without tables of its own."""
+    from .run_tables import run_folders
+
+    return _tables_folder(path) is None and bool(run_folders(path))
+
+
+def tables_from_run_folders(path: str, experiment: str) -> Dict[str, pd.DataFrame]:
+    """The ``runs``, ``epochs``, ``predictions`` and ``base_models`` tables of the ``parity-ray train``
+    runs under ``path`` (``run_tables.run_folders``), built as ``parity-ray tune`` builds them for its
+    trials and typed by the same schemas. A run's id is its folder's name (train's ``run``)."""
+    from .run_tables import BASE_MODEL_COLUMNS, TRAIN_SPACE, base_model_row, epoch_rows, read_run_files, run_folders, run_row, run_status
+
+    run_rows, epochs, predictions, bases = [], [], [], {}
+    for folder in run_folders(path):
+        files = read_run_files(folder)
+        config = dict(files.record.get("config") or {})
+        summary = files.summary or {}
+        measured = {"train_seconds": summary.get("train_seconds"),
+                    "time_total_s": None if files.summary is None else
+                    (summary.get("startup_seconds") or 0) + (summary.get("train_seconds") or 0)}
+        run_rows.append(run_row(experiment, folder.name, config, run_status(config, files), None, files.history,
+                                files.record, space=TRAIN_SPACE, checkpoint_uri=str(folder), metrics=measured))
+        epochs.extend(epoch_rows(folder.name, files.history))
+        if files.predictions is not None:
+            predictions.append(files.predictions.assign(run_id=folder.name))
+        base = files.record.get("base_model") or {}
+        if base.get("id"):
+            bases.setdefault(base["id"], base_model_row(base))
+    frame = pd.concat(predictions, ignore_index=True) if predictions else empty_predictions()
+    frames = {
+        "runs": pd.DataFrame(run_rows),
+        "epochs": pd.DataFrame(epochs, columns=["run_id", "epoch", "split", "metric", "value"]),
+        "predictions": frame[["run_id"] + [c for c in frame.columns if c != "run_id"]],
+        "base_models": pd.DataFrame(list(bases.values()), columns=BASE_MODEL_COLUMNS),
+    }
+    return {name: to_arrow(name, table).to_pandas() for name, table in frames.items()}
 
 
 def _tables_folder(path: str) -> Optional[str]:
@@ -328,7 +369,7 @@ def experiment_paths(path: Experiments) -> Tuple[List[str], bool]:
         if not found:
             raise UsageError(f"no experiment matches '{text}' (a match must hold tables/runs.parquet)")
         return found, True
-    if _tables_folder(text) is not None:
+    if _tables_folder(text) is not None or _holds_train_runs(text):
         return [text], False
     children = [storage.join(text, name) for name in storage.list_dir(text) if not name.startswith(".")]
     found = [c for c in children if _tables_folder(c) is not None]
@@ -351,9 +392,15 @@ def _experiment_name(path: str) -> str:
 
 
 def _load_one(path: str) -> Dict[str, Any]:
-    folder = _locate(str(path))
-    frames: Dict[str, Any] = {}
+    if _holds_train_runs(str(path)):  # train's runs: their tables built from their files, here
+        folder = tables_uri(str(path))
+        frames: Dict[str, Any] = tables_from_run_folders(str(path), recorded_name(str(Path(path).expanduser().resolve())))
+    else:
+        folder = _locate(str(path))
+        frames = {}
     for name in TABLES:
+        if name in frames:
+            continue
         uri = storage.join(folder, f"{name}.parquet")
         if not storage.exists(uri):
             raise UsageError(f"experiment table '{uri}' is missing; the experiment did not finish writing its tables")
@@ -500,10 +547,6 @@ def _tagged(frame: pd.DataFrame, label: str) -> pd.DataFrame:
     frame = frame.drop(columns=["experiment"], errors="ignore")
     frame.insert(0, "experiment", label)
     return frame
-
-
-def json_column(value) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
 
 
 # The string columns that hold JSON (json_column): a table keeps them as strings (one Arrow type for

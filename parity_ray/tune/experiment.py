@@ -28,19 +28,18 @@ import ray
 from ray import tune
 
 from .. import storage
-from ..coders import code_family, is_base_worker
 from ..config import TrainConfig
-from ..data import get_dataset_spec
 from ..errors import UsageError
-from ..registry import spec_name
-from ..metrics import TUNE_METRIC, best_epoch_row
+from ..metrics import TUNE_METRIC
 from .tuning import SCHEDULERS, SEARCH_ALGS, build, build_callbacks, trial_run_id
-from ..results import SCHEMA_VERSION, best_run, empty_predictions, json_column, write_tables
+from ..results import best_run, empty_predictions, write_tables
+from ..run_tables import BASE_MODEL_COLUMNS, RunFiles, base_model_row, read_run_files, run_row
+from ..run_tables import epoch_rows as run_epoch_rows
 from .options import TuneOptions
 from .spaces import Cell, ExpandedSpace, expand
 from ..logs import configure_logging, stderr_log
 from ..machine import cache_dir
-from ..provenance import library_versions, stable_hash
+from ..provenance import SCHEMA_VERSION, library_versions, stable_hash
 from ..ray_session import ray_running
 
 Log = Callable[[str], None]
@@ -496,24 +495,12 @@ def _fit(space: ExpandedSpace, options: TuneOptions, bases, base_errors, log: Lo
 # --------------------------------------------------------------------------- tables
 
 
-def _config_columns(config: Dict[str, Any]) -> Dict[str, Any]:
-    try:
-        resolved = TrainConfig.from_dict(config).resolved().to_dict()
-    except UsageError:
-        resolved = {**TrainConfig().to_dict(), **config}
-    return {k: spec_name(v) if isinstance(v, dict) else v for k, v in resolved.items() if k not in ("out", "name")}
-
-
-def _read_run(result) -> Dict[str, Any]:
-    """Metrics history, run record and predictions from a trial's latest checkpoint."""
+def _read_run(result) -> Optional[RunFiles]:
+    """Metrics history, run record and predictions from a trial's latest checkpoint (None without one)."""
     if result.checkpoint is None:
-        return {"history": [], "record": {}, "predictions": None}
+        return None
     with result.checkpoint.as_directory() as folder:
-        folder = Path(folder)
-        history = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
-        record = json.loads((folder / "config.json").read_text())
-        predictions = storage.read_parquet(str(folder / "predictions.parquet")).to_pandas() if (folder / "predictions.parquet").exists() else None
-    return {"history": history, "record": record, "predictions": predictions}
+        return read_run_files(Path(folder))
 
 
 def _checkpoint_uri(options: TuneOptions, result) -> Optional[str]:
@@ -539,11 +526,12 @@ def build_tables(options: TuneOptions, space: ExpandedSpace, results, bases, bas
         if cell.unavailable or base_key in base_errors or not matches:
             reason = cell.unavailable or base_errors.get(base_key) or "trial did not run"
             status = "UNAVAILABLE" if cell.unavailable else "ERROR"
-            run_rows.append(_run_row(options, space, cell.run_id, cell.config, status, reason, None, [], None, None))
+            run_rows.append(run_row(options.name, cell.run_id, cell.config, status, reason, [], None, space=space.name,
+                                    cpus=options.cpus_per_trial, gpus=options.gpus_per_trial))
             continue
         for run_id, (result, trial, sampled) in matches:
             run = _read_run(result)
-            history = run["history"]
+            history = run.history if run else []
             config = {**trial["config"], **sampled}
             epochs_done = max((r["epoch"] for r in history), default=0)
             wanted = TrainConfig.from_dict(config).epochs
@@ -556,109 +544,22 @@ def build_tables(options: TuneOptions, space: ExpandedSpace, results, bases, bas
                 status, error = "EARLY_STOPPED", f"stopped by the {space.scheduler['cls']} scheduler after epoch {epochs_done}"
             else:
                 status, error = "INCOMPLETE", None
-            run_rows.append(
-                _run_row(options, space, run_id, config, status, error, result, history, run["record"], bases.get(base_key), _checkpoint_uri(options, result))
-            )
-            for row in history:
-                for metric, value in row.items():
-                    if metric not in ("epoch", "split"):
-                        epoch_rows.append({"run_id": run_id, "epoch": row["epoch"], "split": row["split"], "metric": metric, "value": float(value)})
-            if run["predictions"] is not None:
-                prediction_frames.append(run["predictions"].assign(run_id=run_id))
+            run_rows.append(run_row(options.name, run_id, config, status, error, history, run.record if run else {},
+                                    space=space.name, base_id=bases.get(base_key, {}).get("id"),
+                                    checkpoint_uri=_checkpoint_uri(options, result), metrics=result.metrics or {},
+                                    cpus=options.cpus_per_trial, gpus=options.gpus_per_trial))
+            epoch_rows.extend(run_epoch_rows(run_id, history))
+            if run and run.predictions is not None:
+                prediction_frames.append(run.predictions.assign(run_id=run_id))
 
     predictions = pd.concat(prediction_frames, ignore_index=True) if prediction_frames else empty_predictions()
     predictions = predictions[["run_id"] + [c for c in predictions.columns if c != "run_id"]]
-    base_rows = [
-        {
-            "base_model_id": b["id"], "dataset": b["dataset"], "arch": b["arch"], "seed": b["seed"], "source": b["source"],
-            "val_accuracy": b["val_accuracy"], "test_accuracy": b["test_accuracy"], "train_accuracy": b["train_accuracy"],
-            "train_seconds": b["train_seconds"], "epochs": b["epochs"], "input_norm": json_column(b["input_norm"]),
-            "weights_uri": b["weights_uri"],
-        }
-        for b in bases.values()
-    ]
+    base_rows = [base_model_row(b) for b in bases.values()]
     return {
         "runs": pd.DataFrame(run_rows),
         "epochs": pd.DataFrame(epoch_rows, columns=["run_id", "epoch", "split", "metric", "value"]),
         "predictions": predictions,
-        "base_models": pd.DataFrame(base_rows, columns=["base_model_id", "dataset", "arch", "seed", "source", "val_accuracy",
-                                                        "test_accuracy", "train_accuracy", "train_seconds", "epochs",
-                                                        "input_norm", "weights_uri"]),
-    }
-
-
-def _code_columns(config: Dict[str, Any], best_test: Dict[str, Any]) -> Dict[str, Any]:
-    """Code family, worker kind, redundancy and both measures for every e (e1..e3 always, more when r > 3)."""
-    try:
-        resolved = TrainConfig.from_dict(config).resolved()
-        family = code_family(resolved.encoder, resolved.decoder)
-        worker = "base" if is_base_worker(resolved.parity_model) else "trained"
-        k, r = resolved.k, resolved.r
-    except UsageError:
-        family, worker, k, r = None, None, config.get("k"), config.get("r") or 1
-    columns: Dict[str, Any] = {"code_family": family, "worker": worker,
-                               "redundancy": (r / k) if k else None}
-    columns.update({key: best_test.get(key) for key in
-                    ["all_accuracy_e0"] +
-                    [f"{m}_e{e}" for e in range(1, max(3, int(r or 1)) + 1) for m in ("degraded_accuracy", "all_accuracy")]})
-    for key in ("byzantine_accuracy", "byzantine_accuracy_unlocated", "byzantine_located"):
-        columns[key] = best_test.get(key)
-    return columns
-
-
-def _task(config: Dict[str, Any]) -> Optional[str]:
-    """classification or regression: what the run's dataset asks of F (None for an unregistered dataset)."""
-    try:
-        return get_dataset_spec(config.get("dataset")).task
-    except UsageError:
-        return None
-
-
-def _run_row(options, space, run_id, config, status, error, result, history, record, base=None, checkpoint_uri=None):
-    def split_row(epoch: int) -> Dict[str, float]:
-        return next((r for r in history if r["epoch"] == epoch and r["split"] == "test"), {})
-
-    best = best_epoch_row([r for r in history if r["split"] == "val"])
-    best_epoch = best["epoch"] if best else None
-    final_epoch = max((r["epoch"] for r in history), default=None)
-    metrics = (result.metrics or {}) if result is not None else {}
-    best_test = split_row(-1 if best_epoch is None else best_epoch)
-    final_test = split_row(-1 if final_epoch is None else final_epoch)
-    return {
-        "experiment": options.name,
-        "run_id": run_id,
-        "status": status,
-        "error": error,
-        **_config_columns(config),
-        "config_json": json_column(config),
-        "space": space.name,
-        "base_model_id": (base or {}).get("id") or (record or {}).get("base_model", {}).get("id"),
-        "available_accuracy": best_test.get("available_accuracy"),
-        "majority_accuracy": best_test.get("majority_accuracy"),
-        "degraded_accuracy": best_test.get("overall_top1"),
-        "reconstruction_accuracy": best_test.get("reconstruction_top1"),
-        "degraded_top5": best_test.get("overall_top5"),
-        "task": _task(config),
-        "degraded_mean_iou": best_test.get("mean_iou"),
-        "reconstruction_mean_iou": best_test.get("reconstruction_mean_iou"),
-        **_code_columns(config, best_test),
-        "best_epoch": best_epoch,
-        "best_val_reconstruction": best["reconstruction_top1"] if best else None,
-        "val_degraded_accuracy": best.get("overall_top1") if best else None,
-        "final_degraded_accuracy": final_test.get("overall_top1"),
-        "final_reconstruction_accuracy": final_test.get("reconstruction_top1"),
-        "epochs_done": final_epoch or 0,
-        "train_seconds": metrics.get("train_seconds"),
-        "wall_seconds": metrics.get("time_total_s"),
-        "cpus": options.cpus_per_trial,
-        "gpus": options.gpus_per_trial,
-        "node_id": metrics.get("node_id"),
-        "node_ip": metrics.get("node_ip"),
-        "hostname": metrics.get("hostname"),
-        "versions": json_column((record or {}).get("versions") or library_versions()),
-        "checkpoint_uri": checkpoint_uri,
-        "trial_id": metrics.get("trial_id"),
-        "schema_version": SCHEMA_VERSION,
+        "base_models": pd.DataFrame(base_rows, columns=BASE_MODEL_COLUMNS),
     }
 
 

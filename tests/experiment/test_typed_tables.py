@@ -59,13 +59,10 @@ def test_tune_tables_are_written_with_their_stated_schema(two_experiments):
 
 def test_ints_stay_ints_with_missing_values(tmp_path):
     """An UNAVAILABLE row (no epochs, no base model) beside a finished one: int columns stay int64."""
-    from parity_ray.tune.experiment import _run_row
-    from parity_ray.tune.spaces import ExpandedSpace
+    from parity_ray.run_tables import run_row
 
-    options = TuneOptions(space="quick", name="x", storage=str(tmp_path))
-    space = ExpandedSpace.__new__(ExpandedSpace)
-    space.name = "quick"
-    missing = _run_row(options, space, "r0", {"dataset": "nowhere", "k": 2}, "UNAVAILABLE", "not registered", None, [], None)
+    missing = run_row("x", "r0", {"dataset": "nowhere", "k": 2}, "UNAVAILABLE", "not registered", [], None, space="quick",
+                      cpus=1, gpus=0)
     done = {**missing, "run_id": "r1", "status": "COMPLETED", "error": None, "best_epoch": 3, "epochs_done": 3}
     runs = pd.DataFrame([missing, done])
     empty = {"epochs": pd.DataFrame(columns=["run_id", "epoch", "split", "metric", "value"]),
@@ -159,17 +156,13 @@ def test_loading_nothing_is_one_clear_error(tmp_path):
 
 def test_a_regression_runs_row_names_its_task_and_mean_ious():
     """The runs row of a box-regression trial carries task and both mean IoUs; a classifier's are null."""
-    from types import SimpleNamespace
+    from parity_ray.run_tables import run_row
 
-    from parity_ray.tune.experiment import _run_row
-
-    options = SimpleNamespace(name="e", cpus_per_trial=1, gpus_per_trial=0)
     history = [{"epoch": 1, "split": split, "overall_top1": 0.5, "reconstruction_top1": 0.6, "mean_iou": 0.71,
                 "reconstruction_mean_iou": 0.8} for split in ("val", "test")]
-    boxes = _run_row(options, SimpleNamespace(name="s"), "r", {"dataset": "cub-localization", "k": 2, "r": 1},
-                     "COMPLETED", None, None, history, {})
+    boxes = run_row("e", "r", {"dataset": "cub-localization", "k": 2, "r": 1}, "COMPLETED", None, history, {}, space="s")
     assert (boxes["task"], boxes["degraded_mean_iou"], boxes["reconstruction_mean_iou"]) == ("regression", 0.71, 0.8)
-    classes = _run_row(options, SimpleNamespace(name="s"), "r", {"dataset": "mnist", "k": 2, "r": 1},
-                       "COMPLETED", None, None, [{**h, "mean_iou": None, "reconstruction_mean_iou": None} for h in history], {})
+    classes = run_row("e", "r", {"dataset": "mnist", "k": 2, "r": 1}, "COMPLETED", None,
+                      [{**h, "mean_iou": None, "reconstruction_mean_iou": None} for h in history], {}, space="s")
     assert (classes["task"], classes["degraded_mean_iou"]) == ("classification", None)
     results.to_arrow("runs", pd.DataFrame([boxes, classes]))  # both fit the runs schema
