@@ -132,8 +132,9 @@ class SimulationOptions(Deployment):
         return AppOptions.from_deployment(self, mode=mode, frontend_replicas=1)
 
     def smoke_test(self) -> "SimulationOptions":
-        """``--smoke-test``: a few queries through a coded and an uncoded mode, to check the set-up."""
-        return dataclasses.replace(self, modes=smoke_modes(), queries=8, warmup=2)
+        """``--smoke-test``: a few queries through a coded and an uncoded mode, to check the set-up
+        (enough for ``sweep --calibrate`` to fit service times from)."""
+        return dataclasses.replace(self, modes=smoke_modes(), queries=60, warmup=5)
 
     def repetition(self, index: int) -> "SimulationOptions":
         """Repetition ``index`` (0 = the options as given): seeds moved on by ``index`` (the load's send
@@ -180,7 +181,7 @@ class SweepOptions(ModePolicy):
         """``--smoke-test``: a short sweep in this process, to check the set-up; with neither --service
         nor --calibrate, the service times are ``SMOKE_SERVICE`` (stated in the output's ``service``)."""
         service = self.service if (self.service or self.calibrate) else SMOKE_SERVICE
-        return dataclasses.replace(self, queries=2000, warmup=50, workers=0, service=service)
+        return dataclasses.replace(self, queries=500, warmup=20, workers=0, service=service)
 
     def mode_options(self) -> Dict[str, Any]:
         return {"deadline_ms": self.deadline_ms, "deadline_quantile": self.deadline_quantile,

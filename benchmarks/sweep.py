@@ -19,6 +19,7 @@ import json
 import sys
 import tempfile
 import time
+from typing import Optional
 from pathlib import Path
 
 import numpy as np
@@ -54,11 +55,12 @@ def trained_experiment(storage: str, smoke: bool = False) -> str:
     return opts.uri
 
 
-def validation(experiment: str, queries: int, rate: float, deadline_ms: float, repeat: int = 1) -> list:
+def validation(experiment: str, queries: int, rate: float, deadline_ms: float, repeat: int = 1,
+               dataset: Optional[str] = None, data_root: Optional[str] = None) -> list:
     from parity_ray.actors.simulation import SimulationOptions, run_simulation
     from parity_ray.ray_session import ray_running
 
-    sim = SimulationOptions(experiment=experiment, modes=MODES, straggler=STRAGGLER, rate=rate, queries=queries,
+    sim = SimulationOptions(experiment=experiment, dataset=dataset, data_root=data_root, modes=MODES, straggler=STRAGGLER, rate=rate, queries=queries,
                             warmup=50, deadline_ms=deadline_ms, timeout_s=5, progress=False, interleave_s=2.0,
                             cpus_per_replica=0.05, repeat=repeat)
     with ray_running(num_cpus=2, log_to_driver=False):
@@ -67,7 +69,7 @@ def validation(experiment: str, queries: int, rate: float, deadline_ms: float, r
     swept: dict = {}
     for index in range(repeat):  # the sweep at each repetition's seed, as Serve ran it
         seed = sim.repetition(index).seed
-        summary = run_sweep(SweepOptions(experiment=experiment, modes=MODES, rates=[rate], stragglers=[STRAGGLER],
+        summary = run_sweep(SweepOptions(experiment=experiment, dataset=dataset, modes=MODES, rates=[rate], stragglers=[STRAGGLER],
                                          queries=queries * 20, warmup=50, calibrate=target, deadline_ms=deadline_ms,
                                          timeout_s=5, workers=0, progress=False, seed=seed), log=lambda _m: None)
         for row in summary["rows"]:
@@ -91,6 +93,8 @@ def validation(experiment: str, queries: int, rate: float, deadline_ms: float, r
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiment", help="an experiment (digits or MNIST k=2 run); default: train a small one here")
+    parser.add_argument("--dataset", help="with --experiment: its best run of this dataset (needed when it has several)")
+    parser.add_argument("--data-root", help="where the dataset's test images are (the Serve run reads them)")
     parser.add_argument("--queries", type=int, default=1_000_000, help="speed: simulated queries")
     parser.add_argument("--workers", type=int, help="speed: Ray tasks at once (default: this machine's CPUs); 0: in process")
     parser.add_argument("--serve-queries", type=int, help="validation: measured queries per mode on Serve (default 600; "
@@ -115,7 +119,8 @@ def main(argv=None) -> int:
     print(f"speed: {s['queries']:,} queries over 100 replicas (coded k=4 r=1, 20 apps) in {s['seconds']:.1f} s "
           f"(target < 60 s: {'met' if s['seconds'] < 60 else 'MISSED'}); p99.9 {s['row']['p999_ms']:.1f} ms")
     if not args.skip_validation:
-        rows = validation(experiment, args.serve_queries, args.rate, args.deadline_ms, args.serve_repeat)
+        rows = validation(experiment, args.serve_queries, args.rate, args.deadline_ms, args.serve_repeat,
+                          args.dataset, args.data_root)
         result["validation"] = rows
         print(f"validation ({STRAGGLER}, {args.rate:g} qps, deadline {args.deadline_ms:g} ms, {args.serve_queries} queries "
               f"per mode on Serve, {args.serve_repeat} repetition(s); Serve: median [min-max], spread = its own "

@@ -58,10 +58,10 @@ def from_run_dir(path: str) -> RunSource:
                      versions=record.get("versions") or {}, origin=str(path))
 
 
-def from_experiment(experiment: str, run: str = "best") -> RunSource:
+def from_experiment(experiment: str, run: str = "best", *, dataset: Optional[str] = None) -> RunSource:
     from .serving import resolve_run
 
-    served = resolve_run(experiment, run)
+    served = resolve_run(experiment, run, dataset=dataset)
     versions = {}
     if served.parity_checkpoint_uri:
         record = storage.join(served.parity_checkpoint_uri.rsplit("/checkpoints/", 1)[0], "config.json")

@@ -18,13 +18,14 @@ class ExportOptions:
     run_dir: Optional[str] = field(default=None, metadata={"positional": "?", "metavar": "RUN"})  # a run folder (parity-ray train's, or a trial's checkpoint folder)
     experiment: Optional[str] = None  # instead of RUN: an experiment folder or s3:// URI
     run: Optional[str] = None  # with --experiment: a run id, or best (default)
+    dataset: Optional[str] = None  # with --run best: the best run of this dataset (needed when the experiment has several)
     out: str  # the new folder to write (must not exist, or be empty)
 
     def check(self) -> None:
         if bool(self.run_dir) == bool(self.experiment):
             raise UsageError("export needs a run folder (RUN) or --experiment E [--run best|ID], not both")
-        if self.run_dir and self.run is not None:
-            raise UsageError("--run picks a run of --experiment; with a run folder leave it out")
+        if self.run_dir and (self.run is not None or self.dataset is not None):
+            raise UsageError("--run and --dataset pick a run of --experiment; with a run folder leave them out")
         from ..bounds import check_output_dir
 
         check_output_dir(self.out, "--out")
@@ -46,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
 
     options = options_from_args(ExportOptions, args)
     options.check()
-    source = from_run_dir(options.run_dir) if options.run_dir else from_experiment(options.experiment, options.run or "best")
+    source = from_run_dir(options.run_dir) if options.run_dir else from_experiment(options.experiment, options.run or "best",
+                                                                                    dataset=options.dataset)
     summary = export_run(source, options.out)
     print(format_summary(summary))
     if args.json:

@@ -24,7 +24,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     if args.smoke_test:
-        config = TrainConfig.from_dict(SMOKE_OVERRIDES, base=config)
+        # --epochs 0 (a code with nothing to train) stays an evaluation: one epoch would be refused
+        config = TrainConfig.from_dict({**SMOKE_OVERRIDES, **({"epochs": 0} if config.epochs == 0 else {})}, base=config)
     result = train(config, progress=not args.no_progress)
     emit(result.summary, args.json)
     return 0

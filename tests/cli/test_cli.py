@@ -67,6 +67,20 @@ def test_quickstart_picks_the_next_free_name(tmp_path):
     assert _free_name(str(tmp_path)) == "q2"
 
 
+def test_quickstart_keeps_to_digits_without_mnist_and_takes_it_when_found(tmp_path, monkeypatch, data_root):
+    """No data root, no $PARITY_RAY_DATA, nothing in the cache: the quick grid's digits cells, said in
+    one line; MNIST found in $PARITY_RAY_DATA: the whole grid (the README test runs it with --data-root)."""
+    from parity_ray.cli.quickstart import _grid_overrides
+
+    said = []
+    monkeypatch.setenv("PARITY_RAY_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("PARITY_RAY_DATA", raising=False)
+    assert _grid_overrides(None, said.append) == ["dataset=digits", "epochs=40"]
+    assert said == ["MNIST is not on this machine (pass --data-root or set PARITY_RAY_DATA): the grid keeps to its digits cells"]
+    monkeypatch.setenv("PARITY_RAY_DATA", data_root)
+    assert _grid_overrides(None, said.append) == [] and len(said) == 1
+
+
 def test_quickstart_refuses_remote_storage(tmp_path):
     assert_usage_error(cli("quickstart", "--storage", "s3://bucket/prefix"), "--storage must be a local folder")
 
