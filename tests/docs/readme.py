@@ -145,11 +145,18 @@ def fresh_layout(folder: Path, shared: Path) -> Path:
     and ``shared/`` beside it linking the real data and models. Returns the repository folder."""
     import subprocess
 
+    import shutil
+
     repo = folder / "repo"
-    subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(REPO), str(repo)], check=True)
-    # what this checkout changed and has not committed is what is under test
-    changed = subprocess.run(["git", "ls-files", "-m", "-o", "--exclude-standard"], cwd=REPO, check=True,
-                             capture_output=True, text=True).stdout.split()
+    cloned = subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(REPO), str(repo)], capture_output=True)
+    if cloned.returncode != 0:  # not a git checkout (an unpacked archive): its files, without what runs leave
+        shutil.rmtree(repo, ignore_errors=True)
+        shutil.copytree(REPO, repo, symlinks=True, ignore=shutil.ignore_patterns(
+            ".git", ".venv", "__pycache__", "*.egg-info", "results", "runs", ".pytest_cache"))
+        changed = []
+    else:  # what this checkout changed and has not committed is what is under test
+        changed = subprocess.run(["git", "ls-files", "-m", "-o", "--exclude-standard"], cwd=REPO, check=True,
+                                 capture_output=True, text=True).stdout.split()
     for name in changed:
         source, target = REPO / name, repo / name
         if source.is_file():
