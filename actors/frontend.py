@@ -186,7 +186,7 @@ class RequestReader:
             raise BadRequest("'instances' must be a non-empty list of inputs")
         if len(instances) > self.max_instances:
             raise BadRequest(f"{len(instances)} instances in one request; at most {self.max_instances}")
-        with np.errstate(over="ignore"):  # 1e300 as float32 is inf, refused below, not a warning per request
+        with np.errstate(over="ignore"):  # no overflow warning per request: a value out of range is refused below
             return [self._instance(i, instance, plain) for i, instance in enumerate(instances)]
 
     def _instance(self, i: int, instance: Any, plain: bool) -> np.ndarray:
@@ -194,7 +194,9 @@ class RequestReader:
         found = None if plain else _non_number(instance, len(self.input_shape))  # a plain body holds no booleans, null or strings
         if found is None:
             try:
-                array = np.asarray(instance, dtype=np.float32)
+                # read at double precision and range-checked there: as float32, -1e-40 would become -0.0
+                # and 1 + 1e-9 would become 1.0, both inside [0, 1] though the values sent are not
+                array = np.asarray(instance, dtype=np.float64)
             except OverflowError:  # an integer past float's range
                 raise self._outside(i) from None
             except (ValueError, TypeError):
@@ -210,7 +212,7 @@ class RequestReader:
             raise BadRequest(f"instance {i} has shape {got}; expected {self.expected}")
         if not np.isfinite(array).all() or array.min() < 0.0 or array.max() > 1.0:
             raise self._outside(i)
-        return array
+        return array.astype(np.float32)
 
     @staticmethod
     def _outside(i: int) -> BadRequest:
