@@ -272,7 +272,9 @@ class Frontend(Routing):
     # ------------------------------------------------------------------ handle door
     async def query(self, query_id: int, pixels: np.ndarray) -> Dict[str, Any]:
         """One query (pixels in [0, 1], the dataset's shape): its full answer record."""
-        record = await self._answer(self._normalise(np.asarray(pixels, dtype=np.float32)))
+        # The caller's id names the query in its groups too: two calls sent close together may reach
+        # this replica in either order, so an id of this replica's own would not be the table's.
+        record = await self._answer(self._normalise(np.asarray(pixels, dtype=np.float32)), query_id)
         record["query_id"] = query_id
         return record
 
@@ -338,9 +340,11 @@ class Frontend(Routing):
     def _normalise(self, pixels: np.ndarray) -> np.ndarray:
         return (pixels - self.mean) * self.inv_std
 
-    async def _answer(self, query: np.ndarray) -> Dict[str, Any]:
+    async def _answer(self, query: np.ndarray, query_id: Optional[int] = None) -> Dict[str, Any]:
+        """One query through the mode; ``query_id`` the caller's (the handle door), else the next of this
+        replica's own (HTTP)."""
         self.served += 1
-        return await self.answer_query(next(self.query_ids), query)
+        return await self.answer_query(next(self.query_ids) if query_id is None else query_id, query)
 
     def check_health(self) -> None:
         return None
