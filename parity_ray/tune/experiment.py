@@ -95,14 +95,26 @@ def resolve_paths_on_the_driver(options: TuneOptions) -> TuneOptions:
     """Trials run in Ray's own working folder, so a relative path the user gave (``--data-root``, ``--set
     data_root=..``, ``base_weights``, ``base_cache``, ``$PARITY_RAY_DATA``) is made absolute here, where it
     was meant, before any trial starts (the README's ``--set data_root=../shared/data`` works as written)."""
+    from ..data import data_roots
+
+    def checked_root(value: str) -> str:
+        # an explicit data root that is not a folder is refused here, in one line, before anything is
+        # written or any Ray task starts (not as every trial's error)
+        if value and not storage.is_remote(value) and not value.startswith("["):
+            data_roots(value)
+        return _absolute(value)
+
+    if options.data_root and any(item.partition("=")[0].strip() == "data_root" for item in options.overrides):
+        raise UsageError("give the data root once: --data-root or --set data_root=..., not both")
     overrides = []
     for item in options.overrides:
         key, sep, value = item.partition("=")
-        overrides.append(f"{key}={_absolute(value)}" if sep and key.strip() in PATH_KEYS else item)
+        if sep and key.strip() == "data_root":
+            overrides.append(f"{key}={checked_root(value.strip())}")
+        else:
+            overrides.append(f"{key}={_absolute(value)}" if sep and key.strip() in PATH_KEYS else item)
     if options.data_root:
-        if any(item.partition("=")[0].strip() == "data_root" for item in options.overrides):
-            raise UsageError("give the data root once: --data-root or --set data_root=..., not both")
-        overrides.append(f"data_root={_absolute(options.data_root)}")
+        overrides.append(f"data_root={checked_root(options.data_root)}")
     env = os.environ.get(DATA_ENV)
     if env and not storage.is_remote(env) and not Path(env).is_absolute():
         os.environ[DATA_ENV] = _absolute(env)  # a local Ray's workers inherit the driver's environment
