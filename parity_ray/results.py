@@ -29,7 +29,7 @@ import pyarrow as pa
 from . import storage
 from .errors import UsageError
 
-from .provenance import SCHEMA_VERSION, json_column  # noqa: F401 - the tables' names for them
+from .provenance import SCHEMA_VERSION  # the version of the tables this module writes and reads
 
 TABLES = ("runs", "epochs", "predictions", "base_models")  # written by parity-ray tune
 SIMULATION_TABLES = ("queries", "simulations", "sweeps")  # one file per simulation / sweep (tables/<name>/<id>.parquet)
@@ -549,7 +549,7 @@ def _tagged(frame: pd.DataFrame, label: str) -> pd.DataFrame:
     return frame
 
 
-# The string columns that hold JSON (json_column): a table keeps them as strings (one Arrow type for
+# The string columns that hold JSON (provenance.json_column): a table keeps them as strings (one Arrow type for
 # any content), a JSON output nests them as the objects they are (decode_json_columns).
 JSON_COLUMNS = frozenset({"config", "config_json", "replica_nodes", "versions", "settings", "service", "replicates",
                           "input_norm"})

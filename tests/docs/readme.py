@@ -125,10 +125,6 @@ def stated_minutes(text: str) -> Optional[str]:
     return match.group(0) if match else None
 
 
-def shell_blocks() -> Dict[str, List[Block]]:
-    return {str(path.relative_to(REPO)): [b for b in blocks(path) if b.language in SHELL_LANGUAGES]
-            for path in documents()}
-
 
 @dataclass
 class Outcome:
