@@ -174,7 +174,8 @@ def lineage(runs: pd.DataFrame, base_models: pd.DataFrame) -> pd.DataFrame:
     table = table.merge(base, on="base_model_id", how="left")
     table["arch"] = table["arch"].where(table["arch"].notna(), table["model"])
     table["accuracy_drop"] = table["available_accuracy"] - table["degraded_accuracy"]
-    extra = [c for c in table.columns if c.startswith("degraded_accuracy_e") or c in ("systematic", "worker", "redundancy")]
+    extra = [c for c in table.columns if c.startswith("degraded_accuracy_e")
+             or c in ("systematic", "worker", "redundancy", "parity_arch", "parity_params", "parity_flops")]
     table = table[LINEAGE_COLUMNS + extra]
     return table.sort_values(["dataset", "base_model_id", "code_family", "k", "r", "run_id"], na_position="last",
                              kind="stable").reset_index(drop=True)

@@ -85,13 +85,22 @@ def code_label(row) -> str:
     systematic = row.get("systematic")
     kind = "" if systematic is None or systematic != systematic else ("systematic, " if systematic else "non-systematic, ")
     worker = {"base": "F", "trained": "trained"}.get(row.get("worker"), "trained")
+    arch = row.get("parity_arch")
+    if worker == "trained" and isinstance(arch, str) and arch != str(row.get("model")):
+        worker += f" {arch}"  # a parity model of another architecture is another code
     byzantine = row.get("byzantine")
     byzantine = f", byzantine {int(byzantine)}" if byzantine == byzantine and byzantine else ""  # NaN: older rows
     return f"{name} ({kind}{worker}{byzantine})"
 
 
+PARITY_COST = ["parity_arch", "parity_params", "parity_flops"]  # the runs table's cost of each coded query
+
+
 def code_comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Every completed code at each (dataset, model, k, r), grouped by redundancy r/k and code family.
+
+    Each code's worker on the coded queries and its cost (``parity_arch``, ``parity_params``,
+    ``parity_flops`` per coded query) stand beside its accuracy.
 
     ``all_accuracy_e0`` (every answer through the code with all workers back: what the code costs
     with no failure), both measures for each e = 1..r (``degraded_accuracy_e<e>``: rebuilt outputs
@@ -112,7 +121,9 @@ def code_comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
     measures.sort(key=lambda c: (int(c.rsplit("_e", 1)[1]), c.startswith("all")))
     if "majority_accuracy" not in done:
         done["majority_accuracy"] = np.nan
-    table = done[CODE_CELL + ["redundancy", "code_family", "code", "available_accuracy", "majority_accuracy"] + measures + ["run_id"]]
+    cost = [c for c in PARITY_COST if c in done]  # beside the accuracy: a larger parity model is never a hidden win
+    table = done[CODE_CELL + ["redundancy", "code_family", "code"] + cost + ["available_accuracy", "majority_accuracy"]
+                 + measures + ["run_id"]]
     key = "degraded_accuracy_e1" if "degraded_accuracy_e1" in table else "degraded_accuracy"
     if key not in table:
         table = table.assign(**{key: done["degraded_accuracy"]})

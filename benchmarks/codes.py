@@ -8,7 +8,9 @@ K = 8 figures (ResNet-18 bases listed at 0.99 / 0.97: MNIST 0.872, Fashion-MNIST
 parity models of the same figure (0.683 / 0.671).
 
 Goal: the best code here (chosen on validation degraded accuracy) beats ApproxIFER's figure on both datasets in
-test degraded accuracy. "no failure" is every answer through the code with all workers back (all_accuracy_e0).
+test degraded accuracy (the exit status); the further goal, >= 0.95 on MNIST and >= 0.85 on Fashion-MNIST,
+is printed as met or missed. Each row also names its parity model's parameters and FLOPs per coded
+query, so a larger parity model (``lenet5-wide`` rows) is never a hidden win. "no failure" is every answer through the code with all workers back (all_accuracy_e0).
 
     python benchmarks/codes.py --data-root ../shared/data [--epochs 10] [--json]
     python benchmarks/codes.py --smoke-test          # digits, one epoch: checks the script
@@ -26,12 +28,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from parity_ray.config import TrainConfig  # noqa: E402
+from parity_ray.run_tables import parity_cost_columns  # noqa: E402
 from parity_ray.trainer import train  # noqa: E402
 
 PUBLISHED = {  # ApproxIFER (AAAI'22), K = 8, S = 1: (ApproxIFER, parity models in the same figure)
     "mnist": (0.872, 0.683),
     "fashion-mnist": (0.74, 0.671),
 }
+
+GOAL = {"mnist": 0.95, "fashion-mnist": 0.85}  # issue 23: past the published figures, near what F answers alone
 
 # name -> config keys; the trained ones get --epochs, the others run with epochs 0.
 CODES = {  # cheapest first, so an interrupted run still has the most rows
@@ -43,6 +48,11 @@ CODES = {  # cheapest first, so an interrupted run still has the most rows
     "berrut non-systematic (trained workers)": {"encoder": "berrut", "decoder": "berrut", "systematic": False,
                                                 "parity_init": "base", "loss": "kl"},
     "learned mlp/mlp (F)": {"encoder": "mlp", "decoder": "mlp", "parity_model": "base", "loss": "kl"},
+    # A larger parity model (issue 23, item 3): its parameters and FLOPs per coded query are in the row.
+    "addition (lenet5-wide parity model)": {"encoder": "addition", "decoder": "subtraction", "loss": "mse",
+                                            "parity_model": "lenet5-wide"},
+    "concatenation (lenet5-wide parity model)": {"encoder": "concatenation", "decoder": "subtraction", "loss": "mse",
+                                                 "parity_model": "lenet5-wide"},
 }
 
 
@@ -63,9 +73,18 @@ def run_code(dataset: str, name: str, keys: dict, args, out: Path) -> dict:
         "val_degraded_accuracy": summary.get("val_degraded_accuracy"), "majority_accuracy": summary.get("majority_accuracy"),
         "seconds": round(time.perf_counter() - started, 1),
         "train_seconds": summary["train_seconds"],
+        **parity_cost_columns(config.to_dict()),
     }
     print(f"    -> {json.dumps(row)}", file=sys.stderr, flush=True)  # each row as it lands
     return row
+
+
+def _count(value) -> str:
+    return "-" if value is None else f"{value / 1e6:.2f} M" if value >= 1e5 else f"{value / 1e3:.1f} k"
+
+
+def _mflops(value) -> str:
+    return "-" if value is None else f"{value / 1e6:.2f}"
 
 
 def main(argv=None) -> int:
@@ -102,7 +121,7 @@ def main(argv=None) -> int:
 
     print(f"\nk = {args.k}, r = 1 (one unavailable worker), {args.model} bases; trained codes: {args.epochs} epochs")
     header = (f"{'dataset':<14} {'code':<42} {'available':>9} {'no failure':>10} {'degraded':>9} {'all-k':>7} "
-              f"{'val degr.':>9} {'seconds':>8}")
+              f"{'val degr.':>9} {'seconds':>8} {'parity params':>13} {'MFLOPs/query':>12}")
     print(header + "\n" + "-" * len(header))
     verdicts = {}
     for dataset in datasets:
@@ -111,17 +130,20 @@ def main(argv=None) -> int:
             below = row["majority_accuracy"] is not None and row["degraded_accuracy"] < row["majority_accuracy"]
             print(f"{dataset:<14} {row['code']:<42} {row['available_accuracy']:>9.4f} {row['no_failure_accuracy']:>10.4f} "
                   f"{row['degraded_accuracy']:>9.4f} {row['all_accuracy']:>7.4f} {row['val_degraded_accuracy']:>9.4f} "
-                  f"{row['seconds']:>8.1f}{'  BELOW BASE RATE' if below else ''}")
+                  f"{row['seconds']:>8.1f} {_count(row['parity_params']):>13} {_mflops(row['parity_flops']):>12}"
+                  f"{'  BELOW BASE RATE' if below else ''}")
         if dataset in PUBLISHED:
             approxifer, parm = PUBLISHED[dataset]
             print(f"{dataset:<14} {'published: ApproxIFER (ResNet-18, K=8)':<42} {'':>9} {approxifer:>9.4f}")
             print(f"{dataset:<14} {'published: parity models (same figure)':<42} {'':>9} {parm:>9.4f}")
             best = max(mine, key=lambda r: r["val_degraded_accuracy"])  # chosen on validation; its test figure is judged
             met = best["degraded_accuracy"] > approxifer
+            goal = GOAL.get(dataset)
             verdicts[dataset] = {"best_code": best["code"], "best_degraded_accuracy": best["degraded_accuracy"],
-                                 "approxifer": approxifer, "met": met}
+                                 "approxifer": approxifer, "met": met, "goal": goal,
+                                 "goal_met": goal is not None and best["degraded_accuracy"] >= goal}
             print(f"  best on validation: {best['code']}, test {best['degraded_accuracy']:.4f} vs ApproxIFER {approxifer:.3f}: "
-                  f"{'met' if met else 'MISSED'}")
+                  f"{'met' if met else 'MISSED'}; goal {goal}: {'met' if verdicts[dataset]['goal_met'] else 'missed'}")
     if args.json:
         print(json.dumps({"k": args.k, "epochs": args.epochs, "rows": rows, "targets": verdicts}, sort_keys=True))
     return 0 if all(v["met"] for v in verdicts.values()) else 1

@@ -12,6 +12,11 @@ locating rate is the share of injected outputs the locator names. Two F's:
 Reference, measured in the same run: the locator of the previous release (one rational fit on the
 raw outputs, numerator degree m - 2E - 1), kept below for that purpose only.
 
+Where r reaches the locator's bound (``locator_min_r``), the rate is measured again with stragglers
+(uniformly drawn workers that never return): as many as the Berrut decoder's
+``tolerated_stragglers`` (what the trainer's ``byzantine_*`` figures use), and all of r beyond the
+bound (the earlier rule, reference).
+
     python benchmarks/locator.py --data-root ../shared/data [--k 4 12] [--groups 200] [--json]
     python benchmarks/locator.py --smoke-test        # identity and a digits MLP, few groups
 """
@@ -28,7 +33,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from parity_ray.coders.berrut import _chebyshev_basis, berrut_points, berrut_weights, locate_errors  # noqa: E402
+from parity_ray.coders.berrut import (BerrutDecoder, _chebyshev_basis, berrut_points, berrut_weights,  # noqa: E402
+                                     locate_errors, locator_min_r)
 from parity_ray.evaluation import BYZANTINE_NOISE  # noqa: E402
 
 
@@ -67,7 +73,29 @@ def locating_rates(model, inputs: torch.Tensor, k: int, r: int, errors: int, gro
     started = time.perf_counter()
     now = rate(locate_errors(corrupted, workers, errors, query))
     seconds = time.perf_counter() - started
-    return {"now": now, "previous": rate(previous_locator(corrupted, workers, errors)), "now_ms_per_group": 1e3 * seconds / len(picks)}
+    rates = {"now": now, "previous": rate(previous_locator(corrupted, workers, errors)), "now_ms_per_group": 1e3 * seconds / len(picks)}
+    if r >= locator_min_r(k, errors):
+        spare = r - locator_min_r(k, errors)
+        rates["stragglers"] = BerrutDecoder(k, r, systematic=False, byzantine=errors).tolerated_stragglers
+        rates["with_stragglers"] = rate_with_stragglers(outputs, workers, query, errors, rates["stragglers"], generator)
+        rates["all_spare_stragglers"] = spare
+        rates["with_all_spare_stragglers"] = rate_with_stragglers(outputs, workers, query, errors, spare, generator)
+    return rates
+
+
+def rate_with_stragglers(outputs: torch.Tensor, workers, query, errors: int, stragglers: int, generator) -> float:
+    """The locating rate when ``stragglers`` workers of each group, drawn uniformly, never return and E of
+    the rest are wrong (what the trainer's ``byzantine_located`` measures)."""
+    b, n, c = outputs.shape
+    hits = 0
+    for group in range(b):
+        returned = torch.randperm(n, generator=generator)[stragglers:].sort().values
+        y = outputs[group, returned].unsqueeze(0).clone()
+        bad = torch.randperm(len(returned), generator=generator)[:errors]
+        y[0, bad] += torch.randn(errors, c, generator=generator, dtype=torch.float64) * BYZANTINE_NOISE * outputs.std()
+        found = locate_errors(y, [workers[i] for i in returned.tolist()], errors, query)[0].tolist()
+        hits += sum(int(i in found) for i in bad.tolist())
+    return hits / (b * errors)
 
 
 def trained_base(dataset: str, model: str, data_root, smoke: bool):
@@ -87,7 +115,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data-root", default=None, help="folder holding mnist (default: $PARITY_RAY_DATA)")
     parser.add_argument("--k", type=int, nargs="+", default=[4, 12], help="group sizes to measure")
     parser.add_argument("--errors", type=int, nargs="+", default=[1, 2, 3], help="Byzantine counts E")
-    parser.add_argument("--extra-r", type=int, default=8, help="r runs from 2E to 2E + this, step 2")
+    parser.add_argument("--extra-r", type=int, default=None, help="r runs from 2E to 2E + this, step 2 (default: up to 2k)")
     parser.add_argument("--groups", type=int, default=200, help="groups per (F, k, r, E)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
@@ -105,12 +133,17 @@ def main(argv=None) -> int:
     for f_name, (model, inputs, accuracy) in models.items():
         for k in args.k:
             for errors in args.errors:
-                for r in range(2 * errors, 2 * errors + args.extra_r + 1, 2):
+                top = 2 * k if args.extra_r is None else 2 * errors + args.extra_r
+                for r in range(2 * errors, top + 1, 2):
                     rates = locating_rates(model, inputs, k, r, errors, args.groups, args.seed)
                     rows.append({"F": f_name, "k": k, "r": r, "E": errors, **rates})
                     if not args.json:
+                        stragglers = (f"  with {rates['stragglers']} stragglers {rates['with_stragglers']:6.1%}, with all "
+                                      f"{rates['all_spare_stragglers']} spare {rates['with_all_spare_stragglers']:6.1%}"
+                                      if "stragglers" in rates else "  (below the locator's r: refused)")
                         print(f"{f_name:>18}  k={k:<3} E={errors} r={r:<3} located {rates['now']:6.1%}  "
-                              f"(previous locator {rates['previous']:6.1%})  {rates['now_ms_per_group']:.2f} ms/group", flush=True)
+                              f"(previous locator {rates['previous']:6.1%})  {rates['now_ms_per_group']:.2f} ms/group"
+                              + stragglers, flush=True)
     identity_ok = all(row["now"] == 1.0 for row in rows if row["F"] == "identity")
     report = {"rows": rows, "groups": args.groups, "noise_sd": BYZANTINE_NOISE, "identity_exact": identity_ok,
               "base_val_accuracy": models[name][2]}

@@ -87,6 +87,7 @@ class TrainConfig:
     eval_batch_size: int = field(default=8192, metadata={"min": 1})  # images per forward pass when evaluating
     max_train_batches: Optional[int] = field(default=None, metadata={"min": 1})  # cap batches per epoch (smoke tests)
     max_eval_groups: Optional[int] = field(default=None, metadata={"min": 1})  # cap groups per evaluation split (smoke tests)
+    max_patterns: int = field(default=500, metadata={"min": 1})  # erasure patterns scored for each e (and straggler patterns for the byzantine figures): all of them while C(k + r, e) is at most this, a seeded uniform sample of this many beyond (the tables' patterns_scored_e<e>)
     max_examples: Optional[int] = field(default=None, metadata={"min": 1})  # keep the first N examples of each split, for the base model too (smoke tests: minutes, not the full data through a ResNet on a CPU)
     num_threads: Optional[int] = field(default=None, metadata={"min": 1, "max": THREADS_MAX})  # torch CPU threads; None = torch's default
 
@@ -217,6 +218,8 @@ class TrainConfig:
             code += "-ns"
         if isinstance(self.parity_model, str) and self.parity_model == "base":
             code += "-F"
+        elif self.parity_model is not None and spec_name(self.parity_model) != spec_name(self.model):
+            code += f"-P{spec_name(self.parity_model).rsplit('.', 1)[-1]}"  # a parity model not of F's architecture
         return f"{self.dataset}-{model}-k{self.k}-r{self.r}-{code}-{spec_name(self.loss).rsplit('.', 1)[-1]}-s{self.seed}"
 
 

@@ -1,17 +1,18 @@
 """Scoring a code: k-groups of a split, every erasure pattern decoded, Byzantine outputs located.
 
-The validation and test groups are the same every epoch (:func:`fixed_groups`); every pattern of
-e = 1..r unavailable workers is decoded and scored by the run's task (``metrics``); a code that
-locates Byzantine workers is also scored with E injected wrong outputs.
+The validation and test groups are the same every epoch (:func:`fixed_groups`); the patterns of
+e = 1..r unavailable workers (every one, or a seeded sample of ``max_patterns`` where there are more)
+are decoded and scored by the run's task (``metrics``); a code that locates Byzantine workers is
+also scored with E injected wrong outputs.
 """
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 
-from .coders import erasure_patterns, rebuilt_slots
+from .coders import erasure_patterns, rebuilt_slots, scored_patterns
 from .config import TrainConfig
 from .losses import LossInputs
 from .metrics import MetricAccumulator
@@ -68,46 +69,71 @@ def _pattern_chunks(patterns: torch.Tensor, groups: int, k: int, classes: int):
     return patterns.split(step)
 
 
+def patterns_to_score(code: CodePipeline, config, device) -> Dict[int, torch.Tensor]:
+    """e -> the ``(P, n)`` patterns scored for e = 0..r (:func:`scored_patterns`: all, or a seeded sample)."""
+    return {e: scored_patterns(code.n, e, config.max_patterns, config.seed).to(device) for e in range(code.r + 1)}
+
+
 @torch.no_grad()
-def evaluate(groups, x, labels, base_outputs, code: CodePipeline, loss_fn, config) -> Dict[str, float]:
-    """Loss, and both measures under every erasure pattern of e = 0..r workers (and Byzantine ones).
+def evaluate(groups, x, labels, base_outputs, code: CodePipeline, loss_fn, config, *, progress: bool = False,
+             desc: str = "scoring") -> Dict[str, float]:
+    """Loss, and both measures under the erasure patterns of e = 0..r workers (and Byzantine ones).
 
     e = 0 (every worker back) gives ``all_accuracy_e0``: what the code costs with no failure (a
-    non-systematic code decodes every answer even then)."""
+    non-systematic code decodes every answer even then). Every pattern of e is scored while there
+    are at most ``config.max_patterns``, a seeded uniform sample of that many beyond; the result
+    holds how many as ``patterns_scored_e<e>``."""
     code.train(False)
     metrics = MetricAccumulator(task=code.task)
     singles = erasure_patterns(code.n, 1).to(x.device)
+    scored = patterns_to_score(code, config, x.device)
     byzantine = getattr(code.decoder, "byzantine", 0)
+    stragglers = scored_patterns(code.n, code.decoder.tolerated_stragglers, config.max_patterns,
+                                 config.seed).to(x.device) if byzantine else None
     generator = torch.Generator().manual_seed(config.seed * 104_729 + 17)
-    for idx in groups.split(max(1, config.eval_batch_size // config.k)):
+    batches = groups.split(max(1, config.eval_batch_size // config.k))
+    for idx in _progress(batches, progress, f"{desc}: {sum(len(p) for p in scored.values())} erasure patterns"):
         loss, batch = forward_groups(idx, x, base_outputs, labels, code, loss_fn, singles)
         metrics.add_loss(loss, len(idx))
         outputs, group_labels = base_outputs[idx], labels[idx]
         all_outputs, _ = code.worker_outputs(x[idx], outputs)
-        for e in range(0, code.r + 1):
-            patterns = erasure_patterns(code.n, e).to(x.device)
+        for e, patterns in scored.items():
             for chunk in _pattern_chunks(patterns, len(idx), code.k, outputs.shape[-1]):
-                decoded = batch.decoded if (e == 1 and chunk.shape == singles.shape) else decode_under(code, all_outputs, chunk)
+                reuse = e == 1 and chunk.shape == singles.shape and bool((chunk == singles).all())
+                decoded = batch.decoded if reuse else decode_under(code, all_outputs, chunk)
                 metrics.add_patterns(e, decoded, rebuilt_slots(chunk, code.k, code.systematic), outputs, group_labels)
         if byzantine:
-            score_byzantine(metrics, code, all_outputs, outputs, group_labels, byzantine, generator)
-    return metrics.result()
+            score_byzantine(metrics, code, all_outputs, outputs, group_labels, byzantine, generator, stragglers)
+    result = metrics.result()
+    result.update({f"patterns_scored_e{e}": float(len(p)) for e, p in scored.items() if e})
+    return result
+
+
+def _progress(batches, enabled: bool, desc: str):
+    if not enabled:
+        return batches
+    from .progress import progress
+
+    return progress(batches, desc=desc, unit="batch")
 
 
 BYZANTINE_NOISE = 5.0  # scale of an injected wrong output's error, in standard deviations of the outputs
 
 
-def score_byzantine(metrics: MetricAccumulator, code: CodePipeline, all_outputs, base_outputs, labels, errors: int, generator) -> None:
+def score_byzantine(metrics: MetricAccumulator, code: CodePipeline, all_outputs, base_outputs, labels, errors: int,
+                    generator, stragglers: Optional[torch.Tensor] = None) -> None:
     """E wrong outputs among the returned ones, with as many stragglers S as the locator tolerates
-    (``decoder.tolerated_stragglers``: r minus what the locator needs): answers with and without locating.
+    (``decoder.tolerated_stragglers``: half of r beyond what the locator needs): answers with and without locating.
+    ``stragglers``: the ``(P, n)`` straggler patterns to score (default: every pattern of S).
 
     A wrong output is the worker's output plus Gaussian noise ``BYZANTINE_NOISE`` times the spread
     of the outputs. Located workers are treated as unavailable. This is the only place the locator
     runs: the erasure figures never locate.
     """
     b, n, c = all_outputs.shape
-    stragglers = int(getattr(code.decoder, "tolerated_stragglers", code.r - 2 * errors))
-    patterns = erasure_patterns(n, stragglers).to(all_outputs.device) if stragglers else torch.ones(1, n, dtype=torch.bool, device=all_outputs.device)
+    if stragglers is None:
+        stragglers = erasure_patterns(n, int(getattr(code.decoder, "tolerated_stragglers", code.r - 2 * errors)))
+    patterns = stragglers.to(all_outputs.device)
     for pattern in patterns:
         scores = torch.rand(b, n, generator=generator).to(all_outputs.device)
         scores[:, ~pattern] = 2.0  # never pick an unavailable worker

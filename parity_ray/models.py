@@ -6,8 +6,12 @@ model defaults to the same architecture, built with the same arguments.
 
 from __future__ import annotations
 
+import json
+import math
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, List, Mapping, Sequence
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -44,7 +48,7 @@ class BaseMLP(nn.Module):
 
     def __init__(self, input_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10):
         super().__init__()
-        in_features = int(torch.tensor(input_shape).prod())
+        in_features = math.prod(input_shape)
         self.nn = nn.Sequential(
             nn.Linear(in_features, 200),
             nn.ReLU(),
@@ -59,18 +63,20 @@ class BaseMLP(nn.Module):
 
 @register_model("lenet5")
 class LeNet5(nn.Module):
-    """LeNet-5 (6 and 16 5x5 conv filters, 120-84 dense), sized to any input of >= 8 pixels."""
+    """LeNet-5 (6 and 16 5x5 conv filters, 120-84 dense), sized to any input of >= 8 pixels;
+    ``width`` multiplies every layer's width (``lenet5-wide``: 4)."""
 
-    def __init__(self, input_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10):
+    def __init__(self, input_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10, width: int = 1):
         super().__init__()
+        c1, c2, d1, d2 = 6 * width, 16 * width, 120 * width, 84 * width
         channels, height, width = input_shape
         # Small inputs (8x8 digits) keep their size through the second conv with padding.
         pad2 = 2 if min(height, width) < 20 else 0
         self.features = nn.Sequential(
-            nn.Conv2d(channels, 6, 5, padding=2),
+            nn.Conv2d(channels, c1, 5, padding=2),
             nn.ReLU(),
             nn.MaxPool2d(2),
-            nn.Conv2d(6, 16, 5, padding=pad2),
+            nn.Conv2d(c1, c2, 5, padding=pad2),
             nn.ReLU(),
             nn.MaxPool2d(2),
         )
@@ -78,15 +84,22 @@ class LeNet5(nn.Module):
             flat = self.features(torch.zeros(1, channels, height, width)).numel()
         self.classifier = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(flat, 120),
+            nn.Linear(flat, d1),
             nn.ReLU(),
-            nn.Linear(120, 84),
+            nn.Linear(d1, d2),
             nn.ReLU(),
-            nn.Linear(84, num_classes),
+            nn.Linear(d2, num_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
+
+
+@register_model("lenet5-wide")
+def lenet5_wide(input_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10) -> nn.Module:
+    """LeNet-5 four times as wide (24 and 64 filters, 480-336 dense; ~16x the FLOPs): a larger parity
+    model for a LeNet-5 F, to measure what capacity buys (the runs table shows its cost)."""
+    return LeNet5(input_shape, num_classes, width=4)
 
 
 def _cifar_resnet(depth: int, input_shape: Sequence[int], num_classes: int) -> nn.Module:
@@ -184,6 +197,13 @@ class ViT(nn.Module):
         return self.head(self.blocks(tokens)[:, 0])
 
 
+@register_model("vit-wide")
+def vit_wide(input_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10) -> nn.Module:
+    """The small ViT at twice the width (dim 128, 4 blocks of 4 heads; ~0.5 M parameters): a larger
+    parity model for a ``vit`` F."""
+    return ViT(input_shape, num_classes, dim=128)
+
+
 @register_model("tv-resnet18")
 def tv_resnet18(input_shape: Sequence[int] = (3, 224, 224), num_classes: int = 2) -> nn.Module:
     """torchvision's ResNet-18 as it is (ImageNet stem: 7x7 stride-2 conv and max-pool), random init.
@@ -200,6 +220,40 @@ def tv_resnet18(input_shape: Sequence[int] = (3, 224, 224), num_classes: int = 2
 
 
 # --------------------------------------------------------------------------- weights
+
+
+@dataclass(frozen=True)
+class ModelCost:
+    """What one forward pass of a model costs: trainable and frozen parameters, and FLOPs for one
+    input (a multiply-add counts 2, as ``torch.utils.flop_counter`` counts)."""
+
+    params: int
+    flops: int
+
+
+@lru_cache(maxsize=128)
+def _cost(spec_json: str, input_shape: Tuple[int, ...], num_classes: int) -> ModelCost:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):  # shapes only: no weights allocated, a ResNet-152 costs milliseconds
+        model = create_model(json.loads(spec_json), input_shape=input_shape, num_classes=num_classes)
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            model.eval()(torch.empty(1, *input_shape))
+    return ModelCost(params=sum(p.numel() for p in model.parameters()), flops=int(counter.get_total_flops()))
+
+
+def model_cost(spec: Spec, *, input_shape: Sequence[int], num_classes: int) -> Optional[ModelCost]:
+    """Parameters and FLOPs per query of a model (the parity model's are shown beside the accuracy it
+    buys, so a wider parity model is never a hidden win); None where the model cannot be built on the
+    meta device. Registered models only: a class-spec names user code, and costing a run read from an
+    experiment folder must never import it."""
+    if spec_name(spec) not in MODELS.names():
+        return None
+    try:
+        return _cost(json.dumps(spec, sort_keys=True), tuple(int(d) for d in input_shape), int(num_classes))
+    except Exception:  # noqa: BLE001 - a cost column is informative; an unusual user model leaves it null
+        return None
 
 
 def _unwrap_state_dict(obj: Any) -> Mapping[str, torch.Tensor]:
@@ -265,11 +319,13 @@ __all__ = [
     "MODELS",
     "BaseMLP",
     "LeNet5",
+    "ModelCost",
     "VGG11",
     "create_model",
     "list_models",
     "load_state_dict_file",
     "load_weights",
+    "model_cost",
     "register_model",
     "resnet152",
     "resnet18",

@@ -8,7 +8,7 @@ import torch
 
 from .base import BaseModelInfo
 from .checkpoints import RunState, load_checkpoint
-from .coders import code_family, erasure_patterns, is_base_worker, rebuilt_slots
+from .coders import code_family, is_base_worker, rebuilt_slots, scored_patterns
 from .data import DataBundle
 from .evaluation import decode_under
 from .pipeline import CodePipeline
@@ -21,8 +21,9 @@ def predictions_frame(code: CodePipeline, groups, data: DataBundle, base_outputs
     """Per test group x erasure pattern x rebuilt slot: labels, predictions, top-5 scores, KL(base || decoded)
     (regression: the true, base and decoded boxes and their IoUs instead).
 
-    Every single-erasure pattern is listed; for e = 2..r one seeded random pattern per group
-    (the metrics cover every pattern; listing them all would grow as C(k + r, e)). This is what
+    Every single-erasure pattern is listed (a seeded sample where there are over ``max_patterns``); for
+    e = 2..r one seeded random pattern per group, drawn from the patterns the metrics score (listing
+    them all would grow as C(k + r, e)). This is what
     lets an analyst ask *which* predictions break under erasure.
     """
     import numpy as np
@@ -39,7 +40,7 @@ def predictions_frame(code: CodePipeline, groups, data: DataBundle, base_outputs
         all_outputs, _ = code.worker_outputs(data.test_x[chunk], outputs)
         b = len(chunk)
         for e in range(1, code.r + 1):
-            patterns = erasure_patterns(code.n, e).to(chunk.device)
+            patterns = scored_patterns(code.n, e, config.max_patterns, config.seed).to(chunk.device)
             if e == 1:
                 per_group = patterns.unsqueeze(0).expand(b, *patterns.shape)
             else:
@@ -86,6 +87,8 @@ def erasure_summary(row: Dict[str, Any], r: int) -> Dict[str, Optional[float]]:
     for e in range(1, r + 1):
         out[f"degraded_accuracy_e{e}"] = row.get(f"degraded_accuracy_e{e}")
         out[f"all_accuracy_e{e}"] = row.get(f"all_accuracy_e{e}")
+        if row.get(f"patterns_scored_e{e}") is not None:
+            out[f"patterns_scored_e{e}"] = int(row[f"patterns_scored_e{e}"])
     for key in ("byzantine_accuracy", "byzantine_accuracy_unlocated", "byzantine_located"):
         if key in row:
             out[key] = row[key]

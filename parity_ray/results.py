@@ -82,9 +82,11 @@ _RUNS_TAIL = [
     ("available_accuracy", FLOAT), ("majority_accuracy", FLOAT), ("degraded_accuracy", FLOAT), ("reconstruction_accuracy", FLOAT),
     ("degraded_top5", FLOAT), ("task", STR), ("degraded_mean_iou", FLOAT), ("reconstruction_mean_iou", FLOAT),
     ("code_family", STR), ("worker", STR), ("redundancy", FLOAT),
+    ("parity_arch", STR), ("parity_params", INT), ("parity_flops", INT),
     ("all_accuracy_e0", FLOAT),
     *[(f"{m}_e{e}", FLOAT) for e in (1, 2, 3) for m in ("degraded_accuracy", "all_accuracy")],
     ("byzantine_accuracy", FLOAT), ("byzantine_accuracy_unlocated", FLOAT), ("byzantine_located", FLOAT),
+    *[(f"patterns_scored_e{e}", INT) for e in (1, 2, 3)],
     ("best_epoch", INT), ("best_val_reconstruction", FLOAT), ("val_degraded_accuracy", FLOAT),
     ("final_degraded_accuracy", FLOAT), ("final_reconstruction_accuracy", FLOAT), ("epochs_done", INT),
     ("train_seconds", FLOAT), ("wall_seconds", FLOAT), ("cpus", FLOAT), ("gpus", FLOAT),
@@ -94,6 +96,7 @@ _RUNS_TAIL = [
 RUNS_CONFIG_EXCLUDED = ("out", "name")  # where a run was written, not what it is
 # Per-e measures beyond e = 3 (runs with r > 3) are float columns too.
 _RUNS_DYNAMIC = re.compile(r"^(degraded_accuracy|all_accuracy|reconstruction_top1)_e\d+$")
+_RUNS_DYNAMIC_COUNTS = re.compile(r"^patterns_scored_e\d+$")
 
 _FIXED: Dict[str, List[Tuple[str, pa.DataType]]] = {
     "epochs": [("run_id", STR), ("epoch", INT), ("split", STR), ("metric", STR), ("value", FLOAT)],
@@ -171,6 +174,7 @@ def schema(name: str, columns: Iterable[str] = ()) -> pa.Schema:
         fields = _runs_fields()
         known = {n for n, _ in fields}
         fields += [(c, FLOAT) for c in columns if c not in known and _RUNS_DYNAMIC.match(str(c))]
+        fields += [(c, INT) for c in columns if c not in known and _RUNS_DYNAMIC_COUNTS.match(str(c))]
     elif name in _FIXED:
         fields = list(_FIXED[name])
     else:

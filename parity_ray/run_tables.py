@@ -21,6 +21,7 @@ from .config import TrainConfig
 from .data import get_dataset_spec
 from .errors import UsageError
 from .metrics import best_epoch_row
+from .models import model_cost
 from .provenance import SCHEMA_VERSION, json_column, library_versions
 from .registry import spec_name
 
@@ -65,7 +66,8 @@ def config_columns(config: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def code_columns(config: Dict[str, Any], best_test: Dict[str, Any]) -> Dict[str, Any]:
-    """Code family, worker kind, redundancy and both measures for every e (e1..e3 always, more when r > 3)."""
+    """Code family, worker kind, redundancy, both measures for every e (e1..e3 always, more when r > 3)
+    and how many erasure patterns each e was scored over (``patterns_scored_e<e>``)."""
     try:
         resolved = TrainConfig.from_dict(config).resolved()
         family = code_family(resolved.encoder, resolved.decoder)
@@ -74,13 +76,34 @@ def code_columns(config: Dict[str, Any], best_test: Dict[str, Any]) -> Dict[str,
     except UsageError:
         family, worker, k, r = None, None, config.get("k"), config.get("r") or 1
     columns: Dict[str, Any] = {"code_family": family, "worker": worker,
-                               "redundancy": (r / k) if k else None}
+                               "redundancy": (r / k) if k else None, **parity_cost_columns(config)}
     columns.update({key: best_test.get(key) for key in
                     ["all_accuracy_e0"] +
                     [f"{m}_e{e}" for e in range(1, max(3, int(r or 1)) + 1) for m in ("degraded_accuracy", "all_accuracy")]})
+    columns.update({f"patterns_scored_e{e}": int(best_test[f"patterns_scored_e{e}"])
+                    for e in range(1, int(r or 1) + 1) if best_test.get(f"patterns_scored_e{e}") is not None})
     for key in ("byzantine_accuracy", "byzantine_accuracy_unlocated", "byzantine_located"):
         columns[key] = best_test.get(key)
     return columns
+
+
+PARITY_COST_COLUMNS = ("parity_arch", "parity_params", "parity_flops")
+
+
+def parity_cost_columns(config: Dict[str, Any]) -> Dict[str, Any]:
+    """What runs on each coded query and what it costs: ``parity_arch`` (the parity model's registered
+    name, F's own where the workers are F), its parameters, and its FLOPs per coded query (a
+    multiply-add counts 2). Null where the model is not a registered one (a class-spec is never
+    imported to cost it) or the config does not resolve."""
+    try:
+        resolved = TrainConfig.from_dict(config).resolved()
+        spec = get_dataset_spec(resolved.dataset)
+    except UsageError:
+        return dict.fromkeys(PARITY_COST_COLUMNS)
+    arch = resolved.model if is_base_worker(resolved.parity_model) else resolved.parity_model
+    cost = model_cost(arch, input_shape=spec.input_shape, num_classes=spec.num_classes)
+    return {"parity_arch": spec_name(arch), "parity_params": cost.params if cost else None,
+            "parity_flops": cost.flops if cost else None}
 
 
 def task_of(config: Dict[str, Any]) -> Optional[str]:

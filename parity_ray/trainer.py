@@ -142,7 +142,8 @@ def train(
         with averaged(average):  # the weights a run stopped here would report (and best.pt would hold)
             for split in EVAL_SPLITS:
                 x, y = data.split_tensors(split)
-                results[split] = evaluate(eval_groups[split], x, y, base_outputs[split], code, loss_fn, config)
+                results[split] = evaluate(eval_groups[split], x, y, base_outputs[split], code, loss_fn, config,
+                                          progress=progress, desc=f"epoch {epoch}/{config.epochs} {split}")
             evaluated = code.state() if average is not None else None
         improved = record_epoch(state, epoch, results, available, base_rate)
         save_checkpoints(run_dir, config, state, code, optimizer, scheduler, base_info, data, improved,

@@ -9,8 +9,10 @@ report and the notebook can name the best code per cell. Families:
   with trained workers (non-systematic workers start from F's weights; the systematic parity model
   from scratch, as the paper's).
 
-Base models: LeNet-5, ResNet-18 and a small vision transformer (``vit``), every family on each;
-the transformer also with a LeNet-5 parity model (addition), a parity model of another architecture.
+Base models: LeNet-5, ResNet-18 and a small vision transformer (``vit``), every family on each.
+Parity architectures: F's own, and a larger one per base (``lenet5-wide``, ``resnet152``,
+``vit-wide``) for the addition and concatenation encoders; the transformer also with a LeNet-5
+parity model (addition), a parity model of another family.
 """
 
 from ray import tune
@@ -36,13 +38,20 @@ CODES = [
     {"encoder": "berrut", "decoder": "berrut", "systematic": True, "loss": "kl"},
 ]
 
-# A transformer base coded by a convolutional parity model: the parity architecture need not be F's.
-CNN_PARITY_FOR_VIT = [{**data, "encoder": "addition", "decoder": "subtraction", "parity_model": "lenet5"}
-                      for data in DATA if data["model"] == "vit"]
+# The parity architecture is an axis: F's own (the cells above) and a larger network for each base, with
+# the two parity-model encoders; a transformer base also with a convolutional parity model. The runs
+# table records each parity model's parameters and FLOPs per coded query (parity_params, parity_flops),
+# and the report shows them beside the accuracy they buy.
+LARGER_PARITY = {"lenet5": "lenet5-wide", "resnet18": "resnet152", "vit": "vit-wide"}
+PARITY_ARCHITECTURES = [
+    {**data, "encoder": encoder, "decoder": "subtraction", "parity_model": LARGER_PARITY[data["model"]]}
+    for data in DATA for encoder in ("addition", "concatenation")
+] + [{**data, "encoder": "addition", "decoder": "subtraction", "parity_model": "lenet5"}
+     for data in DATA if data["model"] == "vit"]
 
 param_space = {
     **base.param_space,
-    "cell": tune.grid_search([{**data, **code} for data in DATA for code in CODES] + CNN_PARITY_FOR_VIT),
+    "cell": tune.grid_search([{**data, **code} for data in DATA for code in CODES] + PARITY_ARCHITECTURES),
     "k": tune.grid_search([2, 4, 8, 10, 12]),
     "r": tune.grid_search([1, 2, 3]),
 }

@@ -122,6 +122,8 @@ def _codes_section(loaded, several: bool = False) -> str:
         "systematic code: the missing queries' outputs; a non-systematic code: all k); <b>all</b> scores every answer "
         "of the group as a client receives it; <b>all_accuracy_e0</b> is every answer through the code with every worker "
         "back, what the code costs when nothing failed (a non-systematic code decodes every answer even then). "
+        "<b>parity_arch</b>, <b>parity_params</b> and <b>parity_flops</b> say what runs on each coded query and what it "
+        "costs (FLOPs per coded query, a multiply-add counting 2): a larger parity model buys its accuracy with them. "
         "<b>best</b> marks the winner of each cell, chosen on validation accuracy (the test figures are shown). "
         "<b>below_base_rate</b> names the e at which rebuilt answers are less accurate than always answering the most "
         "frequent class (<b>majority_accuracy</b>).</p>",
@@ -211,12 +213,32 @@ def _lineage_run(run: dict, explorable: Dict[str, int], settings: str = "") -> s
         f"recon {_pct(run['reconstruction_accuracy'])}",
         f"{int(run['epochs_done']) if run['epochs_done'] == run['epochs_done'] else 0} epochs",
         f"{_seconds(run['train_seconds'])}",
-    ])
+    ] + _parity_cost(run))
     link = ""
     if run["run_id"] in explorable:
         link = f' <a class="explore" href="#explore={explorable[run["run_id"]]}">explore</a>'
     return (f'<span class="node run" title="{html.escape(run["run_id"])}">{html.escape(name)}</span>'
             f'<span class="metrics">{metrics}</span>{link}')
+
+
+def _parity_cost(run: dict) -> List[str]:
+    """``parity lenet5-wide (0.97 M params, 10.5 MFLOPs per coded query)``: the worker on coded queries and its cost."""
+    arch, params, flops = run.get("parity_arch"), run.get("parity_params"), run.get("parity_flops")
+    if not isinstance(arch, str):
+        return []
+    worker = "F" if run.get("worker") == "base" else "parity"
+    cost = (f" ({_count(params)} params, {_count(flops)}FLOPs per coded query)"
+            if params == params and params is not None and flops == flops and flops is not None else "")
+    return [f"{worker} {html.escape(arch)}{cost}"]
+
+
+def _count(value) -> str:
+    """12.3 M / 456 k / 789: a parameter or FLOP count at a glance."""
+    value = float(value)
+    for scale, unit in ((1e9, " G"), (1e6, " M"), (1e3, " k")):
+        if value >= scale:
+            return f"{value / scale:.3g}{unit}"
+    return f"{value:.0f} "
 
 
 def _curves_section(loaded, figure) -> str:

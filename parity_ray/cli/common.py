@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 from typing import Any, Dict, Optional
 
@@ -88,7 +89,8 @@ def format_summary(summary: Dict[str, Any]) -> str:
         *([("mean IoU (rebuilt vs true / base)", f"{_pct(summary['degraded_mean_iou'])} / {_pct(summary['reconstruction_mean_iou'])}")]
           if "degraded_mean_iou" in summary else []),
         *[(f"e={e} unavailable", f"degraded {_pct(summary.get(f'degraded_accuracy_e{e}'))}, all-k {_pct(summary.get(f'all_accuracy_e{e}'))}"
-                                 + _below_base_rate(summary.get(f"degraded_accuracy_e{e}"), summary.get("majority_accuracy")))
+                                 + _below_base_rate(summary.get(f"degraded_accuracy_e{e}"), summary.get("majority_accuracy"))
+                                 + _sampled(summary, e))
           for e in range(1, int(summary["r"]) + 1)],
         *([("byzantine workers", f"accuracy {_pct(summary['byzantine_accuracy'])} located, "
                                  f"{_pct(summary['byzantine_accuracy_unlocated'])} not; {_pct(summary['byzantine_located'])} found")]
@@ -98,6 +100,13 @@ def format_summary(summary: Dict[str, Any]) -> str:
     ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def _sampled(summary, e: int) -> str:
+    """`` (a sample of P of the C(n, e) patterns)`` where e was scored over a sample, else nothing."""
+    scored = summary.get(f"patterns_scored_e{e}")
+    total = math.comb(int(summary["k"]) + int(summary["r"]), e)
+    return f" (a seeded sample of {int(scored)} of the {total} patterns)" if scored is not None and scored < total else ""
 
 
 def _below_base_rate(rebuilt, majority) -> str:

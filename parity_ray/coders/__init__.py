@@ -23,6 +23,7 @@ Registry names are used verbatim in configs and tables.
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
@@ -234,10 +235,13 @@ def code_family(encoder: Spec, decoder: Spec) -> str:
 
 def code_label(config) -> str:
     """A short name for a code as configured: ``berrut (non-systematic, F)``, ``addition (systematic, trained)``,
+    ``addition (systematic, trained lenet5-wide)`` (a parity model not of F's architecture),
     ``berrut (non-systematic, F, byzantine 1)``. ``analysis.tables.code_label`` gives the same from a runs row."""
     enc, dec = spec_name(config.encoder).rsplit(".", 1)[-1], spec_name(config.decoder).rsplit(".", 1)[-1]
     name = enc if enc == dec or dec == "subtraction" else f"{enc}/{dec}"
     worker = "F" if is_base_worker(config.parity_model) else "trained"
+    if worker == "trained" and config.parity_model is not None and spec_name(config.parity_model) != spec_name(config.model):
+        worker += f" {spec_name(config.parity_model)}"  # a parity model of another architecture is another code
     byzantine = f", byzantine {config.byzantine}" if getattr(config, "byzantine", 0) else ""
     return f"{name} ({'systematic' if config.systematic else 'non-systematic'}, {worker}{byzantine})"
 
@@ -259,6 +263,34 @@ def erasure_patterns(n: int, e: int) -> Tensor:
             row[i] = False
         rows.append(row)
     return torch.tensor(rows, dtype=torch.bool).reshape(-1, n)
+
+
+def pattern_count(n: int, e: int) -> int:
+    """How many erasure patterns of exactly e unavailable workers among n there are: C(n, e)."""
+    return math.comb(n, e)
+
+
+def scored_patterns(n: int, e: int, limit: int, seed: int) -> Tensor:
+    """The erasure patterns scored for e unavailable of n workers: every one while C(n, e) <= ``limit``,
+    else a seeded uniform sample of ``limit`` distinct ones (lexicographic order, the same for every
+    batch and epoch of a run). ``(P, n)`` bool.
+
+    Why a sample: C(n, e) grows past ten million at k = 12, r = 14 (C(26, 13)), and an accuracy
+    averaged over uniformly drawn patterns estimates the same mean as over all of them.
+    """
+    if limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit}")
+    total = pattern_count(n, e)
+    if total <= limit:
+        return erasure_patterns(n, e)
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + n * 1_009 + e)
+    chosen = set()
+    while len(chosen) < limit:  # C(n, e) > limit, so this ends; rejections stay rare unless C(n, e) ~ limit
+        chosen.add(tuple(sorted(torch.randperm(n, generator=generator)[:e].tolist())))
+    rows = torch.ones(limit, n, dtype=torch.bool)
+    for row, lost in enumerate(sorted(chosen)):
+        rows[row, list(lost)] = False
+    return rows
 
 
 def rebuilt_slots(available: Tensor, k: int, systematic: bool) -> Tensor:

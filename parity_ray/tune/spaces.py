@@ -240,6 +240,8 @@ def _describe(config: Dict[str, Any]) -> str:
         code += "-ns"
     if config.get("parity_model") == "base":
         code += "-F"
+    elif config.get("parity_model") is not None and spec_name(config["parity_model"]) != spec_name(config.get("model", "base-mlp")):
+        code += f"-P{spec_name(config['parity_model']).rsplit('.', 1)[-1]}"  # as TrainConfig.run_name says it
     return f"{config.get('dataset', 'mnist')} {model} k{config.get('k', 2)} r{config.get('r', 1)} {code}"
 
 

@@ -182,6 +182,27 @@ def test_code_comparison_marks_the_best_code_of_each_cell_at_equal_redundancy():
     assert table.loc["f", "code"] == "berrut (non-systematic, F, byzantine 1)"
 
 
+def test_a_larger_parity_model_is_its_own_code_with_its_cost_beside_it():
+    """Two addition codes in one cell, one with a parity model four times as wide: two codes, each
+    with the parity architecture, parameters and FLOPs per coded query from the runs table."""
+    from parity_ray.run_tables import parity_cost_columns
+
+    rows = []
+    for run_id, parity in (("own", "lenet5"), ("wide", "lenet5-wide")):
+        config = {"dataset": "mnist", "model": "lenet5", "parity_model": parity, "k": 8, "r": 1}
+        rows.append({**config, "run_id": run_id, "status": "COMPLETED", "encoder": "addition", "decoder": "subtraction",
+                     "systematic": True, "worker": "trained", "code_family": "parity-models", "loss": "mse",
+                     "available_accuracy": 0.99, "majority_accuracy": 0.11, "degraded_accuracy_e1": 0.5,
+                     "val_degraded_accuracy": 0.5, **parity_cost_columns(config)})
+    table = analysis.code_comparison_table(pd.DataFrame(rows)).set_index("run_id")
+    assert table.loc["own", "code"] == "addition (systematic, trained)"
+    assert table.loc["wide", "code"] == "addition (systematic, trained lenet5-wide)"
+    assert table.loc["wide", "parity_params"] > 10 * table.loc["own", "parity_params"] > 0
+    assert table.loc["wide", "parity_flops"] > 10 * table.loc["own", "parity_flops"] > 0
+    columns = list(table.columns)
+    assert columns.index("parity_flops") < columns.index("degraded_accuracy_e1")  # beside the accuracy
+
+
 # --------------------------------------------------------------------------- per-instance views
 
 

@@ -111,7 +111,7 @@ def test_list_names_every_registry():
 
 BAD_FLAGS = {
     "unknown dataset": (["--dataset", "mnsit"], ["unknown dataset 'mnsit'", "did you mean 'mnist'"]),
-    "unknown model": (["--model", "vgg99"], ["unknown model 'vgg99'", "base-mlp, lenet5, resnet152, resnet18, tv-resnet18, vgg11"]),
+    "unknown model": (["--model", "vgg99"], ["unknown model 'vgg99'", "base-mlp, lenet5, lenet5-wide, resnet152, resnet18, tv-resnet18, vgg11, vit, vit-wide"]),
     "unknown encoder": (["--encoder", "xor"], ["unknown encoder 'xor'", "addition, berrut, concatenation, conv, mlp"]),
     "unknown decoder": (["--decoder", "magic"], ["unknown decoder 'magic'", "berrut, mlp, subtraction"]),
     "unknown loss": (["--loss", "hinge"], ["unknown loss 'hinge'", "ce, kl, mse"]),

@@ -24,6 +24,7 @@ from parity_ray.coders import (
     list_decoders,
     list_encoders,
     rebuilt_slots,
+    scored_patterns,
 )
 from parity_ray.coders.berrut import locate_errors
 
@@ -251,3 +252,33 @@ def test_linear_decoders_cache_their_matrices():
     decoder.decode_patterns(torch.randn(2, 6, 3), patterns)
     assert len(decoder.__dict__["_decode_matrices"]) == len(patterns)
     assert isinstance(create_encoder("berrut", k=4, r=2, input_shape=SHAPE), BerrutEncoder)
+
+
+@pytest.mark.parametrize("n,e,limit", [(7, 2, 500), (7, 3, 35), (7, 3, 10), (26, 13, 64), (36, 24, 500)])
+def test_scored_patterns_are_every_pattern_or_a_seeded_uniform_sample(n, e, limit):
+    """Every pattern while C(n, e) <= limit; beyond it, ``limit`` distinct patterns of exactly e
+    unavailable, the same for the same seed, another sample for another seed."""
+    patterns = scored_patterns(n, e, limit, seed=0)
+    if math.comb(n, e) <= limit:
+        assert torch.equal(patterns, erasure_patterns(n, e))
+        return
+    assert patterns.shape == (limit, n) and bool(((~patterns).sum(dim=1) == e).all())
+    assert len({tuple(row.tolist()) for row in patterns}) == limit
+    assert torch.equal(patterns, scored_patterns(n, e, limit, seed=0))
+    assert not torch.equal(patterns, scored_patterns(n, e, limit, seed=1))
+
+
+def test_sampled_patterns_leave_every_worker_out_equally_often():
+    """Uniform over the C(n, e) patterns: each worker is unavailable in about e / n of them (a biased
+    draw, e.g. the first rows of the lexicographic enumeration, would leave worker 0 out far more)."""
+    n, e, limit = 26, 13, 4000
+    share = (~scored_patterns(n, e, limit, seed=0)).double().mean(dim=0)
+    assert float((share - e / n).abs().max()) < 0.05, share
+
+
+def test_byzantine_figures_keep_half_the_spare_workers_back():
+    """The Byzantine figures' stragglers: half of r beyond the locator's need (all of it located
+    only 84-96% at k = 12; benchmarks/locator.py)."""
+    assert create_decoder("berrut", k=12, r=14, systematic=False, byzantine=1).tolerated_stragglers == 4
+    assert create_decoder("berrut", k=4, r=4, systematic=False, byzantine=1).tolerated_stragglers == 0
+    assert create_decoder("berrut", k=4, r=4, systematic=False).tolerated_stragglers == 4

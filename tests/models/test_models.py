@@ -45,6 +45,30 @@ def test_every_model_builds_for_every_dataset_shape(model, dataset):
     assert out.shape == (3, spec.num_classes)
 
 
+@pytest.mark.parametrize("model", list_models())
+def test_every_model_states_its_cost(model):
+    """Parameters and FLOPs per query on the meta device (what the runs table's parity_params and
+    parity_flops hold): the parameters are the built model's own, and more pixels cost more FLOPs."""
+    from parity_ray.models import model_cost
+
+    small = model_cost(model, input_shape=(1, 28, 28), num_classes=10)
+    large = model_cost(model, input_shape=(1, 56, 56), num_classes=10)
+    assert small is not None and small.params > 0 and small.flops > 0
+    with torch.device("meta"):
+        assert small.params == sum(p.numel() for p in create_model(model, input_shape=(1, 28, 28), num_classes=10).parameters())
+    assert large.flops > small.flops
+
+
+def test_a_class_spec_is_never_imported_to_state_its_cost():
+    """A stored config naming user code (here a module whose import would run) gets no cost, not an import."""
+    import sys
+
+    from parity_ray.models import model_cost
+
+    assert model_cost({"cls": "tests_never_imported_module.Model"}, input_shape=(1, 28, 28), num_classes=10) is None
+    assert "tests_never_imported_module" not in sys.modules
+
+
 def test_vgg11_is_the_speech_model_and_adapts_to_other_sizes():
     net = create_model("vgg11", input_shape=(1, 161, 101), num_classes=30)
     convs = [m for m in net.features if isinstance(m, torch.nn.Conv2d)]
