@@ -126,10 +126,22 @@ def _codes_section(loaded, several: bool = False) -> str:
         "costs (FLOPs per coded query, a multiply-add counting 2): a larger parity model buys its accuracy with them. "
         "<b>best</b> marks the winner of each cell, chosen on validation accuracy (the test figures are shown). "
         "<b>below_base_rate</b> names the e at which rebuilt answers are less accurate than always answering the most "
-        "frequent class (<b>majority_accuracy</b>).</p>",
-        _table(table.drop(columns=["run_id"]), "code-comparison-table"),
+        "frequent class (<b>majority_accuracy</b>). One table per base architecture.</p>",
+        *_tables_by_base(table),
         "</section>",
     ])
+
+
+def _tables_by_base(table: pd.DataFrame) -> List[str]:
+    """The comparison grouped by base architecture: a heading naming the dataset and F, then its codes."""
+    groups = list(table.groupby(["dataset", "model"], sort=False))
+    if len(groups) == 1:
+        return [_table(table.drop(columns=["run_id"]), "code-comparison-table")]
+    out = []
+    for i, ((dataset, model), rows) in enumerate(groups):
+        out.append(f'<h3 class="base-architecture">{html.escape(str(dataset))} · F = {html.escape(str(model))}</h3>')
+        out.append(_table(rows.drop(columns=["run_id"]), "code-comparison-table" if i == 0 else f"code-comparison-table-{i}"))
+    return out
 
 
 def _lineage_section(loaded, manifest: dict, several: bool = False) -> str:

@@ -202,6 +202,16 @@ def test_a_larger_parity_model_is_its_own_code_with_its_cost_beside_it():
     columns = list(table.columns)
     assert columns.index("parity_flops") < columns.index("degraded_accuracy_e1")  # beside the accuracy
 
+    # the report: one table per base architecture, each code with its cost
+    from types import SimpleNamespace
+
+    from analysis.report.sections import _codes_section
+
+    vit = [{**row, "run_id": f"vit-{row['run_id']}", "model": "vit"} for row in rows]
+    page = _codes_section(SimpleNamespace(runs=pd.DataFrame(rows + vit)))
+    assert page.count('<h3 class="base-architecture">') == 2 and "F = lenet5" in page and "F = vit" in page
+    assert page.index("F = lenet5") < page.index("F = vit") and "lenet5-wide" in page
+
 
 # --------------------------------------------------------------------------- per-instance views
 
