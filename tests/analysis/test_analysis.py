@@ -205,7 +205,7 @@ def test_a_larger_parity_model_is_its_own_code_with_its_cost_beside_it():
     # the report: one table per base architecture, each code with its cost
     from types import SimpleNamespace
 
-    from analysis.report.sections import _codes_section
+    from parity_ray.analysis.report.sections import _codes_section
 
     vit = [{**row, "run_id": f"vit-{row['run_id']}", "model": "vit"} for row in rows]
     page = _codes_section(SimpleNamespace(runs=pd.DataFrame(rows + vit)))
