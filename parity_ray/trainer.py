@@ -80,6 +80,26 @@ def train(
     on_epoch: Optional[Callable[[EpochReport], None]] = None,
     predictions_on_improvement: bool = False,
 ) -> RunResult:
+    """Train (or resume) the run described by ``config``; return its summary (see :func:`_train`).
+
+    ``num_threads`` holds for this run only: torch's thread count is put back when it ends, so a
+    run in a notebook or a test process leaves the next one's numbers as they would be alone."""
+    threads = torch.get_num_threads()
+    try:
+        return _train(config, progress=progress, log=log, on_epoch=on_epoch,
+                      predictions_on_improvement=predictions_on_improvement)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(
+    config: TrainConfig,
+    *,
+    progress: bool = True,
+    log: Log = stderr_log,
+    on_epoch: Optional[Callable[[EpochReport], None]] = None,
+    predictions_on_improvement: bool = False,
+) -> RunResult:
     """Train (or resume) the run described by ``config``; return its summary.
 
     ``on_epoch`` is called after every saved epoch (Tune reports from it); it may

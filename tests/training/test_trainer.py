@@ -327,3 +327,11 @@ def test_sampled_patterns_estimate_the_exhaustive_figure(tmp_path):
     assert every.summary["patterns_scored_e3"] == 35 and sampled.summary["patterns_scored_e3"] == 12
     assert sampled.summary["degraded_accuracy_e1"] == every.summary["degraded_accuracy_e1"]
     assert abs(sampled.summary["degraded_accuracy_e3"] - every.summary["degraded_accuracy_e3"]) < 0.05
+
+
+def test_num_threads_holds_for_the_run_only(tmp_path):
+    """A run's num_threads is put back when it ends: a later run in the same process (a notebook, the
+    test suite's in-process CLI) computes as it would alone (a leaked 1 broke exact resumption)."""
+    before = torch.get_num_threads()
+    run(tmp_path, "threads", epochs=1, max_train_batches=1, num_threads=2 if before == 1 else 1)
+    assert torch.get_num_threads() == before
