@@ -17,6 +17,7 @@ from .config import TrainConfig
 from .losses import LossInputs
 from .metrics import MetricAccumulator
 from .pipeline import CodePipeline
+from .progress import progress as progress_bar
 
 
 def fixed_groups(n: int, config: TrainConfig, split: str, device: torch.device) -> torch.Tensor:
@@ -93,7 +94,8 @@ def evaluate(groups, x, labels, base_outputs, code: CodePipeline, loss_fn, confi
     generator = torch.Generator().manual_seed(config.seed * 104_729 + 17)
     held = []  # (worker outputs, F's outputs, labels) of every batch, for the Byzantine pass
     batches = groups.split(max(1, config.eval_batch_size // config.k))
-    for idx in _progress(batches, progress, f"{desc}: {sum(len(p) for p in scored.values())} erasure patterns"):
+    for idx in progress_bar(batches, desc=f"{desc}: {sum(len(p) for p in scored.values())} erasure patterns",
+                            unit="batch", enabled=progress):
         loss, batch = forward_groups(idx, x, base_outputs, labels, code, loss_fn, singles)
         metrics.add_loss(loss, len(idx))
         outputs, group_labels = base_outputs[idx], labels[idx]
@@ -110,14 +112,6 @@ def evaluate(groups, x, labels, base_outputs, code: CodePipeline, loss_fn, confi
     result = metrics.result()
     result.update({f"patterns_scored_e{e}": float(len(p)) for e, p in scored.items() if e})
     return result
-
-
-def _progress(batches, enabled: bool, desc: str):
-    if not enabled:
-        return batches
-    from .progress import progress
-
-    return progress(batches, desc=desc, unit="batch")
 
 
 BYZANTINE_NOISE = 5.0  # scale of an injected wrong output's error, in standard deviations of the outputs

@@ -73,10 +73,12 @@ def code_columns(config: Dict[str, Any], best_test: Dict[str, Any]) -> Dict[str,
         family = code_family(resolved.encoder, resolved.decoder)
         worker = "base" if is_base_worker(resolved.parity_model) else "trained"
         k, r = resolved.k, resolved.r
+        cost = _parity_cost(resolved)
     except UsageError:
         family, worker, k, r = None, None, config.get("k"), config.get("r") or 1
+        cost = dict.fromkeys(PARITY_COST_COLUMNS)
     columns: Dict[str, Any] = {"code_family": family, "worker": worker,
-                               "redundancy": (r / k) if k else None, **parity_cost_columns(config)}
+                               "redundancy": (r / k) if k else None, **cost}
     columns.update({key: best_test.get(key) for key in
                     ["all_accuracy_e0"] +
                     [f"{m}_e{e}" for e in range(1, max(3, int(r or 1)) + 1) for m in ("degraded_accuracy", "all_accuracy")]})
@@ -96,10 +98,14 @@ def parity_cost_columns(config: Dict[str, Any]) -> Dict[str, Any]:
     multiply-add counts 2). Null where the model is not a registered one (a class-spec is never
     imported to cost it) or the config does not resolve."""
     try:
-        resolved = TrainConfig.from_dict(config).resolved()
-        spec = get_dataset_spec(resolved.dataset)
+        return _parity_cost(TrainConfig.from_dict(config).resolved())
     except UsageError:
         return dict.fromkeys(PARITY_COST_COLUMNS)
+
+
+def _parity_cost(resolved: TrainConfig) -> Dict[str, Any]:
+    """:func:`parity_cost_columns` of an already resolved config (raises UsageError for an unknown dataset)."""
+    spec = get_dataset_spec(resolved.dataset)
     arch = resolved.model if is_base_worker(resolved.parity_model) else resolved.parity_model
     cost = model_cost(arch, input_shape=spec.input_shape, num_classes=spec.num_classes)
     return {"parity_arch": spec_name(arch), "parity_params": cost.params if cost else None,
