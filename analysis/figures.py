@@ -62,7 +62,7 @@ def _fit_legends(fig: Figure, tries: int = 10) -> Figure:
     """Keep every legend inside the figure canvas (a saved PNG clips what lies outside it): the legends
     took as few columns as they need (``_columns_that_fit``); one that still does not fit makes the figure larger."""
     for _ in range(tries):
-        fig.canvas.draw()
+        fig.draw_without_rendering()  # the layout and the legends' places, no pixels (savefig draws those)
         box = fig.bbox
         outside = [legend for legend in _legends(fig) if _outside(legend.get_window_extent(), box)]
         if not outside:
@@ -103,8 +103,8 @@ def _columns_that_fit(fig: Figure, make, columns: int):
     columns = max(1, columns)
     while True:
         legend = make(columns)
-        fig.canvas.draw()
-        if columns == 1 or legend.get_window_extent().width <= fig.bbox.width - 8:
+        # a legend's width is its own (entries, font, columns): measured without laying out the figure
+        if columns == 1 or legend.get_window_extent(fig.canvas.get_renderer()).width <= fig.bbox.width - 8:
             return legend
         legend.remove()
         columns -= 1
@@ -154,13 +154,16 @@ def learning_curves_figure(curves: pd.DataFrame, labels: Optional[Dict[str, str]
     for i, (run_id, run) in enumerate(curves.groupby("run_id", sort=False)):
         name, color = labels.get(run_id, run_id), f"C{i}"  # one colour per run across both panels
         train, val, test = (run[run["split"] == split] for split in ("train", "val", "test"))
+        # a run of one epoch is one point per curve: a line alone would draw nothing, so mark the points
+        dot = {"marker": "o", "markersize": 4} if run["epoch"].nunique() == 1 else {}
+        hollow = {**dot, "markerfacecolor": "none"} if dot else {}  # train and test points, beside val's filled ones
         if "loss" in run:
-            ax_loss.plot(train["epoch"], train["loss"], ":", color=color, label=f"{name} (train)")
-            ax_loss.plot(val["epoch"], val["loss"], "-", color=color, label=f"{name} (val)")
+            ax_loss.plot(train["epoch"], train["loss"], ":", color=color, label=f"{name} (train)", **hollow)
+            ax_loss.plot(val["epoch"], val["loss"], "-", color=color, label=f"{name} (val)", **dot)
         if "reconstruction_top1" in run:
-            ax_acc.plot(val["epoch"], val["reconstruction_top1"], "-", color=color, label=f"{name} val reconstruction")
+            ax_acc.plot(val["epoch"], val["reconstruction_top1"], "-", color=color, label=f"{name} val reconstruction", **dot)
         if "overall_top1" in run:
-            ax_acc.plot(test["epoch"], test["overall_top1"], "--", color=color, label=f"{name} test degraded-mode")
+            ax_acc.plot(test["epoch"], test["overall_top1"], "--", color=color, label=f"{name} test degraded-mode", **hollow)
     from parity_ray.losses import loss_units  # torch: imported when a loss curve is drawn
 
     unit = loss_units(loss or "")

@@ -159,4 +159,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from parity_ray.errors import exit_on_usage_error
+
+    raise SystemExit(exit_on_usage_error(main, prog="benchmarks/gpu_throughput.py"))

@@ -67,4 +67,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from parity_ray.errors import exit_on_usage_error
+
+    raise SystemExit(exit_on_usage_error(main, prog="benchmarks/quickstart_time.py"))

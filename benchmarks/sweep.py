@@ -56,12 +56,14 @@ def trained_experiment(storage: str, smoke: bool = False) -> str:
 
 
 def validation(experiment: str, queries: int, rate: float, deadline_ms: float, repeat: int = 1,
-               dataset: Optional[str] = None, data_root: Optional[str] = None) -> list:
+               dataset: Optional[str] = None, data_root: Optional[str] = None, modes: Optional[list] = None,
+               warmup: int = 50) -> list:
+    modes = modes or MODES
     from parity_ray.actors.simulation import SimulationOptions, run_simulation
     from parity_ray.ray_session import ray_running
 
-    sim = SimulationOptions(experiment=experiment, dataset=dataset, data_root=data_root, modes=MODES, straggler=STRAGGLER, rate=rate, queries=queries,
-                            warmup=50, deadline_ms=deadline_ms, timeout_s=5, progress=False, interleave_s=2.0,
+    sim = SimulationOptions(experiment=experiment, dataset=dataset, data_root=data_root, modes=modes, straggler=STRAGGLER, rate=rate, queries=queries,
+                            warmup=warmup, deadline_ms=deadline_ms, timeout_s=5, progress=False, interleave_s=2.0,
                             cpus_per_replica=0.05, repeat=repeat)
     with ray_running(num_cpus=2, log_to_driver=False):
         measured = run_simulation(sim, log=lambda m: print(m, file=sys.stderr))
@@ -69,13 +71,13 @@ def validation(experiment: str, queries: int, rate: float, deadline_ms: float, r
     swept: dict = {}
     for index in range(repeat):  # the sweep at each repetition's seed, as Serve ran it
         seed = sim.repetition(index).seed
-        summary = run_sweep(SweepOptions(experiment=experiment, dataset=dataset, modes=MODES, rates=[rate], stragglers=[STRAGGLER],
-                                         queries=queries * 20, warmup=50, calibrate=target, deadline_ms=deadline_ms,
+        summary = run_sweep(SweepOptions(experiment=experiment, dataset=dataset, modes=modes, rates=[rate], stragglers=[STRAGGLER],
+                                         queries=queries * 20, warmup=warmup, calibrate=target, deadline_ms=deadline_ms,
                                          timeout_s=5, workers=0, progress=False, seed=seed), log=lambda _m: None)
         for row in summary["rows"]:
             swept.setdefault(row["mode"], []).append(row)
     rows = []
-    for mode in MODES:
+    for mode in modes:
         serve_runs = [s for s in measured["modes"] if s["mode"] == mode]
         for key in ("p50_ms", "p99_ms", "p999_ms"):
             serve_values = np.array([s[key] for s in serve_runs], dtype=float)
@@ -103,13 +105,22 @@ def main(argv=None) -> int:
                                                                         "their spread is Serve's own run-to-run error")
     parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument("--deadline-ms", type=float, default=40.0)
+    parser.add_argument("--mode", dest="modes", help="validation: comma-separated modes (default: every registered "
+                                                        f"one; with --smoke-test {MODES[0]},replication)")
     parser.add_argument("--skip-validation", action="store_true")
-    parser.add_argument("--smoke-test", action="store_true", help="20,000 queries, in process; 60 a mode on Serve")
+    parser.add_argument("--smoke-test", action="store_true", help="20,000 queries, in process; 60 a mode on Serve, "
+                                                                      "by default for one coded mode and replication")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.smoke_test:
         args.queries, args.workers = 20_000, 0
+    # the smoke test checks the script: one coded mode and one uncoded (and a short warm-up)
+    args.modes = [m.strip() for m in (args.modes or (f"{MODES[0]},replication" if args.smoke_test else ",".join(MODES))).split(",")
+                  if m.strip()]
+    if not args.modes or set(args.modes) - set(MODES):
+        parser.error(f"--mode: unknown {', '.join(sorted(set(args.modes) - set(MODES))) or '(none given)'}; "
+                     f"valid choices: {', '.join(MODES)}")
     if args.serve_queries is None:
         args.serve_queries = 60 if args.smoke_test else 600
     storage = tempfile.mkdtemp(prefix="sweep-bench-")
@@ -120,7 +131,7 @@ def main(argv=None) -> int:
           f"(target < 60 s: {'met' if s['seconds'] < 60 else 'MISSED'}); p99.9 {s['row']['p999_ms']:.1f} ms")
     if not args.skip_validation:
         rows = validation(experiment, args.serve_queries, args.rate, args.deadline_ms, args.serve_repeat,
-                          args.dataset, args.data_root)
+                          args.dataset, args.data_root, modes=args.modes, warmup=10 if args.smoke_test else 50)
         result["validation"] = rows
         print(f"validation ({STRAGGLER}, {args.rate:g} qps, deadline {args.deadline_ms:g} ms, {args.serve_queries} queries "
               f"per mode on Serve, {args.serve_repeat} repetition(s); Serve: median [min-max], spread = its own "
@@ -138,4 +149,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from parity_ray.errors import exit_on_usage_error
+
+    raise SystemExit(exit_on_usage_error(main, prog="benchmarks/sweep.py"))

@@ -22,3 +22,15 @@ def choices_hint(name: str, choices: Iterable[str]) -> str:
     if close:
         hint += f" (did you mean '{close[0]}'?)"
     return hint
+
+
+def exit_on_usage_error(main, argv=None, prog: str = "") -> int:
+    """``main(argv)``'s exit code; a :class:`UsageError` it raises becomes ``<prog>: error: <message>``
+    on stderr and exit code 2, as the CLI does (for scripts outside it: the benchmarks)."""
+    import sys
+
+    try:
+        return main(argv)
+    except UsageError as exc:
+        print(f"{prog or sys.argv[0]}: error: {exc}", file=sys.stderr)
+        return 2

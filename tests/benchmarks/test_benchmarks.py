@@ -55,3 +55,19 @@ def test_locator_smoke_test(capsys):
     assert report["identity_exact"] is True
     assert {row["F"] for row in report["rows"]} == {"identity", "base-mlp on digits"}
     assert all(0.0 <= row["previous"] <= 1.0 for row in report["rows"])
+
+
+def test_a_benchmark_refuses_bad_input_in_one_line(tmp_path):
+    """A benchmark run as a script answers bad input as the CLI does: one line naming it, exit 2."""
+    import subprocess
+    import sys
+
+    from tests.cli.runner import REPO
+
+    for argv, says in [(["--experiment", str(tmp_path / "nope"), "--smoke-test"], "holds no experiment tables"),
+                       (["--mode", "coded,bogus", "--smoke-test"], "--mode: unknown bogus; valid choices: ")]:
+        done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "sweep.py"), *argv], capture_output=True,
+                              text=True, timeout=120, cwd=tmp_path)
+        assert done.returncode == 2 and says in done.stderr, done.stderr[-2000:]
+        assert "Traceback" not in done.stderr and says in done.stderr.strip().splitlines()[-1] and ": error: " in done.stderr.strip().splitlines()[-1]
+        assert not list(tmp_path.iterdir()), "nothing written"

@@ -6,7 +6,10 @@ What is asserted (docs/faults.md has the measured figures; ``-s`` prints this ru
 * every request started after a kill is answered 200 (the killed base replica's and parity's
   queries decoded or answered directly); a non-200 only for a request in flight at the kill, and a
   500 only for one in flight on the killed frontend (Serve's proxy answers those, not the app);
-* the slowest request started after the frontend kill is within 2 s of the slowest before it;
+* after the frontend kill the surviving frontend keeps answering: no stretch without a 200, and no
+  request, comes near the time Serve takes to replace the killed one (with one frontend every request
+  waits for the replacement: docs/faults.md). A bound relative to the replacement, not a fixed 2 s:
+  both grow together with the machine's load, and CI shares its 2 cores;
 * each killed replica is replaced (a new Serve replica actor of its deployment, alive).
 """
 
@@ -31,7 +34,6 @@ APP = "faults"
 CLIENTS = 12
 BASELINE_S = 2.5  # steady load before the first kill
 SETTLE_S = 1.0  # load after a killed replica's replacement is up, before the next kill
-SLOWER_BY_AT_MOST_S = 2.0
 
 
 # ----------------------------------------------------------------------------- replicas and their processes
@@ -230,7 +232,10 @@ def test_killing_a_base_replica_the_parity_replica_and_a_frontend_under_load(cod
     assert all(status in (500, 503) for status, _ in frontend["in_flight_non_200"]), frontend["in_flight_non_200"][:3]
     assert len(frontend["in_flight_non_200"]) <= frontend["in_flight"]
     assert base["paths"]["decoded"] > 0  # the killed base replica's queries were decoded
-    assert frontend["slowest_after_s"] <= frontend["slowest_before_s"] + SLOWER_BY_AT_MOST_S, frontend
+    # the survivor answered meanwhile: nothing waited for the replacement as it does with one frontend
+    # (there, the longest stretch with no 200 and the slowest request both equal the replacement time)
+    assert frontend["longest_without_answer_s"] < 0.5 * frontend["recovered_s"], frontend
+    assert frontend["slowest_after_s"] < frontend["recovered_s"], frontend
 
 
 def main(argv=None) -> None:

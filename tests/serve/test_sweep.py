@@ -309,7 +309,8 @@ def test_sweep_matches_a_real_serve_run(trained_experiment, local_ray, tmp_path,
 
     experiment = experiment_copy(trained_experiment, tmp_path)  # the simulation and the sweep write into it
     code, out, report, err = run_benchmark("sweep.py", "--smoke-test", "--json", "--experiment", experiment,
-                                           "--serve-queries", "200", "--rate", "20", "--deadline-ms", "40", capsys=capsys)
+                                           "--serve-queries", "200", "--rate", "20", "--deadline-ms", "40",
+                                           "--mode", ",".join(presented_modes()), capsys=capsys)
     assert code == 0, err[-3000:]
     assert "speed: 20,000 queries over 100 replicas" in out and "validation (" in out
     rows = report["validation"]
