@@ -38,7 +38,7 @@ class ModePolicy:
     deadline_ms: Union[float, str] = field(default=50.0, metadata={"parse": deadline_value})  # coded: decode after this; hedged: duplicate after this; auto: a running quantile (--deadline-quantile) of the recent direct answers' latencies
     deadline_quantile: float = 0.95  # with --deadline-ms auto: the quantile of the recent direct latencies the deadline follows
     hedge_deadline_ms: Optional[float] = None  # coded-hedged: duplicate after this (default 2 x deadline)
-    group_wait_ms: Optional[float] = None  # coded: seal a group this long after its first query (default: half the deadline)
+    group_wait_ms: Optional[float] = None  # coded: seal a group this long after its first query (default: half the deadline; with --deadline-ms auto, the adaptive deadline)
     timeout_s: float = 10.0  # a query not answered by then fails
     max_batch_size: int = 16  # queries a replica runs at once
     batch_wait_ms: float = 2.0  # how long a replica waits to fill a batch

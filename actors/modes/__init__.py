@@ -89,6 +89,7 @@ class ServingMode:
     single_copy = False  # True: each query goes to exactly one base replica, so its latency is one service time
     needs_systematic = False  # True: the run's code must be systematic (k of the n workers run F on the raw queries)
     uses_deadline = True  # False: the mode never waits on deadline_ms (none, replication, coded-eager)
+    follows_deadline = None  # True: keeps the (adaptive) deadline for another policy time (a coded group's seal); None: uses_deadline
 
     def __init__(self, frontend, options: Dict[str, Any]):
         self.frontend = frontend
@@ -96,12 +97,13 @@ class ServingMode:
         self.adaptive: Optional[AdaptiveDeadline] = None
         for name, value in type(self).timings(options).items():
             setattr(self, name, value)
-        if options.get("deadline_ms") == "auto" and self.uses_deadline:
-            self.adaptive = AdaptiveDeadline(options.get("deadline_quantile", 0.95), self._deadline_s)
+        follows = self.uses_deadline if self.follows_deadline is None else self.follows_deadline
+        if options.get("deadline_ms") == "auto" and follows:
+            self.adaptive = AdaptiveDeadline(options.get("deadline_quantile", 0.95), AUTO_START_MS / 1000.0)
 
     @property
     def deadline_s(self) -> float:
-        return self.adaptive.value if self.adaptive is not None else self._deadline_s
+        return self.adaptive.value if self.adaptive is not None and self.uses_deadline else self._deadline_s
 
     @deadline_s.setter
     def deadline_s(self, value: float) -> None:

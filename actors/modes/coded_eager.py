@@ -23,6 +23,6 @@ class CodedEager(Coded):
 
     @classmethod
     def timings(cls, options):
-        timings = super().timings(options)  # group_wait_s still follows deadline_ms (a partial group's seal)
+        timings = super().timings(options)  # group_wait_s still follows deadline_ms (a partial group's seal; with auto, the adaptive deadline)
         timings["deadline_s"] = 0.0  # decode as soon as any k of the n outputs are in
         return timings

@@ -110,6 +110,26 @@ def test_adaptive_deadline_runs_in_the_sweep():
     assert res.hedged.any() and np.percentile((res.answer - res.send)[500:] * 1000, 99.9) < 40
 
 
+@pytest.mark.parametrize("mode", ["coded", "coded-eager"])
+def test_auto_deadline_seals_a_partial_group_when_its_query_is_late(mode):
+    """With ``--deadline-ms auto`` and no ``--group-wait-ms`` a coded group still short of k queries is
+    sealed at the adaptive deadline (the pool's p95, about 5 ms here), not at half its 50 ms start
+    value: at 20 qps a k = 2 group is rarely full, and a query caught on the slowed replica is decoded
+    about a service time after the deadline; a partial group answered by then sends no coded request.
+    A ``--group-wait-ms`` given explicitly is kept."""
+    slow = [{"kind": "slow", "replica": 0, "p": 0.05, "delay_ms": 100}]
+    sends = send_times(4000, 20.0, 3)
+
+    def run(**options):
+        res = _shard(mode, "lognormal:median_ms=5,sigma=0.2", k=2, stragglers=slow, deadline_ms="auto", **options).run(sends)
+        return np.percentile((res.answer - res.send)[500:] * 1000, 99.9), res.requests / len(sends)
+
+    p999, requests = run()
+    assert p999 < 20 and requests < 1.3, (p999, requests)
+    waited, _requests = run(group_wait_ms=25)  # the old default, frozen at half the start value
+    assert waited > 25, waited
+
+
 def test_crash_fails_held_requests_and_restarts():
     crash = [{"kind": "crash", "replica": 0, "after": 50}]
     res = _shard("none", "constant:ms=5", k=2, stragglers=crash, max_batch=16, batch_wait_s=0.002).run(send_times(2000, 50.0, 5))
