@@ -52,8 +52,8 @@ AUTO_START_MS = 50.0  # --deadline-ms auto: the deadline until enough direct ans
 
 
 class AdaptiveDeadline:
-    """``--deadline-ms auto``: a running high quantile of the latencies of the last ``window`` direct,
-    unhedged answers (seconds), as "The Tail at Scale" sets its hedging delay; the start value holds
+    """``--deadline-ms auto``: a running high quantile of the latencies of the last ``window`` answered
+    queries (seconds), as "The Tail at Scale" sets its hedging delay; the start value holds
     until ``min_samples`` answers are in, and the quantile is recomputed every ``every`` answers."""
 
     def __init__(self, quantile: float, start_s: float, window: int = 200, min_samples: int = 20, every: int = 10):
@@ -114,8 +114,14 @@ class ServingMode:
         return self.deadline_s * 1000.0 if self.uses_deadline else None
 
     def observe(self, record: Dict[str, Any], seconds: float) -> None:
-        """An answer's outcome: a direct, unhedged one feeds the adaptive deadline."""
-        if self.adaptive is not None and record.get("path") == "direct" and not record.get("hedged"):
+        """An answer's outcome: every answered query (direct, hedged or decoded) feeds the adaptive deadline.
+
+        Feeding only the answers that beat the deadline unhedged would censor the tail: the quantile of
+        what came in before the deadline lies below it, so the deadline ratchets down. Measured in the
+        parm-fig9a preset (12 replicas, service median 5 ms): hedged's deadline sank to 4.9 ms, under
+        the median, and 53% of its queries were duplicated. With every answer in, the deadline settles
+        where about 1 - quantile of the queries are hedged or decoded ("a few percent" extra load)."""
+        if self.adaptive is not None and record.get("path") in ("direct", "decoded"):
             self.adaptive.observe(seconds)
 
     @classmethod

@@ -110,6 +110,16 @@ def test_adaptive_deadline_runs_in_the_sweep():
     assert res.hedged.any() and np.percentile((res.answer - res.send)[500:] * 1000, 99.9) < 40
 
 
+def test_adaptive_deadline_is_not_pulled_down_by_its_own_hedges():
+    """Every answered query feeds the adaptive deadline, hedged ones included: it settles near the
+    service law's p95 and hedges about 5% of the queries. (Fed only the answers that beat it, it sank
+    below the median and hedged over half of them.)"""
+    res = _shard("hedged", "lognormal:median_ms=5,sigma=0.2", k=2, deadline_ms="auto").run(send_times(6000, 100.0, 11))
+    p95 = 5 * np.exp(0.2 * 1.645)
+    assert np.nanmedian(res.deadline[1000:]) == pytest.approx(p95, rel=0.15)
+    assert res.hedged[1000:].mean() < 0.10 and res.requests / 6000 < 1.12
+
+
 @pytest.mark.parametrize("mode", ["coded", "coded-eager"])
 def test_auto_deadline_seals_a_partial_group_when_its_query_is_late(mode):
     """With ``--deadline-ms auto`` and no ``--group-wait-ms`` a coded group still short of k queries is
