@@ -163,7 +163,7 @@ class SweepOptions(ModePolicy):
     stragglers: List[str] = field(default_factory=lambda: ["none"], metadata={"flag": "--straggler", "sep": ";"})  # straggler specs as in simulate; several (a grid axis) separated by ';'
     cluster_sizes: Optional[List[int]] = field(default=None, metadata={"flag": "--cluster-size"})  # replicas in the cluster (comma list); default: one app of each mode
     queries: int = 10000  # measured queries per cell x mode (split over its replications)
-    warmup: int = 100  # queries per replication left out of the statistics
+    warmup: int = 100  # queries per replication and app sent first and left out of the statistics (each app's frontend starts cold)
     replications: int = 5  # independent replications per cell (fresh seeds; Ray tasks side by side): every p50/p99/p99.9 and ratio gets a 95% interval from their spread
     ci_width: Optional[float] = None  # add replications until each cell's p99.9 interval is within this percentage of it (at most 8x --replications; the cells that stop there are named)
     service: Optional[str] = None  # service times by hand, e.g. lognormal:median_ms=3,sigma=0.3[,per_item_ms=0.1,busy_fraction=0.5]

@@ -139,7 +139,7 @@ PRESETS.register("parm-fig9a")(Preset(
            "than equal resources at the same median",
     settings={"modes": coded_policies() + [EQUAL_RESOURCES, HEDGED], "ks": [2], "rs": [1], "rates": PAPER_RATES,
               "rate_per_replicas": 12, "cluster_sizes": [12, 100, 1000], "max_batch_size": 1, "batch_wait_ms": 0.0,
-              "queries": 100000, "warmup": 1000, "deadline_ms": "auto",
+              "queries": 100000, "warmup": 100, "deadline_ms": "auto",
               "stragglers": ["bursts:period_s=1,delay_ms=40,one_in=12"]},
     service="lognormal:median_ms=5,sigma=0.2",
     assumptions="not published, chosen here: service lognormal median 5 ms sigma 0.2 (ResNet-18 at batch 1 on a "
