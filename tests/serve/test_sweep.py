@@ -296,6 +296,19 @@ def test_sweep_prints_the_cheapest_mode_per_rate_meeting_the_target(tmp_path):
     assert "cheapest mode meeting" not in without.stdout
 
 
+def test_every_app_of_a_cell_warms_up_on_its_own(tmp_path):
+    """``--warmup`` is per app: 20 apps each leave their first 30 queries out, so none of the measured
+    ones meets the adaptive deadline's 50 ms start value (split over the apps, 30 queries left each
+    app 1 or 2, and the median measured query was given 50 ms)."""
+    experiment, _ = _synthetic_experiment(tmp_path / "exp")
+    options = SweepOptions(experiment=experiment, run=None, modes=["hedged"], rates=[2000.0], ks=[2], rs=[1],
+                           cluster_sizes=[60], queries=1200, warmup=30, deadline_ms="auto", replications=2,
+                           stragglers=["slow:p=0.1,delay_ms=100"], service="constant:ms=5", workers=0, progress=False)
+    row = run_sweep(options, log=lambda _m: None)["rows"][0]
+    assert row["apps"] == 20 and row["measured"] == 1200
+    assert row["deadline_ms"] < 20, row["deadline_ms"]  # the measured queries' median deadline (50.0 when split)
+
+
 def test_sweep_rows_in_the_experiment(tmp_path):
     experiment, _ = _synthetic_experiment(tmp_path / "exp")
     options = SweepOptions(experiment=experiment, run=None, modes=["coded", "replication", "none"], rates=[100.0, 400.0],
