@@ -286,4 +286,4 @@ def main(argv=None) -> int:
 if __name__ == "__main__":
     from parity_ray.errors import exit_on_usage_error
 
-    raise SystemExit(exit_on_usage_error(main, prog="benchmarks/time_to_accuracy.py"))
+    raise SystemExit(exit_on_usage_error(main))

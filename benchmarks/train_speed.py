@@ -229,4 +229,4 @@ def main(argv=None) -> int:
 if __name__ == "__main__":
     from parity_ray.errors import exit_on_usage_error
 
-    raise SystemExit(exit_on_usage_error(main, prog="benchmarks/train_speed.py"))
+    raise SystemExit(exit_on_usage_error(main))

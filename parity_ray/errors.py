@@ -5,6 +5,8 @@ from __future__ import annotations
 import difflib
 from typing import Iterable
 
+EXIT_USAGE = 2  # the exit code of a UsageError, for the CLI and every script
+
 
 class UsageError(ValueError):
     """Bad input from the user: unknown names, bad values, missing files.
@@ -24,13 +26,13 @@ def choices_hint(name: str, choices: Iterable[str]) -> str:
     return hint
 
 
-def exit_on_usage_error(main, argv=None, prog: str = "") -> int:
-    """``main(argv)``'s exit code; a :class:`UsageError` it raises becomes ``<prog>: error: <message>``
+def exit_on_usage_error(main, argv=None) -> int:
+    """``main(argv)``'s exit code; a :class:`UsageError` it raises becomes ``<script>: error: <message>``
     on stderr and exit code 2, as the CLI does (for scripts outside it: the benchmarks)."""
     import sys
 
     try:
         return main(argv)
     except UsageError as exc:
-        print(f"{prog or sys.argv[0]}: error: {exc}", file=sys.stderr)
-        return 2
+        print(f"{sys.argv[0]}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE

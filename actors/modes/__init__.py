@@ -89,7 +89,7 @@ class ServingMode:
     single_copy = False  # True: each query goes to exactly one base replica, so its latency is one service time
     needs_systematic = False  # True: the run's code must be systematic (k of the n workers run F on the raw queries)
     uses_deadline = True  # False: the mode never waits on deadline_ms (none, replication, coded-eager)
-    follows_deadline = None  # True: keeps the (adaptive) deadline for another policy time (a coded group's seal); None: uses_deadline
+    follows_deadline = False  # True: keeps the adaptive deadline without waiting on it, for another policy time (a coded group's seal)
 
     def __init__(self, frontend, options: Dict[str, Any]):
         self.frontend = frontend
@@ -97,8 +97,7 @@ class ServingMode:
         self.adaptive: Optional[AdaptiveDeadline] = None
         for name, value in type(self).timings(options).items():
             setattr(self, name, value)
-        follows = self.uses_deadline if self.follows_deadline is None else self.follows_deadline
-        if options.get("deadline_ms") == "auto" and follows:
+        if options.get("deadline_ms") == "auto" and (self.uses_deadline or self.follows_deadline):
             self.adaptive = AdaptiveDeadline(options.get("deadline_quantile", 0.95), AUTO_START_MS / 1000.0)
 
     @property

@@ -13,10 +13,10 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from ..errors import UsageError
+from ..errors import EXIT_USAGE, UsageError
 from ..logs import LOG_LEVELS, configure_logging
 from . import export, listing, quickstart, report, serve, simulate, sweep, train, tune
-from .common import EXIT_USAGE, OneLineParser, config_from_args, format_summary, version_text
+from .common import OneLineParser, config_from_args, format_summary, version_text
 
 COMMANDS = (train, quickstart, tune, simulate, sweep, serve, report, export, listing)  # in --help order
 READS_EXPERIMENTS = ("simulate", "sweep", "serve", "report", "export")  # the commands that take --trust-code

@@ -13,8 +13,6 @@ from typing import Any, Dict, Optional
 from ..config import TrainConfig
 from ..errors import UsageError
 
-EXIT_USAGE = 2
-
 
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (the usage text is under --help).
