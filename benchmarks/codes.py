@@ -53,6 +53,10 @@ CODES = {  # cheapest first, so an interrupted run still has the most rows
                                             "parity_model": "lenet5-wide"},
     "concatenation (lenet5-wide parity model)": {"encoder": "concatenation", "decoder": "subtraction", "loss": "mse",
                                                  "parity_model": "lenet5-wide"},
+    # A learned downsample-and-concatenate: k compressed queries side by side, a parity model that
+    # reads each slot and sums (its cost per coded query grows with k, shown in the row).
+    "projection (slot-mlp parity model)": {"encoder": "projection", "decoder": "subtraction", "loss": "mse",
+                                           "parity_model": "slot-mlp"},
 }
 
 

@@ -145,7 +145,7 @@ class TrainConfig:
     # ------------------------------------------------------------------ validation
     def validate(self) -> "TrainConfig":
         """Check every name against its registry and every number against its range."""
-        from .coders import DECODERS, ENCODERS, create_coders, is_base_worker
+        from .coders import DECODERS, ENCODERS, check_slot_layout, create_coders, is_base_worker
         from .data import get_dataset_spec, parse_input_norm
         from .losses import LOSSES
         from .models import MODELS
@@ -194,6 +194,8 @@ class TrainConfig:
         with torch.device("meta"):  # shapes and limits only: no memory for a learned encoder's weights
             encoder, decoder = create_coders(resolved, spec.input_shape, spec.num_classes)
         trains_workers = not is_base_worker(resolved.parity_model)
+        check_slot_layout(encoder, resolved, reads_slots=trains_workers and bool(
+            getattr(MODELS.resolve(parse_spec(resolved.parity_model))[0], "reads_slots", False)))
         if resolved.parity_init == "base" and trains_workers and spec_name(resolved.parity_model) != spec_name(resolved.model):
             raise UsageError("parity_init=base copies F's weights, so parity_model must be F's architecture (or omitted)")
         if self.epochs == 0 and (trains_workers or encoder.trainable or decoder.trainable):

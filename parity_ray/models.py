@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -22,7 +22,8 @@ from .registry import Registry, Spec, spec_name
 MODELS: Registry = Registry("model", "models", """
     An ``nn.Module`` class or factory called with ``input_shape=(C, H, W)`` and ``num_classes``
     (each only if it takes it); ``forward`` maps a batch ``(B, C, H, W)`` to ``(B, num_classes)``
-    outputs. Serves as the deployed model F and, by default, as each parity model.""")
+    outputs. Serves as the deployed model F and, by default, as each parity model. A parity model is
+    also offered ``group_size`` (the k queries one coded query stands for), again only if it takes it.""")
 register_model = MODELS.register
 
 
@@ -30,9 +31,13 @@ def list_models() -> List[str]:
     return MODELS.names()
 
 
-def create_model(spec: Spec, *, input_shape: Sequence[int], num_classes: int) -> nn.Module:
-    """Build a registered model or a class-spec ``{"cls": "pkg.mod.Class", **kwargs}``."""
-    model = MODELS.create(spec, input_shape=tuple(input_shape), num_classes=num_classes)
+def create_model(spec: Spec, *, input_shape: Sequence[int], num_classes: int, group_size: Optional[int] = None) -> nn.Module:
+    """Build a registered model or a class-spec ``{"cls": "pkg.mod.Class", **kwargs}``; ``group_size`` (k)
+    is given when the model is built as a parity model."""
+    context: Dict[str, Any] = {"input_shape": tuple(input_shape), "num_classes": num_classes}
+    if group_size is not None:
+        context["group_size"] = int(group_size)
+    model = MODELS.create(spec, **context)
     if not isinstance(model, nn.Module):
         raise UsageError(f"model '{spec_name(spec)}' built a {type(model).__name__}, not a torch.nn.Module")
     return model
@@ -110,6 +115,35 @@ def _cifar_resnet(depth: int, input_shape: Sequence[int], num_classes: int) -> n
     model.conv1 = nn.Conv2d(input_shape[0], 64, kernel_size=3, stride=1, padding=1, bias=False)
     model.maxpool = nn.Identity()
     return model
+
+
+@register_model("slot-mlp")
+class SlotMLP(nn.Module):
+    """A parity model that reads a coded query as ``group_size`` slots side by side (the flattened
+    input cut into k equal parts, as encoder ``projection`` lays out k compressed queries): one shared
+    ``hidden``-wide ReLU layer per slot, without bias, the slots' features summed, one linear layer to
+    the outputs. Without the hidden bias each slot's term is positively homogeneous (a slot scaled by
+    c > 0 scales its term by c), so a coded query whose slot i the encoder scaled by ``G[j, i]``
+    returns ``sum_i G[j, i] f(slot_i)`` plus one bias: what the subtraction decoder reads for any r
+    (``F(X_e) = P - sum of the others`` for r = 1). With ``group_size`` 1 it is a plain MLP, and can
+    serve as F. Parameters shrink with k (a slot holds D / k values); FLOPs per coded query stay about
+    ``2 * D * hidden``."""
+
+    reads_slots = True
+
+    def __init__(self, input_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10, group_size: int = 1,
+                 hidden: int = 512):
+        super().__init__()
+        self.size, self.slots = math.prod(input_shape), int(group_size)
+        self.slot_size = self.size // self.slots
+        if self.slot_size < 1:
+            raise UsageError(f"slot-mlp cannot cut an input of {self.size} values into {self.slots} slots")
+        self.slot = nn.Sequential(nn.Linear(self.slot_size, hidden, bias=False), nn.ReLU())
+        self.head = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        slots = x.flatten(1)[:, : self.slots * self.slot_size].reshape(x.shape[0], self.slots, self.slot_size)
+        return self.head(self.slot(slots).sum(dim=1))
 
 
 @register_model("resnet18")
@@ -232,18 +266,18 @@ class ModelCost:
 
 
 @lru_cache(maxsize=128)
-def _cost(spec_json: str, input_shape: Tuple[int, ...], num_classes: int) -> ModelCost:
+def _cost(spec_json: str, input_shape: Tuple[int, ...], num_classes: int, group_size: Optional[int]) -> ModelCost:
     from torch.utils.flop_counter import FlopCounterMode
 
     with torch.device("meta"):  # shapes only: no weights allocated, a ResNet-152 costs milliseconds
-        model = create_model(json.loads(spec_json), input_shape=input_shape, num_classes=num_classes)
+        model = create_model(json.loads(spec_json), input_shape=input_shape, num_classes=num_classes, group_size=group_size)
         counter = FlopCounterMode(display=False)
         with counter, torch.no_grad():
             model.eval()(torch.empty(1, *input_shape))
     return ModelCost(params=sum(p.numel() for p in model.parameters()), flops=int(counter.get_total_flops()))
 
 
-def model_cost(spec: Spec, *, input_shape: Sequence[int], num_classes: int) -> Optional[ModelCost]:
+def model_cost(spec: Spec, *, input_shape: Sequence[int], num_classes: int, group_size: Optional[int] = None) -> Optional[ModelCost]:
     """Parameters and FLOPs per query of a model (the parity model's are shown beside the accuracy it
     buys, so a wider parity model is never a hidden win); None where the model cannot be built on the
     meta device. Registered models only: a class-spec names user code, and costing a run read from an
@@ -251,7 +285,8 @@ def model_cost(spec: Spec, *, input_shape: Sequence[int], num_classes: int) -> O
     if spec_name(spec) not in MODELS.names():
         return None
     try:
-        return _cost(json.dumps(spec, sort_keys=True), tuple(int(d) for d in input_shape), int(num_classes))
+        return _cost(json.dumps(spec, sort_keys=True), tuple(int(d) for d in input_shape), int(num_classes),
+                     None if group_size is None else int(group_size))
     except Exception:  # noqa: BLE001 - a cost column is informative; an unusual user model leaves it null
         return None
 

@@ -107,7 +107,8 @@ def _parity_cost(resolved: TrainConfig) -> Dict[str, Any]:
     """:func:`parity_cost_columns` of an already resolved config (raises UsageError for an unknown dataset)."""
     spec = get_dataset_spec(resolved.dataset)
     arch = resolved.model if is_base_worker(resolved.parity_model) else resolved.parity_model
-    cost = model_cost(arch, input_shape=spec.input_shape, num_classes=spec.num_classes)
+    cost = model_cost(arch, input_shape=spec.input_shape, num_classes=spec.num_classes,
+                      group_size=None if is_base_worker(resolved.parity_model) else resolved.k)
     return {"parity_arch": spec_name(arch), "parity_params": cost.params if cost else None,
             "parity_flops": cost.flops if cost else None}
 

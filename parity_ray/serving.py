@@ -157,7 +157,8 @@ def load_model(run: ServedRun, role: str, parity_index: int = 0, device: str = "
     elif role == "parity":
         if not run.parity_checkpoint_uri:
             raise UsageError(f"run '{run.run_id}' has no parity model checkpoint")
-        model = create_model(run.config["parity_model"], input_shape=spec.input_shape, num_classes=spec.num_classes)
+        model = create_model(run.config["parity_model"], input_shape=spec.input_shape, num_classes=spec.num_classes,
+                             group_size=run.config["k"])
         checkpoint = read_torch_file(run.parity_checkpoint_uri)
         prefix = f"models.{parity_index}."
         state = {k[len(prefix):]: v for k, v in checkpoint["parity_state"].items() if k.startswith(prefix)}

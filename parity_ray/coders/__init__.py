@@ -205,6 +205,17 @@ def create_coders(config, input_shape: Sequence[int], num_outputs: int):
     return encoder, decoder
 
 
+def check_slot_layout(encoder: Encoder, config, reads_slots: bool) -> None:
+    """A parity model that reads the k queries as slots side by side (``slot-mlp``, ``reads_slots``)
+    reads only an encoder that lays them out so (``projection``, ``packs_slots``); on any other coded
+    query its slots mean nothing. Raises :class:`UsageError` naming the encoders that do."""
+    if reads_slots and not getattr(encoder, "packs_slots", False):
+        packers = [name for name in list_encoders() if getattr(ENCODERS.resolve(name)[0], "packs_slots", False)]
+        raise UsageError(f"parity model '{spec_name(config.parity_model)}' reads the k queries as slots side by side, "
+                         f"which encoder '{spec_name(config.encoder)}' does not lay out; choose encoder "
+                         f"{' or '.join(repr(p) for p in packers)}, or another parity model")
+
+
 def default_systematic(spec: Spec) -> bool:
     """Whether a code is systematic unless told otherwise (berrut: no, as in ApproxIFER)."""
     factory, _ = ENCODERS.resolve(spec)
@@ -341,6 +352,6 @@ __all__ = [
     "AdditionEncoder", "BerrutDecoder", "BerrutEncoder", "ConcatenationEncoder", "ConvEncoder", "DECODERS", "Decoder",
     "ENCODERS", "Encoder", "LinearDecoder", "MLPDecoder", "MLPEncoder", "SubtractionDecoder", "berrut_points",
     "berrut_weights", "code_family", "code_label", "code_matrix", "concatenation_grid", "create_coders", "create_decoder",
-    "create_encoder", "default_systematic", "erasure_patterns", "is_base_worker", "list_decoders", "list_encoders",
+    "check_slot_layout", "create_encoder", "default_systematic", "erasure_patterns", "is_base_worker", "list_decoders", "list_encoders",
     "rebuilt_slots", "register_decoder", "register_encoder", "training_patterns", "valid_concatenation_ks",
 ]

@@ -111,8 +111,8 @@ def test_list_names_every_registry():
 
 BAD_FLAGS = {
     "unknown dataset": (["--dataset", "mnsit"], ["unknown dataset 'mnsit'", "did you mean 'mnist'"]),
-    "unknown model": (["--model", "vgg99"], ["unknown model 'vgg99'", "base-mlp, lenet5, lenet5-wide, resnet152, resnet18, tv-resnet18, vgg11, vit, vit-wide"]),
-    "unknown encoder": (["--encoder", "xor"], ["unknown encoder 'xor'", "addition, berrut, concatenation, conv, mlp"]),
+    "unknown model": (["--model", "vgg99"], ["unknown model 'vgg99'", "base-mlp, lenet5, lenet5-wide, resnet152, resnet18, slot-mlp, tv-resnet18, vgg11, vit, vit-wide"]),
+    "unknown encoder": (["--encoder", "xor"], ["unknown encoder 'xor'", "addition, berrut, concatenation, conv, mlp, projection"]),
     "unknown decoder": (["--decoder", "magic"], ["unknown decoder 'magic'", "berrut, mlp, subtraction"]),
     "unknown loss": (["--loss", "hinge"], ["unknown loss 'hinge'", "ce, kl, mse"]),
     "k below 2": (["--k", "1"], ["k must be >= 2"]),
@@ -125,6 +125,10 @@ BAD_FLAGS = {
     "byzantine it cannot locate": (["--encoder", "berrut", "--decoder", "berrut", "--parity-model", "base", "--epochs", "0",
                                     "--k", "4", "--r", "2", "--byzantine", "1"], ["cannot locate 1 Byzantine", "needs r >= 2E + 2 = 4",
                                                                                 "valid byzantine for k=4, r=2: 0..0"]),
+    "a slot parity model on a code without slots": (["--parity-model", "slot-mlp"], [
+        "parity model 'slot-mlp' reads the k queries as slots", "encoder 'addition' does not lay out", "choose encoder 'projection'"]),
+    "projection beyond a linear code": (["--encoder", "projection", "--parity-model", "slot-mlp", "--k", "4", "--r", "5"],
+                                        ["encoder 'projection' supports r <= 4"]),
     "byzantine without berrut": (["--byzantine", "1", "--r", "2"], ["cannot locate Byzantine workers"]),
     "decoder reads not that encoder": (["--encoder", "addition", "--decoder", "berrut"], ["can only read the berrut encoder"]),
     "subtraction of a non-systematic code": (["--encoder", "berrut", "--decoder", "subtraction", "--no-systematic"],

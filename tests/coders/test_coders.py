@@ -8,10 +8,12 @@ import torch.nn.functional as F
 
 from parity_ray import UsageError
 from parity_ray.coders import (
+    ENCODERS,
     code_matrix,
     concatenation_grid,
     create_decoder,
     create_encoder,
+    erasure_patterns,
     list_decoders,
     list_encoders,
 )
@@ -23,6 +25,11 @@ SHAPES = [(1, 28, 28), (3, 32, 32), (1, 8, 8)]
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("k,r", [(2, 1), (3, 1), (4, 2)])
 def test_every_encoder_maps_k_queries_to_its_coded_queries(encoder, shape, k, r):
+    max_r = getattr(ENCODERS.resolve(encoder)[0], "max_r", None)
+    if max_r is not None and r > max_r:  # refused in one line, naming the limit
+        with pytest.raises(UsageError, match=f"supports r <= {max_r}"):
+            create_encoder(encoder, k=k, r=r, input_shape=shape)
+        return
     enc = create_encoder(encoder, k=k, r=r, input_shape=shape)
     out = enc(torch.randn(5, k, *shape))
     assert out.shape == (5, enc.num_coded, *shape)
@@ -100,3 +107,69 @@ def test_code_matrix_minors_are_invertible():
 def test_bad_k_r(k, r):
     with pytest.raises(UsageError):
         create_encoder("addition", k=k, r=r, input_shape=(1, 8, 8))
+
+
+def test_projection_lays_each_query_into_its_own_slot():
+    """Slot i of the coded query is a function of query i alone: changing query 2 changes only slot 2."""
+    torch.manual_seed(0)
+    k, shape = 4, (1, 8, 8)
+    enc = create_encoder("projection", k=k, r=1, input_shape=shape)
+    queries = torch.randn(3, k, *shape)
+    changed = queries.clone()
+    changed[:, 2] = torch.randn(3, *shape)
+    before, after = enc(queries).flatten(2), enc(changed).flatten(2)
+    slot = 64 // k
+    moved = (before - after).abs().reshape(3, k, slot).amax(dim=(0, 2))
+    assert moved[2] > 1e-3 and torch.all(moved[[0, 1, 3]] == 0)
+
+
+@pytest.mark.parametrize("k,r", [(3, 1), (4, 2), (3, 3)])
+def test_projection_with_slot_parity_models_decodes_exactly_for_any_r(k, r):
+    """Where each worker's output is the slot network's own function of a query, f(X) (slot-mlp with one
+    slot, no head bias), the parity models return sum_i G[j, i] f(X_i) exactly (the encoder scales slot i
+    by G[j, i] and a slot's term is positively homogeneous), so subtraction rebuilds every pattern of
+    up to r erasures exactly. A slot network with a hidden bias, or an encoder scaling after the
+    parity model's nonlinearity, breaks this."""
+    from parity_ray.models import create_model
+
+    torch.manual_seed(0)
+    shape = (1, 8, 8)
+    enc = create_encoder("projection", k=k, r=r, input_shape=shape)
+    dec = create_decoder("subtraction", k=k, r=r, input_shape=shape, num_outputs=10)
+    dec.check_encoder(enc)
+    parity = create_model("slot-mlp", input_shape=shape, num_classes=10, group_size=k)
+    with torch.no_grad():
+        parity.head.bias.zero_()
+    slot = enc.slot_size
+
+    def f(query):  # the same slot network on one query's compressed slot
+        return parity.head(parity.slot(enc.net(query.reshape(query.shape[0], -1))[:, :slot]))
+
+    queries = torch.randn(6, k, *shape, dtype=torch.float64)
+    enc, parity = enc.double(), parity.double()
+    with torch.no_grad():
+        outputs = torch.stack([f(queries[:, i]) for i in range(k)], dim=1)
+        coded = enc(queries)
+        parities = torch.stack([parity(coded[:, j]) for j in range(r)], dim=1)
+        workers = torch.cat([outputs, parities], dim=1)
+        for e in range(1, r + 1):
+            for available in erasure_patterns(k + r, e):
+                decoded = dec.decode(workers, available.expand(6, -1))
+                assert torch.allclose(decoded, outputs, atol=1e-8), (e, available)
+
+
+def test_slot_mlp_returns_a_sum_of_one_function_of_each_slot():
+    """What the subtraction decoder needs of a parity model: P(a, b) - P(a', b) = P(a, b') - P(a', b')
+    (the slots add). A plain MLP of the same input fails this by far."""
+    torch.manual_seed(0)
+    from parity_ray.models import create_model
+
+    def separability_gap(model):
+        a, a2, b, b2 = (torch.randn(5, 32) for _ in range(4))
+        p = lambda x, y: model(torch.cat([x, y], 1).reshape(5, 1, 8, 8))  # noqa: E731
+        return ((p(a, b) - p(a2, b)) - (p(a, b2) - p(a2, b2))).abs().max().item()
+
+    slot_mlp = create_model("slot-mlp", input_shape=(1, 8, 8), num_classes=10, group_size=2)
+    plain = create_model("base-mlp", input_shape=(1, 8, 8), num_classes=10)
+    assert separability_gap(slot_mlp) < 1e-5
+    assert separability_gap(plain) > 1e-3

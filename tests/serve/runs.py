@@ -49,7 +49,7 @@ def make_run(folder, encoder, decoder, k: int = 2, r: int = 1, parity_model: str
     if parity_model != "base":
         parity_state = {}
         for j in range(num_coded):
-            model = create_model(parity_model, input_shape=data.input_shape, num_classes=data.num_classes)
+            model = create_model(parity_model, input_shape=data.input_shape, num_classes=data.num_classes, group_size=k)
             parity_state.update({f"models.{j}.{key}": value for key, value in model.state_dict().items()})
         checkpoint["parity_state"] = parity_state
     torch.save(checkpoint, folder / "best.pt")

@@ -13,7 +13,7 @@ from parity_ray.coders import erasure_patterns, list_encoders
 from parity_ray.config import TrainConfig
 from parity_ray.data import get_dataset_spec, list_datasets, load_data
 from parity_ray.losses import create_loss, list_losses
-from parity_ray.models import create_model, list_models
+from parity_ray.models import MODELS, create_model, list_models
 from parity_ray.evaluation import forward_groups
 from parity_ray.pipeline import FrozenBaseWorkers, ParityModels, build_code
 from parity_ray.trainer import train
@@ -26,12 +26,17 @@ HOME_DATASET = {"base-mlp": "mnist", "lenet5": "mnist", "resnet18": "cifar10", "
                 "vgg11": "speech-commands", "tv-resnet18": "cats-v-dogs"}
 
 
+def _reads_slots(model: str) -> bool:
+    """A parity model that reads k slots side by side (slot-mlp) is refused on any other encoder's coded query."""
+    return bool(getattr(MODELS.resolve(model)[0], "reads_slots", False))
+
+
 def dataset_model_encoder_matrix():
     """Every classification dataset with a small model, every model on its own dataset, every encoder:
     each plugin meets the others without the full product (ResNet-152 on 224 x 224 is minutes on CPU)."""
     datasets = [d for d in list_datasets() if get_dataset_spec(d).task == "classification"]
     triples = {(d, "lenet5", "addition") for d in datasets}
-    triples |= {(HOME_DATASET.get(m, "digits"), m, "addition") for m in list_models()}
+    triples |= {(HOME_DATASET.get(m, "digits"), m, "projection" if _reads_slots(m) else "addition") for m in list_models()}
     triples |= {(d, "lenet5", e) for d in ("digits", "cifar10") for e in list_encoders()}
     return sorted(triples)
 
@@ -49,7 +54,7 @@ def test_one_batch_forward_backward_for_every_dataset_model_coder(dataset, model
     base = create_model(model, input_shape=spec.input_shape, num_classes=spec.num_classes).eval()
     with torch.no_grad():
         base_outputs = base(data.train_x[:n])
-    decoder = "berrut" if encoder == "berrut" else ("mlp" if encoder in ("mlp", "conv") else "subtraction")
+    decoder = "berrut" if encoder == "berrut" else ("mlp" if encoder in ("mlp", "conv") else "subtraction")  # projection: subtraction
     config = TrainConfig.from_dict({"dataset": dataset, "model": model, "k": 2, "r": 1, "encoder": encoder,
                                     "decoder": decoder}).resolved()
     code = build_code(config, spec, base, "cpu")
