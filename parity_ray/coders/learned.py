@@ -24,7 +24,17 @@ Tensor = torch.Tensor
 
 @register_encoder("mlp")
 class MLPEncoder(Encoder):
-    """The k queries flattened and concatenated -> Linear(kD, kD) -> ReLU -> Linear(kD, rD) -> r coded queries."""
+    """The k queries flattened and concatenated -> Linear(kD, kD) -> ReLU -> Linear(kD, rD) -> r coded
+    queries, added to the linear code's sums ``sum_i G[j, i] X_i`` (addition's coded queries).
+
+    Why the sums: the published network starts as random noise over k * D inputs. F on such a coded
+    query answers about the same whatever the k queries were, so the decoder sees no signal and the
+    gradient through the frozen F carries none: at k = 12 (MNIST, F = LeNet-5) the loss stayed at ln 10
+    for 5 epochs, and neither standardising the coded queries nor 1/k Adam steps for the encoder moved
+    it (3 epochs each, measured). Started at the sums (the last layer zero), the code is addition on
+    step one and learns a residual from there; at k = 12 it left chance in the first epoch. A checkpoint
+    written before the sums existed has no ``sum_skip`` and loads with the sums off, as it was trained.
+    """
 
     family = "learned"
 
@@ -32,10 +42,19 @@ class MLPEncoder(Encoder):
         super().__init__(k, r, input_shape, systematic)
         size = math.prod(self.input_shape)
         self.net = nn.Sequential(nn.Linear(self.k * size, self.k * size), nn.ReLU(), nn.Linear(self.k * size, self.r * size))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+        self.register_buffer("generator", code_matrix(self.k, self.r), persistent=False)
+        self.register_buffer("sum_skip", torch.ones(()))  # 0 for checkpoints trained without the sums
 
     def forward(self, queries: Tensor) -> Tensor:
         batch = queries.shape[0]
-        return self.net(queries.reshape(batch, -1)).reshape(batch, self.r, *self.input_shape)
+        sums = torch.einsum("rk,bk...->br...", self.generator.to(queries.dtype), queries)
+        return self.net(queries.reshape(batch, -1)).reshape(batch, self.r, *self.input_shape) + self.sum_skip * sums
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        state_dict.setdefault(prefix + "sum_skip", torch.zeros(()))  # written before the sums: they stay off
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 @register_encoder("conv")

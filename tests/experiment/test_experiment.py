@@ -116,20 +116,21 @@ def test_unavailable_cells_get_rows_not_silence(tmp_path, local_ray):
 
 
 def test_every_code_family_runs_side_by_side_in_one_grid(tmp_path, local_ray):
-    """The codes space, narrowed to digits at k=4, r=2: fifteen runs of three families (F's own parity
-    architecture, three larger ones with both parity-model encoders, and a parity model named explicitly, as
-    the ViT cells' LeNet-5 one), each parity model's cost beside it, one table, one report."""
+    """The codes space, narrowed to digits at k=4, r=2: sixteen runs of three families (F's own parity
+    architecture, three larger ones with both parity-model encoders, a parity model named explicitly, as
+    the ViT cells' LeNet-5 one, and the projection code's slot-mlp), each parity model's cost beside it,
+    one table, one report."""
     from parity_ray.analysis import code_comparison_table
 
     opts = TuneOptions(space="codes", name="codes", storage=str(tmp_path), progress=False, smoke_test=True,
                        overrides=["dataset=digits", "model=lenet5", "k=4", "r=2"])
     summary = run_experiment(opts, log=lambda _m: None)
-    assert summary["status"] == {"COMPLETED": 15}, summary
+    assert summary["status"] == {"COMPLETED": 16}, summary
     tables = results.load(opts.uri)
     runs = tables.runs.set_index("run_id")
-    assert sorted(runs.code_family.value_counts().items()) == [("berrut", 4), ("learned", 2), ("parity-models", 9)]
+    assert sorted(runs.code_family.value_counts().items()) == [("berrut", 4), ("learned", 3), ("parity-models", 9)]
     own = runs[(runs.code_family == "parity-models") & (runs.parity_arch == "lenet5")]
-    assert set(runs.parity_arch) == {"lenet5", "lenet5-wide", "vit-wide", "resnet152"} and len(own) == 3
+    assert set(runs.parity_arch) == {"lenet5", "lenet5-wide", "vit-wide", "resnet152", "slot-mlp"} and len(own) == 3
     assert (runs[runs.parity_arch == "resnet152"].parity_flops > 100 * own.parity_flops.max()).all()
     assert set(runs.worker) == {"base", "trained"} and set(runs.systematic) == {True, False}
     assert (runs.redundancy == 0.5).all()
@@ -145,4 +146,4 @@ def test_every_code_family_runs_side_by_side_in_one_grid(tmp_path, local_ray):
     assert set(preds.erasures) == {1, 2} and preds.pattern.notna().all()
     assert set(preds.run_id) == set(runs.index)
     table = code_comparison_table(tables.runs)
-    assert (table.best == "best").sum() >= 1 and table.code.nunique() == 14
+    assert (table.best == "best").sum() >= 1 and table.code.nunique() == 15

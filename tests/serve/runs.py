@@ -44,6 +44,10 @@ def make_run(folder, encoder, decoder, k: int = 2, r: int = 1, parity_model: str
               "encoder": encoder, "decoder": decoder, "val_size": data.default_val_size, "seed": seed,
               "byzantine": byzantine, **({} if systematic is None else {"systematic": systematic})}
     enc, dec = _coders(config)
+    with torch.no_grad():  # a made run stands for a trained one: no layer left at its zero start
+        for parameter in list(enc.parameters()) + list(dec.parameters()):
+            if parameter.numel() and not parameter.any():
+                parameter.normal_(0.0, 0.01)
     num_coded = int(getattr(enc, "num_coded", r))
     checkpoint = {"encoder_state": enc.state_dict(), "decoder_state": dec.state_dict()}
     if parity_model != "base":

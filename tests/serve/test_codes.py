@@ -103,3 +103,15 @@ def test_learned_coders_load_their_weights(tmp_path):
     queries = np.random.default_rng(0).random((2, 1, 8, 8), dtype=np.float32)
     with torch.no_grad():
         assert np.allclose(code.encode_group(queries), enc(torch.from_numpy(queries)[None])[0].numpy(), atol=1e-6)
+
+
+def test_every_codes_coded_workers_load_as_served(code):
+    """Each coded worker is rebuilt from the run alone, as a Serve replica builds it (a parity model that
+    reads k slots is built for the run's k), and answers a coded query."""
+    from parity_ray.serving import load_model
+
+    name, run = code
+    coded = torch.randn(2, 1, 8, 8)
+    num_coded = code_layout(run).num_coded
+    for j in range(num_coded):
+        assert load_model(run, "parity", j)(coded).shape == (2, 10), (name, j)
