@@ -17,7 +17,7 @@ from torch import nn
 
 from ..errors import UsageError
 from . import Decoder, Encoder, register_decoder, register_encoder
-from .linear import MAX_LINEAR_R, code_matrix
+from .linear import MAX_LINEAR_R, code_matrix, coded_sums
 
 Tensor = torch.Tensor
 
@@ -49,7 +49,7 @@ class MLPEncoder(Encoder):
 
     def forward(self, queries: Tensor) -> Tensor:
         batch = queries.shape[0]
-        sums = torch.einsum("rk,bk...->br...", self.generator.to(queries.dtype), queries)
+        sums = coded_sums(self.generator, queries)
         return self.net(queries.reshape(batch, -1)).reshape(batch, self.r, *self.input_shape) + self.sum_skip * sums
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):

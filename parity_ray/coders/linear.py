@@ -29,6 +29,11 @@ def code_matrix(k: int, r: int) -> Tensor:
     return torch.stack([nodes**j for j in range(r)]).float()
 
 
+def coded_sums(generator: Tensor, queries: Tensor) -> Tensor:
+    """``P_j = sum_i G[j, i] * X_i`` element-wise: ``(r, k)`` and ``(B, k, ...)`` -> ``(B, r, ...)``."""
+    return torch.einsum("rk,bk...->br...", generator.to(queries.dtype), queries)
+
+
 class LinearEncoder(Encoder):
     family = "parity-models"
     max_r = MAX_LINEAR_R
@@ -45,7 +50,7 @@ class AdditionEncoder(LinearEncoder):
     linear_in_queries = True  # F(P_j) = sum_i G[j, i] F(X_i) for a linear F: exact with F as the worker
 
     def forward(self, queries: Tensor) -> Tensor:
-        return torch.einsum("rk,bk...->br...", self.generator.to(queries.dtype), queries)
+        return coded_sums(self.generator, queries)
 
 
 def concatenation_grid(k: int) -> Tuple[int, int]:
