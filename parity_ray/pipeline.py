@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from .coders import check_slot_layout, create_coders, is_base_worker
+from .coders import create_coders, is_base_worker
 from .config import TrainConfig
 from .initialization import PARITY_INITS
 from .models import create_model
@@ -115,7 +115,6 @@ def build_code(config: TrainConfig, spec, base_model: nn.Module, device, train_t
             return model
 
         workers = ParityModels(build, encoder.num_coded)
-        check_slot_layout(encoder, config, reads_slots=bool(getattr(workers.models[0], "reads_slots", False)))
         if init.from_scratch and train_targets is not None:
             get_task(spec.task).prepare_workers(list(workers.models), decoder, train_targets, config.k)
     return CodePipeline(encoder.to(device), workers.to(device), decoder.to(device), encoder.systematic, config.k, config.r, spec.task)
