@@ -48,6 +48,7 @@ CODES = {  # cheapest first, so an interrupted run still has the most rows
     "berrut non-systematic (trained workers)": {"encoder": "berrut", "decoder": "berrut", "systematic": False,
                                                 "parity_init": "base", "loss": "kl"},
     "learned mlp/mlp (F)": {"encoder": "mlp", "decoder": "mlp", "parity_model": "base", "loss": "kl"},
+    "learned conv/mlp (F)": {"encoder": "conv", "decoder": "mlp", "parity_model": "base", "loss": "kl"},
     # A larger parity model (issue 23, item 3): its parameters and FLOPs per coded query are in the row.
     "addition (lenet5-wide parity model)": {"encoder": "addition", "decoder": "subtraction", "loss": "mse",
                                             "parity_model": "lenet5-wide"},

@@ -175,27 +175,45 @@ def test_slot_mlp_returns_a_sum_of_one_function_of_each_slot():
     assert separability_gap(plain) > 1e-3
 
 
-def test_mlp_encoder_starts_as_the_linear_codes_sums_and_learns_a_residual():
+STARTS_AT_THE_SUMS = ["mlp", "conv"]
+
+
+@pytest.mark.parametrize("name", STARTS_AT_THE_SUMS)
+def test_learned_encoder_starts_as_the_linear_codes_sums_and_learns_a_residual(name):
     """At k = 12 the published random start left F answering the same for every coded query (loss at
-    ln 10 for 5 epochs); the encoder now starts at addition's coded queries, sum_i G[j, i] X_i."""
+    ln 10 for 5 epochs); the learned encoders now start at addition's coded queries, sum_i G[j, i] X_i
+    (row j scaled to a largest entry of 1: the plain sum for row 0)."""
     torch.manual_seed(0)
     k, r, shape = 5, 2, (1, 8, 8)
-    enc = create_encoder("mlp", k=k, r=r, input_shape=shape)
+    enc = create_encoder(name, k=k, r=r, input_shape=shape)
     queries = torch.randn(3, k, *shape)
-    sums = torch.einsum("rk,bk...->br...", code_matrix(k, r), queries)
-    assert torch.allclose(enc(queries), sums, atol=1e-6)
+    generator = code_matrix(k, r)
+    sums = torch.einsum("rk,bk...->br...", generator / generator.amax(dim=1, keepdim=True), queries)
+    assert torch.allclose(enc(queries), sums, atol=1e-5)
+    assert torch.allclose(enc(queries)[:, 0], queries.sum(dim=1), atol=1e-5)
     (enc(queries) ** 2).sum().backward()
     assert enc.net[-1].weight.grad.abs().sum() > 0  # the residual trains from its zero start
 
 
-def test_an_mlp_encoder_checkpoint_from_before_the_sums_loads_as_it_was_trained():
+@pytest.mark.parametrize("name", STARTS_AT_THE_SUMS)
+def test_learned_encoder_start_stays_in_scale_at_a_large_r(name):
+    """G[j, i] = (i + 1) ** j reaches 12 ** 13 at k = 12, r = 14; the start scales each row to 1."""
+    enc = create_encoder(name, k=12, r=14, input_shape=(1, 4, 4))
+    queries = torch.rand(2, 12, 1, 4, 4)
+    assert enc(queries).abs().max() <= 12.0 + 1e-4
+
+
+@pytest.mark.parametrize("name", STARTS_AT_THE_SUMS)
+def test_a_learned_encoder_checkpoint_from_before_the_sums_loads_as_it_was_trained(name):
     torch.manual_seed(0)
-    enc = create_encoder("mlp", k=3, r=1, input_shape=(1, 8, 8))
+    enc = create_encoder(name, k=3, r=1, input_shape=(1, 8, 8))
     with torch.no_grad():
         enc.net[-1].weight.normal_()
     old = {key: value for key, value in enc.state_dict().items() if key != "sum_skip"}  # as written before
-    loaded = create_encoder("mlp", k=3, r=1, input_shape=(1, 8, 8))
+    loaded = create_encoder(name, k=3, r=1, input_shape=(1, 8, 8))
     loaded.load_state_dict(old)
     queries = torch.randn(2, 3, 1, 8, 8)
-    assert torch.allclose(loaded(queries), enc.net(queries.reshape(2, -1)).reshape(2, 1, 1, 8, 8))
-    assert torch.allclose(create_encoder("mlp", k=3, r=1, input_shape=(1, 8, 8)).state_dict()["sum_skip"], torch.ones(()))
+    with torch.no_grad():
+        enc.sum_skip.zero_()  # the network alone: what the checkpoint computed when it was written
+    assert torch.allclose(loaded(queries), enc(queries))
+    assert torch.allclose(create_encoder(name, k=3, r=1, input_shape=(1, 8, 8)).state_dict()["sum_skip"], torch.ones(()))

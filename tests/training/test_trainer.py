@@ -278,6 +278,49 @@ def test_the_worker_a_config_asks_for_is_the_one_that_runs(roots):
         assert torch.equal(warm.workers.models[0].state_dict()[key], value)
 
 
+def _learned_encoders_for_f() -> list:
+    from parity_ray.coders import ENCODERS
+
+    return [name for name in list_encoders()
+            if getattr(ENCODERS.get(name), "family", "") == "learned" and not getattr(ENCODERS.get(name), "packs_slots", False)]
+
+
+@pytest.fixture(scope="module")
+def trained_digits_f(roots):
+    """A base-mlp F trained on real digits for 200 steps (~0.97 test accuracy, under a second)."""
+    spec = get_dataset_spec("digits")
+    data = load_data("digits", data_root=roots["digits"], val_size=8, download=False)
+    torch.manual_seed(0)
+    base = create_model("base-mlp", input_shape=spec.input_shape, num_classes=spec.num_classes)
+    optimizer = torch.optim.Adam(base.parameters(), lr=1e-2)
+    for _ in range(200):
+        batch = torch.randint(0, len(data.train_x), (128,))
+        loss = torch.nn.functional.cross_entropy(base(data.train_x[batch]), data.train_y[batch])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return spec, data, base.eval()
+
+
+@pytest.mark.parametrize("k", [2, 12])
+@pytest.mark.parametrize("encoder", _learned_encoders_for_f())
+def test_f_tells_coded_queries_apart_from_a_learned_encoders_start(trained_digits_f, encoder, k):
+    """Why mlp/mlp collapsed as k grew: from the published random start, F answered the same few
+    classes whatever the k queries were (conv: one class for every coded query, at every k; mlp: 3-6),
+    so neither the decoder nor the gradient through the frozen F had a signal. On a real batch, F's
+    answers on the coded queries must spread over the classes as its answers on plain queries do."""
+    spec, data, base = trained_digits_f
+    torch.manual_seed(0)
+    queries = data.train_x[: 64 * k].view(64, k, *spec.input_shape)
+    code = build_code(TrainConfig.from_dict({"dataset": "digits", "model": "base-mlp", "k": k, "r": 1, "encoder": encoder,
+                                             "decoder": "mlp", "parity_model": "base"}).resolved(), spec, base, "cpu")
+    with torch.no_grad():
+        coded = base(code.encoder(queries)[:, 0]).softmax(dim=1)
+        plain = base(queries[:, 0]).softmax(dim=1)
+    assert len(set(coded.argmax(dim=1).tolist())) >= 8
+    assert coded.std(dim=0).sum() > 0.5 * plain.std(dim=0).sum()
+
+
 @pytest.mark.parametrize("encoder,decoder,worker", [("mlp", "mlp", "base"), ("conv", "mlp", "base"), ("mlp", "subtraction", "base"),
                                                     ("berrut", "berrut", None)])
 def test_a_learned_code_loss_falls_on_a_tiny_real_batch(roots, encoder, decoder, worker):
