@@ -61,6 +61,10 @@ CODES = {  # cheapest first, so an interrupted run still has the most rows
     # The same code trained on the labels (ce on the rebuilt output; no comma in a name: --codes splits on them): Fashion-MNIST's best (0.832 at 80 epochs).
     "projection ce (slot-mlp parity model)": {"encoder": "projection", "decoder": "subtraction", "loss": "ce",
                                                "parity_model": "slot-mlp"},
+    # ... and decoded with a learned correction of each arrived output before the subtraction (the
+    # rebuilt output's error was the sum of the other queries' mismatches g - F).
+    "projection corrected (slot-mlp parity model)": {"encoder": "projection", "decoder": "corrected-subtraction",
+                                                     "loss": "ce", "parity_model": "slot-mlp"},
 }
 
 

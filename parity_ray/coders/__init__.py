@@ -15,8 +15,8 @@ whichever workers answered:
   outputs also says what a trained worker should return (:meth:`Decoder.target`).
 
 Families: ``parity-models`` (addition / concatenation encoders, subtraction decoder: linear codes
-over outputs, trained parity models), ``learned`` (``mlp`` / ``conv`` encoders, ``mlp`` decoder,
-trained end to end) and ``berrut`` (ApproxIFER's rational-interpolation code; nothing to train).
+over outputs, trained parity models), ``learned`` (``mlp`` / ``conv`` / ``projection`` encoders,
+``mlp`` / ``corrected-subtraction`` decoders, trained end to end) and ``berrut`` (ApproxIFER's rational-interpolation code; nothing to train).
 Registry names are used verbatim in configs and tables.
 """
 

@@ -12,6 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from parity_ray.coders import list_decoders, list_encoders
+from parity_ray.losses import list_losses
+from parity_ray.models import list_models
+
 from tests.cli.runner import REPO, assert_usage_error, cli, cli_process, process_env
 
 
@@ -111,10 +115,11 @@ def test_list_names_every_registry():
 
 BAD_FLAGS = {
     "unknown dataset": (["--dataset", "mnsit"], ["unknown dataset 'mnsit'", "did you mean 'mnist'"]),
-    "unknown model": (["--model", "vgg99"], ["unknown model 'vgg99'", "base-mlp, lenet5, lenet5-wide, resnet152, resnet18, slot-mlp, tv-resnet18, vgg11, vit, vit-wide"]),
-    "unknown encoder": (["--encoder", "xor"], ["unknown encoder 'xor'", "addition, berrut, concatenation, conv, mlp, projection"]),
-    "unknown decoder": (["--decoder", "magic"], ["unknown decoder 'magic'", "berrut, mlp, subtraction"]),
-    "unknown loss": (["--loss", "hinge"], ["unknown loss 'hinge'", "ce, kl, mse"]),
+    # the valid choices are every registered name, in order
+    "unknown model": (["--model", "vgg99"], ["unknown model 'vgg99'", ", ".join(list_models())]),
+    "unknown encoder": (["--encoder", "xor"], ["unknown encoder 'xor'", ", ".join(list_encoders())]),
+    "unknown decoder": (["--decoder", "magic"], ["unknown decoder 'magic'", ", ".join(list_decoders())]),
+    "unknown loss": (["--loss", "hinge"], ["unknown loss 'hinge'", ", ".join(list_losses())]),
     "k below 2": (["--k", "1"], ["k must be >= 2"]),
     "k not a number": (["--k", "two"], ["invalid int value: 'two'"]),
     "concatenation cannot tile": (["--encoder", "concatenation", "--k", "7"], ["cannot tile k=7", "valid k for this input: 2, 3, 4"]),

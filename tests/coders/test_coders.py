@@ -217,3 +217,35 @@ def test_a_learned_encoder_checkpoint_from_before_the_sums_loads_as_it_was_train
         enc.sum_skip.zero_()  # the network alone: what the checkpoint computed when it was written
     assert torch.allclose(loaded(queries), enc(queries))
     assert torch.allclose(create_encoder(name, k=3, r=1, input_shape=(1, 8, 8)).state_dict()["sum_skip"], torch.ones(()))
+
+
+@pytest.mark.parametrize("k,r", [(3, 1), (4, 2), (3, 3)])
+def test_corrected_subtraction_rebuilds_from_the_corrected_terms_and_returns_arrived_outputs(k, r):
+    """A coded worker that returns sum_i G[j, i] (F_i + c(F_i)) is decoded exactly: every unavailable
+    query gets F + c of its own output, every arrived query its own output unchanged."""
+    torch.manual_seed(0)
+    decoder = create_decoder("corrected-subtraction", k=k, r=r, num_outputs=5)
+    with torch.no_grad():
+        for p in decoder.correction.parameters():
+            p.normal_()  # a trained correction, not its zero start
+        own = torch.randn(4, k, 5)
+        terms = own + decoder.correction(own)
+        outputs = torch.cat([own, torch.einsum("rk,bkc->brc", code_matrix(k, r), terms)], dim=1)
+        for e in range(1, r + 1):
+            patterns = erasure_patterns(k + r, e)
+            decoded = decoder.decode_patterns(outputs, patterns)
+            arrived = patterns[:, :k].view(1, -1, k, 1)
+            expected = torch.where(arrived, own.unsqueeze(1), terms.unsqueeze(1)).expand_as(decoded)
+            assert torch.allclose(decoded, expected, atol=1e-3)
+            one_by_one = torch.stack([decoder.decode(outputs, row.expand(len(outputs), -1)) for row in patterns], dim=1)
+            assert torch.allclose(one_by_one, decoded, atol=1e-4)
+            garbled = outputs.clone()
+            garbled[:, ~patterns[0]] = float("nan")  # what an unavailable worker left must not matter
+            assert torch.allclose(decoder.decode(garbled, patterns[0].expand(len(outputs), -1)), decoded[:, 0], atol=1e-4)
+
+
+def test_corrected_subtraction_starts_as_subtraction():
+    outputs, available = torch.randn(6, 5, 4), erasure_patterns(5, 2)[3].expand(6, -1)
+    plain = create_decoder("subtraction", k=3, r=2)
+    corrected = create_decoder("corrected-subtraction", k=3, r=2, num_outputs=4)
+    assert torch.allclose(corrected.decode(outputs, available), plain.decode(outputs, available))

@@ -114,7 +114,7 @@ def test_a_linear_code_with_a_linear_f_decodes_exactly_under_every_pattern(enc_n
 @pytest.mark.parametrize("dec_name", [d for d in list_decoders() if create_decoder(d, k=2, r=1, num_outputs=CLASSES).target(torch.zeros(1, 2, CLASSES)) is not None])
 @pytest.mark.parametrize("k,r", [(2, 1), (3, 2), (5, 3)])
 def test_a_decoder_with_worker_targets_rebuilds_exactly_from_exact_workers(dec_name, k, r):
-    decoder = create_decoder(dec_name, k=k, r=r)
+    decoder = create_decoder(dec_name, k=k, r=r, num_outputs=CLASSES)
     base = torch.randn(6, k, CLASSES)
     outputs = torch.cat([base, decoder.target(base)], dim=1)
     for e in range(1, r + 1):

@@ -22,11 +22,12 @@ CODES = {
     "learned": ("mlp", "mlp", 2, 1, {}),
     "learned-conv": ("conv", "mlp", 2, 2, {"parity_model": "base"}),
     "projection": ("projection", "subtraction", 2, 1, {"parity_model": "slot-mlp"}),
+    "projection-corrected": ("projection", "corrected-subtraction", 3, 2, {"parity_model": "slot-mlp"}),
     "class-spec-r2": (spec("LinearSystematicEncoder"), spec("LinearSystematicDecoder"), 2, 2, {}),
 }
 NON_SYSTEMATIC = {"berrut", "berrut-r2", "berrut-byzantine"}
-NONLINEAR_ENCODERS = {"concatenation", "learned", "learned-conv", "projection"}
-NONLINEAR_DECODERS = {"learned", "learned-conv"}
+NONLINEAR_ENCODERS = {"concatenation", "learned", "learned-conv", "projection", "projection-corrected"}
+NONLINEAR_DECODERS = {"learned", "learned-conv", "projection-corrected"}
 
 
 def test_every_registered_coder_is_covered():

@@ -322,6 +322,7 @@ def test_f_tells_coded_queries_apart_from_a_learned_encoders_start(trained_digit
 
 
 @pytest.mark.parametrize("encoder,decoder,worker", [("mlp", "mlp", "base"), ("conv", "mlp", "base"), ("mlp", "subtraction", "base"),
+                                                    ("projection", "corrected-subtraction", "slot-mlp"),
                                                     ("berrut", "berrut", None)])
 def test_a_learned_code_loss_falls_on_a_tiny_real_batch(roots, encoder, decoder, worker):
     spec = get_dataset_spec("digits")
