@@ -46,6 +46,8 @@ def check_options(options: AppOptions) -> None:
         raise UsageError("--max-batch-size must be >= 1")
     if options.max_body_bytes is not None and not (type(options.max_body_bytes) is int and options.max_body_bytes > 0):
         raise UsageError(f"--max-body-bytes must be an integer > 0, got {options.max_body_bytes!r}")
+    if isinstance(options.copies, bool) or not isinstance(options.copies, int) or options.copies < 1:
+        raise UsageError(f"--copies must be an integer >= 1, got {options.copies!r}")
     if isinstance(options.frontend_replicas, bool) or not isinstance(options.frontend_replicas, int) \
             or options.frontend_replicas < 1:
         raise UsageError(f"--frontend-replicas must be an integer >= 1, got {options.frontend_replicas!r}")
@@ -59,16 +61,15 @@ def has_coded_workers(run: ServedRun) -> bool:
     return bool(run.parity_checkpoint_uri) and storage.exists(run.parity_checkpoint_uri)
 
 
-def plan(run: ServedRun, mode: str) -> Dict[str, List[Tuple[str, int]]]:
-    """The replica pools ``mode`` needs for ``run`` (checked: a UsageError when it cannot serve it)."""
+def plan(run: ServedRun, mode: str, copies: int = 1) -> Dict[str, List[Tuple[str, int]]]:
+    """The replica pools ``mode`` needs for ``run``, ``copies`` times over (checked: a UsageError when it cannot serve it)."""
     from parity_ray.actors.codes import code_layout
-    from parity_ray.actors.modes import get_mode
+    from parity_ray.actors.modes import deployed_pools, get_mode
 
-    mode_cls = get_mode(mode)
     layout = code_layout(run)
     coded = has_coded_workers(run)
-    mode_cls.check(layout, coded)
-    return mode_cls.workers(layout, coded)
+    get_mode(mode).check(layout, coded)
+    return deployed_pools(mode, layout, coded, copies)
 
 
 def placement(n_slots: int) -> List[Optional[Dict[str, str]]]:
@@ -97,7 +98,7 @@ def build_app(run: ServedRun, options: AppOptions):
     from parity_ray.actors.stragglers import parse_spec
 
     check_options(options)
-    pools = plan(run, options.mode)
+    pools = plan(run, options.mode, options.copies)
     roles = [(pool, role, parity_index) for pool, workers in pools.items() for role, parity_index in workers]
     selectors = placement(len(roles))
     user_config = {"stragglers": parse_spec(options.straggler), "seed": options.seed}

@@ -43,6 +43,7 @@ class ModePolicy:
     max_batch_size: int = 16  # queries a replica runs at once
     batch_wait_ms: float = 2.0  # how long a replica waits to fill a batch
     seed: int = field(default=0, metadata={"min": 0, "max": 2**32 - 1})  # seeds the straggler models' draws and the load
+    copies: int = 1  # copies of the code's workers behind each frontend, which groups and routes across all of them: k x copies base replicas and copies of every coded worker (every mode deploys its own pools copies times over; the parity-models paper's 12 workers at k = 2, r = 1 are 4)
 
 
 @dataclass

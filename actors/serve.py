@@ -26,7 +26,7 @@ def run_serve(options: ServeOptions, log=stderr_log, ready: Optional[threading.E
     app_options = options.app_options()
     check_options(app_options)
     run = resolve_run(options.experiment, options.run, dataset=options.dataset, model=options.model, k=options.k)
-    pools = plan(run, options.mode)
+    pools = plan(run, options.mode, options.copies)
     if options.write_config:
         config = serve_config(run, app_options, host=options.host, port=options.port, route_prefix=options.route_prefix,
                               trust_code=options.trust_code)

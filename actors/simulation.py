@@ -61,7 +61,7 @@ def validate(options: SimulationOptions):
     run = resolve_run(options.experiment, options.run, dataset=options.dataset, model=options.model, k=options.k)
     check_table_targets(options.experiment, "queries", "simulations")  # a linked table folder: refused before Ray starts
     for mode in options.modes:
-        plan(run, mode)  # the mode can serve this run's code
+        plan(run, mode, options.copies)  # the mode can serve this run's code
     return run, stragglers
 
 
@@ -75,7 +75,7 @@ def check_resources(options: SimulationOptions, run) -> None:
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     total_cpu = sum(n["Resources"].get("CPU", 0) for n in nodes)
     best_gpu = max((n["Resources"].get("GPU", 0) for n in nodes), default=0)
-    per_mode = [sum(len(w) for w in plan(run, mode).values()) for mode in options.modes]
+    per_mode = [sum(len(w) for w in plan(run, mode, options.copies).values()) for mode in options.modes]
     replicas = sum(per_mode) if options.interleave_s else max(per_mode)  # interleaved: every app at once
     needed = replicas * options.cpus_per_replica
     if needed > total_cpu or options.gpus_per_replica > best_gpu:

@@ -43,7 +43,7 @@ register_mode = MODES.register
 BASE: Tuple[str, int] = ("base", 0)  # a replica running the deployed model F
 
 
-def coded(j: int) -> Tuple[str, int]:
+def coded_worker(j: int) -> Tuple[str, int]:
     """A replica running coded worker j's model (a trained parity model, or F itself)."""
     return ("parity", j)
 
@@ -161,6 +161,17 @@ class ServingMode:
         return {}
 
 
+def deployed_pools(mode: str, layout, has_parity: bool, copies: int = 1) -> Dict[str, List[Tuple[str, int]]]:
+    """The replica pools an app deploys behind one frontend: the mode's :meth:`ServingMode.workers`,
+    each pool ``copies`` times over (``--copies``). Replica i of a pool runs the pool's worker
+    ``i % (len(pool) // copies)``: the coded pool's replicas i, i + r, i + 2r, ... all run coded worker
+    i's model (:meth:`Routing.pick_worker`). The Serve app builder and the sweep's simulated apps both
+    deploy exactly these."""
+    if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
+        raise UsageError(f"--copies must be an integer >= 1, got {copies!r}")
+    return {pool: list(workers) * copies for pool, workers in get_mode(mode).workers(layout, has_parity).items()}
+
+
 def pick_replica(counts: Sequence[int], turn: int, exclude: Sequence[int] = ()) -> int:
     """The routing rule of every mode: the replica with the fewest requests in flight, ties in turn.
 
@@ -204,6 +215,14 @@ class Routing:
         if best < 0:
             raise RuntimeError(f"no replica left in pool '{pool}' outside {list(exclude)}")
         return best
+
+    def pick_worker(self, pool: str, worker: int, workers: int) -> int:
+        """The least loaded replica of ``pool`` running its worker ``worker`` of ``workers``: with
+        ``--copies`` c the pool holds c replicas of each (:func:`deployed_pools`), else ``worker`` itself."""
+        size = len(self.outstanding[pool])
+        if size == workers:
+            return worker
+        return self.pick(pool, exclude=[i for i in range(size) if i % workers != worker])
 
     def send(self, pool: str, replica: int, query: np.ndarray) -> asyncio.Future:
         """Send ``query`` to replica ``replica`` of ``pool``; a future of its output."""
@@ -279,5 +298,6 @@ def get_mode(name: str):
     return MODES.get(name)
 
 
-__all__ = ["BASE", "MODES", "Routing", "ServingMode", "answer_record", "clock", "coded", "default_simulation_modes", "get_mode", "list_modes",
+__all__ = ["BASE", "MODES", "Routing", "ServingMode", "answer_record", "clock", "coded_worker", "default_simulation_modes", "deployed_pools",
+           "get_mode", "list_modes",
            "pick_replica", "presented_modes", "register_mode", "single_copy_modes"]

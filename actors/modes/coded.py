@@ -33,7 +33,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from parity_ray.actors.modes import BASE, ServingMode, answer_record, clock, coded, register_mode
+from parity_ray.actors.modes import BASE, ServingMode, answer_record, clock, coded_worker, register_mode
 
 
 def _ok(task) -> bool:
@@ -112,7 +112,7 @@ class Coded(ServingMode):
 
     @classmethod
     def workers(cls, layout, has_parity):
-        coded_pool = [coded(j) for j in range(layout.num_coded)]
+        coded_pool = [coded_worker(j) for j in range(layout.num_coded)]
         if layout.systematic:
             return {"base": [BASE] * layout.k, "coded": coded_pool}
         return {"coded": coded_pool}
@@ -179,7 +179,8 @@ class Coded(ServingMode):
         self.encode_cpu_s += time.thread_time() - cpu
         self.groups += 1
         send = self.frontend.send
-        group.coded = [send("coded", j, coded_queries[j]) for j in range(self.layout.num_coded)]
+        workers = self.layout.num_coded
+        group.coded = [send("coded", self.frontend.pick_worker("coded", j, workers), coded_queries[j]) for j in range(workers)]
         if not self.systematic:  # pads for later partial groups (their outputs are never needed)
             self.recent.extend((i, q, None) for i, q in zip(group.members, group.queries))
 

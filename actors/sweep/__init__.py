@@ -111,7 +111,7 @@ def validate(options: SweepOptions):
         layout = _layout(k, r, run_layout)
         for mode in options.modes:
             get_mode(mode).check(layout, has_parity)
-            size = app_size(mode, layout, has_parity)
+            size = app_size(mode, layout, has_parity, options.copies)
             for cluster in options.cluster_sizes or []:
                 if cluster < size:
                     raise UsageError(f"--cluster-size {cluster} holds no app of mode '{mode}' at k={k}, r={r} "
@@ -119,10 +119,10 @@ def validate(options: SweepOptions):
     return service, run, run_layout, has_parity
 
 
-def app_size(mode: str, layout, has_parity: bool) -> int:
-    from parity_ray.actors.modes import get_mode
+def app_size(mode: str, layout, has_parity: bool, copies: int = 1) -> int:
+    from parity_ray.actors.modes import deployed_pools
 
-    return sum(len(w) for w in get_mode(mode).workers(layout, has_parity).values())
+    return sum(len(w) for w in deployed_pools(mode, layout, has_parity, copies).values())
 
 
 # --------------------------------------------------------------------------- one cell
@@ -154,6 +154,7 @@ def simulate_cell(cell: Dict[str, Any], service, shards: List[int], replication:
         total = cell["per_app"][s]
         warm = cell["warmup_per_app"][s]
         shard = Shard(cell["mode"], layout, cell["has_parity"], cell["mode_options"], service, stragglers,
+                      copies=cell["copies"],
                       first_replica=s * size, n_cluster=apps * size, seed=cell_seed,
                       max_batch_size=cell["max_batch_size"], batch_wait_s=cell["batch_wait_ms"] / 1000.0,
                       busy_fraction=service.busy_fraction, restart_s=cell["restart_s"])
@@ -181,7 +182,7 @@ def plan_cells(options: SweepOptions, run_layout, has_parity: bool) -> List[Dict
             loads, options.ks or [run_layout.k if run_layout else 2], options.rs or [run_layout.r if run_layout else 1],
             options.stragglers, options.cluster_sizes or [None], options.modes):
         layout = _layout(k, r, run_layout)
-        size = app_size(mode, layout, has_parity)
+        size = app_size(mode, layout, has_parity, options.copies)
         apps = max((cluster or size) // size, 1)
         if load_kind == "rate" and options.rate_per_replicas:  # the same load per replica at every size
             load = load * apps * size / options.rate_per_replicas
@@ -195,7 +196,7 @@ def plan_cells(options: SweepOptions, run_layout, has_parity: bool) -> List[Dict
         cells.append({
             "mode": mode, "k": k, "r": r, "systematic": layout.systematic, "straggler": straggler,
             "rate": float(load) if load_kind == "rate" else None, "clients": int(load) if load_kind == "clients" else None,
-            "cluster_size": cluster or size, "apps": apps, "replicas_per_app": size, "per_app": per_app,
+            "cluster_size": cluster or size, "apps": apps, "replicas_per_app": size, "copies": options.copies, "per_app": per_app,
             "warmup_per_app": warm, "mode_options": options.mode_options(), "max_batch_size": options.max_batch_size,
             "batch_wait_ms": options.batch_wait_ms, "restart_s": options.restart_s, "has_parity": has_parity,
             "run_layout": run_layout, "seed": options.seed,

@@ -39,7 +39,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from parity_ray.actors.codes import GroupCode
-from parity_ray.actors.modes import Routing, get_mode
+from parity_ray.actors.modes import Routing, deployed_pools, get_mode
 from parity_ray.actors.stragglers import StragglerState
 
 INF = float("inf")
@@ -179,10 +179,10 @@ class Shard:
 
     def __init__(self, mode: str, layout, has_parity: bool, options: Dict[str, Any], service, stragglers: List[dict],
                  first_replica: int, n_cluster: int, seed: int, max_batch_size: int, batch_wait_s: float,
-                 busy_fraction: float, restart_s: float):
+                 busy_fraction: float, restart_s: float, copies: int = 1):
         mode_cls = get_mode(mode)
         mode_cls.check(layout, has_parity)
-        self.pools = mode_cls.workers(layout, has_parity)
+        self.pools = deployed_pools(mode, layout, has_parity, copies)
         self.layout = layout
         self.replicas: Dict[str, List[Replica]] = {}
         index = first_replica

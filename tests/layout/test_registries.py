@@ -118,10 +118,14 @@ def _mode(entry):
 
     assert issubclass(entry, ServingMode)
     layout = CodeLayout(k=2, r=1, systematic=True, num_coded=1)
-    shard = Shard(entry.registry_name, layout, True, {"deadline_ms": 20, "timeout_s": 5}, parse_service("constant:ms=2"),
-                  [], 0, 3, 0, 4, 0.001, 1.0, 1.0)
-    result = shard.run(np.arange(40) * 0.005)
-    assert (result.path == 0).sum() >= 30 and not (result.path == 2).any()
+    own = sum(len(workers) for workers in entry.workers(layout, True).values())
+    for copies in (1, 3):  # --copies: one frontend over copies of the mode's pools, routing across all of them
+        shard = Shard(entry.registry_name, layout, True, {"deadline_ms": 20, "timeout_s": 5}, parse_service("constant:ms=2"),
+                      [], 0, 3 * copies, 0, 4, 0.001, 1.0, 1.0, copies=copies)
+        result = shard.run(np.arange(40) * 0.005)
+        assert (result.path == 0).sum() >= 30 and not (result.path == 2).any()
+        assert sum(len(replicas) for replicas in shard.replicas.values()) == own * copies
+        assert len({replica.index for replica in shard.req_replica}) > (own if copies > 1 else 0)
 
 
 def _service(entry):

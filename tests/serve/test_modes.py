@@ -128,16 +128,21 @@ def _group(answers, k):
 
 
 def test_r2_covers_two_slow_replicas_at_once(tmp_path, pixels, serve_ray):
-    """k=2, r=2: both data replicas slowed; both answers are decoded from the two coded workers."""
+    """k=2, r=2, two copies of the workers behind the frontend (--copies 2: 4 data replicas, 2 of each
+    coded worker): every data replica slowed; both answers are decoded from the two coded workers,
+    which only holds if coded query j reached a replica of worker j's own model."""
     from ray import serve
 
     run = make_run(tmp_path / "r2", spec("LinearSystematicEncoder"), spec("LinearSystematicDecoder"), k=2, r=2)  # a user's class-spec code
-    handle = _deploy(run, "r2", mode="coded", deadline_ms=60, group_wait_ms=300, timeout_s=10,
-                     straggler="slow:replica=0,p=1,delay_ms=1500+slow:replica=1,p=1,delay_ms=1500")
+    slow = "+".join(f"slow:replica={i},p=1,delay_ms=1500" for i in range(4))
+    handle = _deploy(run, "r2", mode="coded", deadline_ms=60, group_wait_ms=300, timeout_s=10, straggler=slow,
+                     copies=2, cpus_per_replica=0.2)
     try:
         answers = _group(_send(handle, pixels, [0, 1]), 2)
+        nodes = handle.placement.remote().result()
     finally:
         serve.delete("r2")
+    assert sorted(nodes) == sorted([f"base:{i}" for i in range(4)] + [f"parity:{i}" for i in range(4)])
     assert [a["path"] for a in answers] == ["decoded", "decoded"]
     assert all(a["replica"] == "parity:[0, 1]" for a in answers)
     queries = normalise(pixels[[a["query_id"] for a in answers]], run.input_norm)

@@ -54,6 +54,25 @@ def test_modes_share_the_frontend_rules():
     assert {pool: len(r) for pool, r in shard.replicas.items()} == {"base": 4, "coded": 1}
 
 
+def test_copies_send_each_coded_query_to_a_replica_of_its_own_worker():
+    """With --copies c the coded pool holds c replicas of each coded worker (replica i runs worker
+    i % r): coded query j goes to the least loaded replica of worker j, and to no other worker's."""
+    from parity_ray.actors.codes import CodeLayout
+    from parity_ray.actors.modes import BASE, Routing, coded_worker, deployed_pools
+
+    layout = CodeLayout(k=2, r=2, systematic=True, num_coded=2)
+    pools = deployed_pools("coded", layout, True, copies=3)
+    assert pools == {"base": [BASE] * 6, "coded": [coded_worker(0), coded_worker(1)] * 3}
+    routing = Routing({pool: len(workers) for pool, workers in pools.items()})
+    routing.outstanding["coded"] = [3, 4, 1, 5, 2, 0]
+    assert routing.pick_worker("coded", 0, 2) == 2 and routing.pick_worker("coded", 1, 2) == 5
+    picks = {routing.pick_worker("coded", 1, 2) for _ in range(6)}
+    assert picks <= {1, 3, 5} and pools["coded"][routing.pick_worker("coded", 0, 2)] == coded_worker(0)
+    assert Routing({"coded": 2}).pick_worker("coded", 1, 2) == 1  # one copy: worker j is replica j
+    with pytest.raises(UsageError, match="--copies must be an integer >= 1"):
+        deployed_pools("coded", layout, True, copies=0)
+
+
 def test_coded_covers_a_slow_replica_and_hedged_duplicates():
     slow = [{"kind": "slow", "replica": 0, "p": 1.0, "delay_ms": 200}]
     sends = send_times(3000, 20.0, 4)
@@ -387,6 +406,7 @@ def test_parm_fig9a_preset_states_the_published_setting(tmp_path):
     assert all(isinstance(r["replicates"], list) for r in rows)  # --json nests the JSON columns as JSON
     assert {r["max_batch_size"] for r in rows} == {1} and all("one_in=12" in r["straggler"] for r in rows)
     assert {(r["replicas"], r["rate"]) for r in rows} == {(12, 390.0), (24, 780.0)}  # the load per 12 replicas
+    assert {r["replicas_per_app"] for r in rows} == {12}  # the paper's one frontend per 12 workers (--copies 4)
     assert all(r["deadline_ms"] is not None and r["deadline_ms"] < 50 for r in rows if r["mode"] == "hedged")  # auto
     headline = summary["preset"]["headline"]
     assert len(headline) == 2 and all(e["gap_ratio_vs_equal_resources"] > 0 and "coded_beats_hedged" in e for e in headline)
