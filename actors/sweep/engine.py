@@ -11,8 +11,9 @@ queues (a request is a future the replica's simulated batch resolves), straggler
 does between awaits: the coder's encode and decode are charged from what a Serve run measured
 (``ServiceModel.encode_s`` / ``decode_s``), and while the frontend is busy with them nothing else
 of it runs (replies and timers wait, as on one event loop). The client's hops to and from the
-frontend (``ServiceModel.hop_s``, fitted from the queries' ``frontend_ms``) are added to every
-answer, a decoded one included, and taken out of the replicas' in-flight times. A request a mode cancels (a hedge that
+frontend (``ServiceModel.hop_draws``: the hops a calibrating run measured, from its queries'
+``frontend_ms``, one draw per answer) are added to every answer, a decoded one included, and
+taken out of the replicas' in-flight times. A request a mode cancels (a hedge that
 lost) leaves the frontend's count at once but its replica still does the work, as on Serve.
 
 Replicas batch as ``@serve.batch`` does: the first request to reach an idle batcher opens a window
@@ -205,7 +206,8 @@ class Shard:
             code = SimulatedCode(layout, self.loop, getattr(service, "encode_s", 0.0), getattr(service, "decode_s", 0.0))
         self.options = options
         self.mode_name, self.code = mode, code
-        self.hop_s = float(getattr(service, "hop_s", 0.0))  # the client's hops to and from the frontend
+        # the client's hops to and from the frontend, one draw per answer (the measured ones when calibrated)
+        self.hops = service.hop_draws(np.random.default_rng([seed, 2_000_003, first_replica]))
         # requests: their future, replica, whether done
         self.req_future: List[Optional[asyncio.Future]] = []
         self.req_replica: List[Replica] = []
@@ -303,7 +305,7 @@ class Shard:
         def answered(q: int, task: asyncio.Task) -> None:
             del tasks[q]
             record = task.result()
-            path[q], answer[q], hedged[q] = PATH_CODES[record["path"]], loop.now + self.hop_s, bool(record.get("hedged"))
+            path[q], answer[q], hedged[q] = PATH_CODES[record["path"]], loop.now + next(self.hops), bool(record.get("hedged"))
             if record["deadline_ms"] is not None:
                 deadline[q] = record["deadline_ms"]
             if clients and next_query[0] < total:  # its client sends the next query on receiving this answer

@@ -178,16 +178,22 @@ def test_closed_loop_keeps_n_queries_in_flight():
 # --------------------------------------------------------------------------- calibration
 
 
-def _synthetic_experiment(folder, n=400, straggler="none", seed=0):
-    """An experiment holding one synthetic 'replication' simulation with known in-flight times."""
+def _synthetic_experiment(folder, n=400, straggler="none", seed=0, repeats=1, hops=None):
+    """An experiment holding one synthetic 'replication' simulation with known in-flight times (``repeats``
+    repetitions of n queries, each on its own clock from 0; ``hops``: each query's client hops, seconds)."""
     rng = np.random.default_rng(seed)
     results.write_tables(str(folder), {name: pd.DataFrame({"x": [0]}) for name in results.TABLES})
-    sends = np.cumsum(rng.exponential(0.2, n))  # so sparse that every query finds its replica idle
-    flight = rng.lognormal(np.log(0.004), 0.2, n)
-    receive = sends + 0.002 + flight
-    queries = pd.DataFrame({"simulation_id": "sim-x", "mode": "replication", "run_id": "r", "query_id": np.arange(n),
-                            "send_s": sends, "receive_s": receive, "path": "direct", "replica": [f"base:{i % 3}" for i in range(n)],
+    # so sparse that every query finds its replica idle; a repetition sends when the first did, 3 ms later (clocks that overlap)
+    sends = np.concatenate([np.cumsum(rng.exponential(0.2, n))] * repeats) + np.repeat(0.003 * np.arange(repeats), n)
+    flight = rng.lognormal(np.log(0.004), 0.2, n * repeats)
+    hop = np.zeros(n * repeats) if hops is None else np.asarray(hops)
+    receive = sends + 0.002 + flight + hop
+    queries = pd.DataFrame({"simulation_id": "sim-x", "mode": "replication", "run_id": "r", "query_id": np.arange(n * repeats),
+                            "repeat": np.repeat(np.arange(repeats), n),
+                            "send_s": sends, "receive_s": receive, "path": "direct", "replica": [f"base:{i % 3}" for i in range(n * repeats)],
                             "hedged": False, "warmup": False, "latency_ms": (receive - sends) * 1000})
+    if hops is not None:
+        queries["frontend_ms"] = (0.002 + flight) * 1000
     config = {"batch_wait_ms": 2.0, "stragglers": [{"kind": s} for s in [straggler] if s != "none"], "straggler": straggler}
     sims = pd.DataFrame({"simulation_id": ["sim-x"], "mode": ["replication"], "config": [json.dumps(config)]})
     results.write_simulation(str(folder), "sim-x", queries, sims)
@@ -199,6 +205,28 @@ def test_calibration_recovers_service_times(tmp_path):
     model = calibrate(experiment)
     assert np.median(model.samples[1]) == pytest.approx(np.median(flight), rel=0.02)
     assert model.describe()["simulation_id"] == "sim-x"
+
+
+def test_calibration_reads_each_repetition_and_each_querys_hops(tmp_path):
+    """A simulate --repeat run: every repetition has its own clock from 0, so its batches are found on
+    their own (read together, another repetition's answers made most replicas look busy and their
+    batches were dropped). Each query's hops (``latency_ms - frontend_ms``) leave its in-flight time,
+    and the sweep draws an answer's hops from the measured ones: a median alone left out the slow
+    hops of a busy host."""
+    rng = np.random.default_rng(4)
+    hops = 0.003 + rng.exponential(0.004, 3 * 600)  # median 5.8 ms, p99 21 ms
+    experiment, flight = _synthetic_experiment(tmp_path / "exp", n=600, seed=4, repeats=3, hops=hops)
+    model = calibrate(experiment)
+    assert len(model.samples[1]) >= 0.95 * len(flight)  # (about a third before, mixed over the repetitions)
+    assert np.median(model.samples[1]) == pytest.approx(np.median(flight), rel=0.02)
+    assert np.percentile(model.samples[1], 99) == pytest.approx(np.percentile(flight, 99), rel=0.05)  # no hop left in it
+    stream = model.hop_draws(np.random.default_rng(0))
+    drawn = np.array([next(stream) for _ in range(50_000)])
+    assert np.percentile(drawn, 99) == pytest.approx(np.percentile(hops, 99), rel=0.1)
+    shard = Shard("none", _layout(1, 1), True, {"deadline_ms": 50, "timeout_s": 5}, model, [], 0, 2, 0, 1, 0.0, 1.0, 3.0)
+    result = shard.run(send_times(20000, 20.0, 1))
+    latency = (result.answer - result.send) * 1000
+    assert np.percentile(latency, 99) > np.percentile(flight * 1000, 99) + np.percentile(hops * 1000, 90)
 
 
 def test_a_fitted_tail_draws_past_the_largest_measured_time(tmp_path):
