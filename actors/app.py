@@ -24,7 +24,7 @@ IMPORT_PATH = "parity_ray.actors.app:app_builder"
 
 
 def check_options(options: AppOptions) -> None:
-    from parity_ray.actors.modes import list_modes
+    from parity_ray.actors.modes import check_copies, list_modes
     from parity_ray.actors.stragglers import parse_spec
 
     if options.mode not in list_modes():
@@ -46,8 +46,7 @@ def check_options(options: AppOptions) -> None:
         raise UsageError("--max-batch-size must be >= 1")
     if options.max_body_bytes is not None and not (type(options.max_body_bytes) is int and options.max_body_bytes > 0):
         raise UsageError(f"--max-body-bytes must be an integer > 0, got {options.max_body_bytes!r}")
-    if isinstance(options.copies, bool) or not isinstance(options.copies, int) or options.copies < 1:
-        raise UsageError(f"--copies must be an integer >= 1, got {options.copies!r}")
+    check_copies(options.copies)
     if isinstance(options.frontend_replicas, bool) or not isinstance(options.frontend_replicas, int) \
             or options.frontend_replicas < 1:
         raise UsageError(f"--frontend-replicas must be an integer >= 1, got {options.frontend_replicas!r}")

@@ -161,14 +161,19 @@ class ServingMode:
         return {}
 
 
+def check_copies(copies) -> None:
+    """``--copies``: an integer >= 1 (a UsageError otherwise)."""
+    if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
+        raise UsageError(f"--copies must be an integer >= 1, got {copies!r}")
+
+
 def deployed_pools(mode: str, layout, has_parity: bool, copies: int = 1) -> Dict[str, List[Tuple[str, int]]]:
     """The replica pools an app deploys behind one frontend: the mode's :meth:`ServingMode.workers`,
     each pool ``copies`` times over (``--copies``). Replica i of a pool runs the pool's worker
     ``i % (len(pool) // copies)``: the coded pool's replicas i, i + r, i + 2r, ... all run coded worker
     i's model (:meth:`Routing.pick_worker`). The Serve app builder and the sweep's simulated apps both
     deploy exactly these."""
-    if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
-        raise UsageError(f"--copies must be an integer >= 1, got {copies!r}")
+    check_copies(copies)
     return {pool: list(workers) * copies for pool, workers in get_mode(mode).workers(layout, has_parity).items()}
 
 
@@ -298,6 +303,6 @@ def get_mode(name: str):
     return MODES.get(name)
 
 
-__all__ = ["BASE", "MODES", "Routing", "ServingMode", "answer_record", "clock", "coded_worker", "default_simulation_modes", "deployed_pools",
+__all__ = ["BASE", "MODES", "Routing", "ServingMode", "answer_record", "clock", "check_copies", "coded_worker", "default_simulation_modes", "deployed_pools",
            "get_mode", "list_modes",
            "pick_replica", "presented_modes", "register_mode", "single_copy_modes"]

@@ -297,18 +297,18 @@ def calibrate(target: str, batch_wait_ms: Optional[float] = None, tail: str = "g
     sim = sims[sims.simulation_id == simulation_id]
     config = json.loads(sim.config.iloc[0])
     wait_s = float(config.get("batch_wait_ms", 2.0) if batch_wait_ms is None else batch_wait_ms) / 1000.0
-    queries = tables.queries[(tables.queries.simulation_id == simulation_id) & ~tables.queries.warmup].reset_index(drop=True)
+    queries = tables.queries[(tables.queries.simulation_id == simulation_id) & ~tables.queries.warmup]
     single = single_copy_modes()  # one request per query: a query's latency is one service time
     usable = queries[queries["mode"].isin(single)]
     if usable.empty:
         raise UsageError(f"simulation '{simulation_id}' has no {' or '.join(repr(m) for m in single)} queries to fit "
                          f"service times from; simulate with --mode {single[0]} (or {', '.join(single[1:])})")
-    hop, hops = 0.0, None  # the client's hops to and from the frontend: in every measured T, outside the replicas
-    if "frontend_ms" in usable and usable.frontend_ms.notna().any():
-        direct_rows = usable[(usable.path == "direct") & usable.frontend_ms.notna()]
-        if len(direct_rows):
-            hops = np.sort(np.maximum((direct_rows.latency_ms - direct_rows.frontend_ms).to_numpy(float), 0.0)) / 1000.0
-            hop = float(np.median(hops))
+    # the client's hops to and from the frontend, per query where the frontend timed it: in every measured T, outside the replicas
+    usable = usable.assign(hop_s=((usable.latency_ms - usable.frontend_ms) / 1000.0).clip(lower=0.0)
+                           if "frontend_ms" in usable else np.nan)
+    timed = usable.hop_s[(usable.path == "direct") & usable.hop_s.notna()]
+    hops = np.sort(timed.to_numpy(float)) if len(timed) else None
+    hop = float(np.median(hops)) if hops is not None else 0.0
     named = _spec_replicas(config)
     if named is None:
         raise UsageError(f"simulation '{simulation_id}' slows every replica ({config.get('straggler')}); its service "
@@ -322,9 +322,7 @@ def calibrate(target: str, batch_wait_ms: Optional[float] = None, tail: str = "g
             continue
         rows = rows.sort_values("receive_s")
         sends, receives = rows.send_s.to_numpy(), rows.receive_s.to_numpy()
-        # each query's own hops where the frontend timed it (a slow hop is the client's, not the replica's)
-        own_hop = (rows.latency_ms - rows.frontend_ms).to_numpy(float) / 1000.0 if "frontend_ms" in rows else np.full(len(rows), np.nan)
-        own_hop = np.where(np.isnan(own_hop), hop, np.maximum(own_hop, 0.0))
+        hop_of = rows.hop_s.fillna(hop).to_numpy(float)  # a slow hop is the client's, not the replica's
         direct = (rows.path.to_numpy() == "direct") & ~rows.hedged.to_numpy()
         batch = np.concatenate([[0], np.cumsum(np.diff(receives) > BATCH_TOLERANCE_S)])
         for b in np.unique(batch):
@@ -334,7 +332,7 @@ def calibrate(target: str, batch_wait_ms: Optional[float] = None, tail: str = "g
             first = sends[members].min()
             earlier = receives[: members[0]]
             busy_at_first = earlier[earlier > first]
-            flight = receives[members[0]] - first - wait_s - own_hop[members[np.argmin(sends[members])]]
+            flight = receives[members[0]] - first - wait_s - hop_of[members[np.argmin(sends[members])]]
             if len(busy_at_first) == 0:
                 flights.setdefault(len(members), []).append(flight)
             elif len(members) == 1 and len(busy_at_first) == 1:

@@ -126,17 +126,12 @@ class SubtractionDecoder(LinearDecoder):
     def __init__(self, k: int, r: int, systematic: bool = True):
         super().__init__(k, r, systematic)
         if not systematic:
-            raise UsageError(f"decoder '{self._name()}' decodes systematic codes only; use --systematic or the berrut decoder")
+            raise UsageError(f"decoder '{getattr(type(self), 'registry_name', type(self).__name__)}' decodes systematic codes only; use --systematic or the berrut decoder")
         self.register_buffer("generator", code_matrix(self.k, self.r), persistent=False)
 
     def check_encoder(self, encoder: Encoder) -> None:
         if not encoder.systematic:
-            raise UsageError(f"decoder '{self._name()}' cannot read a non-systematic code; use --systematic or the berrut decoder")
-
-    @classmethod
-    def _name(cls) -> str:
-        """The registered name of this decoder or its subclass (corrected-subtraction), as the user typed it."""
-        return getattr(cls, "registry_name", "subtraction")
+            raise UsageError(f"decoder '{getattr(type(self), 'registry_name', type(self).__name__)}' cannot read a non-systematic code; use --systematic or the berrut decoder")
 
     def target(self, base_outputs: Tensor) -> Tensor:
         """What parity model j should output: ``sum_i G[j, i] F(X_i)``; (B, k, n) -> (B, r, n)."""
